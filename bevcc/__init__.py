@@ -1,0 +1,47 @@
+"""bevcc: a pass-manager compiler that prepares 3D perception models for INT8 TensorRT."""
+
+from __future__ import annotations
+
+import pluggy
+
+from bevcc.compiler import CompileResult, compile
+from bevcc.errors import BevccError, InputError, PassError, PluginError, UsageError
+from bevcc.pm.pass_base import NoOptions, Pass, PassContext, PassResult
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("bevcc")
+"""Mark a plugin's hook implementations: `@bevcc.hookimpl def bevcc_register_passes(registry)`."""
+
+
+def register_pass(pass_cls: type[Pass]) -> type[Pass]:
+    """Register a pass (or, for conversions, a backend) in this process; usable as a decorator."""
+    from bevcc.plugins import get_registry
+
+    registry = get_registry()
+    return registry.add_backend(pass_cls) if pass_cls.is_conversion() else registry.add_pass(pass_cls)
+
+
+def register_leaf_module(module_type: type) -> type:
+    """Make FX tracing treat `module_type` as one opaque call, in this process."""
+    from bevcc.plugins import get_registry
+
+    return get_registry().add_leaf_module(module_type)
+
+
+def __getattr__(name: str):
+    # The IR classes import torch/onnx; load them only when asked for.
+    if name == "FxIR":
+        from bevcc.ir.fx import FxIR
+
+        return FxIR
+    if name == "OnnxIR":
+        from bevcc.ir.onnx import OnnxIR
+
+        return OnnxIR
+    raise AttributeError(f"module 'bevcc' has no attribute {name!r}")
+
+
+__all__ = ["BevccError", "CompileResult", "InputError", "NoOptions", "Pass", "PassContext",
+           "PassError", "PassResult", "PluginError", "UsageError", "compile", "hookimpl",
+           "register_leaf_module", "register_pass"]

@@ -1,0 +1,123 @@
+"""The `bevcc` command line: compile | passes | plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from bevcc.errors import BevccError, UsageError
+
+TRACEBACK_ENV = "BEVCC_TRACEBACK"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bevcc import __version__
+
+    parser = _Parser(prog="bevcc", description="Compile perception models for INT8 TensorRT.")
+    parser.add_argument("--version", action="version", version=f"bevcc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("compile", help="run a pipeline of passes and write the result")
+    c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
+    c.add_argument("-o", "--output", help="output file (.onnx / .pt) or directory")
+    c.add_argument("--pipeline", help="pipeline text, e.g. 'fx(dce),export,onnx(check)'")
+    c.add_argument("--config", help="TOML file with input, pipeline, calib, output")
+    c.add_argument("--calib", help=".npz, directory of .npz, or file.py:callable yielding batches")
+    c.add_argument("--print-pipeline", action="store_true", help="print the pipeline text")
+    c.add_argument("--timing", action="store_true", help="print time per pass")
+    c.add_argument("--print-ir-after", metavar="WHAT", help="NAME[,NAME], all, or change")
+    c.add_argument("--no-verify", action="store_true",
+                   help="skip IR verification and the modified check after each pass")
+
+    p = sub.add_parser("passes", help="list the registered passes")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print docs/passes.md")
+
+    g = sub.add_parser("plugins", help="list loaded plugins and what they added")
+    g.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_compile(args) -> int:
+    from bevcc.compiler import compile as run_compile
+    from bevcc.config import CompileConfig, load_config
+
+    config = load_config(args.config) if args.config else CompileConfig()
+    model = args.input or config.input
+    output = args.output or config.output
+    if model is None:
+        raise UsageError("compile needs an INPUT (or `input` in --config)")
+    if output is None:
+        raise UsageError("compile needs -o OUTPUT (or `output` in --config)")
+    result = run_compile(
+        model, pipeline=args.pipeline or config.pipeline, calib=args.calib or config.calib,
+        output=output, verify_each=not args.no_verify, print_ir_after=args.print_ir_after,
+        timing=args.timing, stream=sys.stderr,
+        on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
+    print(f"wrote {result.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_passes(args) -> int:
+    from bevcc.catalog import pass_rows, passes_markdown, passes_table
+    from bevcc.plugins import get_registry
+
+    registry = get_registry()
+    if args.json:
+        print(json.dumps({"passes": pass_rows(registry)}, indent=2, default=str))
+    elif args.markdown:
+        sys.stdout.write(passes_markdown(registry))
+    else:
+        sys.stdout.write(passes_table(registry))
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from bevcc.catalog import plugins_table
+    from bevcc.plugins import default_plugins
+
+    infos = default_plugins().infos
+    if args.json:
+        print(json.dumps({"plugins": [i.as_dict() for i in infos]}, indent=2))
+    else:
+        sys.stdout.write(plugins_table(infos))
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(f"bevcc: warning: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warnings
+    show_traceback = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"compile": cmd_compile, "passes": cmd_passes, "plugins": cmd_plugins}
+        return handler[args.command](args)
+    except BevccError as exc:
+        if show_traceback:
+            raise
+        print(f"bevcc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bevcc: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if show_traceback:
+            raise
+        print(f"bevcc: internal error: {type(exc).__name__}: {exc} (rerun with {TRACEBACK_ENV}=1 "
+              "for the traceback and report it)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""bevcc.compile: input -> IR -> pipeline of passes -> output file, as the CLI does it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from bevcc.data import CalibData
+from bevcc.errors import UsageError
+from bevcc.frontend import input_kind, load_ir
+from bevcc.ir.base import IR
+from bevcc.pm.manager import PassManager, StepRecord
+from bevcc.pm.pass_base import PassContext
+from bevcc.pm.pipeline import parse_pipeline
+
+DEFAULT_PIPELINES = {
+    "fx": "fx(dce),export,onnx(cleanup,check)",
+    "onnx": "onnx(cleanup,check)",
+}
+_SUFFIXES = {"fx": ".pt", "onnx": ".onnx"}
+
+
+@dataclass
+class CompileResult:
+    ir: IR
+    records: list[StepRecord]
+    pipeline: str
+    output: Path | None
+
+
+def compile(model, pipeline: str | None = None, calib=None, output=None, *,
+            example_inputs=None, registry=None, verify_each: bool = True,
+            print_ir_after: str | None = None, timing: bool = False,
+            stream: TextIO | None = None,
+            on_pipeline: Callable[[str], None] | None = None) -> CompileResult:
+    """Compile `model` with `pipeline` and, if `output` is given, write the result there.
+
+    `model`: a path to .onnx, a `file.py:callable` / `package.module:callable` reference or a
+    registered model name, an nn.Module, (module, example_inputs), an onnx.ModelProto, or an IR.
+    `calib`: an .npz, a directory of .npz, a callable reference, or an iterable of batches.
+    Every name and option is checked before the model is loaded; nothing is written on failure.
+    """
+    if registry is None:
+        from bevcc.plugins import get_registry
+
+        registry = get_registry()
+    kind = input_kind(model)
+    text = pipeline if pipeline is not None else DEFAULT_PIPELINES[kind]
+    calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
+    context = PassContext(registry=registry, calib=calib_data)
+    manager = PassManager(parse_pipeline(text), registry, kind, context=context,
+                          verify_each=verify_each, print_ir_after=print_ir_after, timing=timing,
+                          stream=stream or sys.stderr)
+    target = resolve_output(output, manager.output_kind) if output is not None else None
+    if on_pipeline is not None:
+        on_pipeline(manager.pipeline.text())
+    ir = load_ir(model, registry, calib_data, example_inputs)
+    result = manager.run(ir)
+    if target is not None:
+        result.ir.save(target)
+    return CompileResult(result.ir, result.records, manager.pipeline.text(), target)
+
+
+def resolve_output(output, kind: str) -> Path:
+    """A file path for the final IR: OUT itself, or OUT/model<suffix> when OUT is a directory."""
+    path = Path(output)
+    suffix = _SUFFIXES[kind]
+    if path.is_dir() or not path.suffix:
+        return path / f"model{suffix}"
+    if path.suffix != suffix:
+        raise UsageError(f"output {path} ends in {path.suffix}, but the pipeline ends on {kind} "
+                         f"IR, which is written as {suffix}; rename the output or add a conversion")
+    return path

@@ -1,0 +1,95 @@
+"""Frontend: turn what the user gave (ONNX path, module reference, nn.Module, ...) into an IR."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from bevcc.data import CalibData
+from bevcc.errors import InputError
+from bevcc.ir.base import IR
+from bevcc.loading import call_user, is_callable_ref, load_callable
+
+
+def input_kind(model) -> str:
+    """The IR a model will load into, decided without loading it (to validate pipelines early)."""
+    if isinstance(model, IR):
+        return model.kind
+    if isinstance(model, (str, os.PathLike)):
+        return "onnx" if str(model).endswith(".onnx") else "fx"
+    if type(model).__name__ == "ModelProto":
+        return "onnx"
+    return "fx"
+
+
+def load_ir(model, registry, calib: CalibData | None = None, example_inputs=None) -> IR:
+    """Load `model` into the IR that `input_kind(model)` names."""
+    if isinstance(model, IR):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        text = str(model)
+        if text.endswith(".onnx"):
+            from bevcc.ir.onnx import OnnxIR
+
+            return OnnxIR.load(text)
+        model = _build_referenced(text, registry)
+    if type(model).__name__ == "ModelProto":
+        from bevcc.ir.onnx import OnnxIR
+
+        return OnnxIR.from_model(model)
+    return _trace(model, registry, calib, example_inputs)
+
+
+def _build_referenced(text: str, registry):
+    if text in registry.models:
+        builder = registry.models[text].obj
+    elif is_callable_ref(text):
+        builder = load_callable(text, "model")
+    elif Path(text).exists():
+        raise InputError(f"model {text}: bevcc reads .onnx files or file.py:callable / "
+                         "package.module:callable references returning an nn.Module")
+    else:
+        raise InputError(f"model '{text}' is neither a file, a registered model "
+                         f"({', '.join(sorted(registry.models)) or 'none'}) nor a "
+                         "file.py:callable or package.module:callable reference")
+    return call_user(builder, text, "model")
+
+
+def _trace(obj, registry, calib: CalibData | None, example_inputs):
+    import torch
+
+    from bevcc.ir.fx import FxIR
+
+    module, inputs = obj, example_inputs
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], torch.nn.Module):
+        module, inputs = obj[0], obj[1] if example_inputs is None else example_inputs
+    if isinstance(module, Mapping) and module and all(isinstance(v, torch.Tensor)
+                                                      for v in module.values()):
+        raise InputError("got a state_dict (a mapping of tensors) where an nn.Module was expected; "
+                         "build the model, call load_state_dict on it and return the module")
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"model is a {type(module).__name__}; expected an nn.Module or "
+                         "(module, example_inputs)")
+    if inputs is not None and not isinstance(inputs, (tuple, list)):
+        inputs = (inputs,)
+    ir = FxIR.trace(module, None, registry.leaf_types())
+    if inputs is None and calib is not None:
+        inputs = _inputs_from_calib(ir, calib)
+    if inputs is not None:
+        ir.example_inputs = tuple(inputs)
+        ir.propagate_shapes()
+    return ir
+
+
+def _inputs_from_calib(ir, calib: CalibData):
+    import torch
+
+    names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
+    calib.input_names = names
+    batch = calib.first()
+    missing = [n for n in names if n not in batch]
+    if missing:
+        raise InputError(f"calibration data {calib.description} lacks input(s) "
+                         f"{', '.join(missing)}; it has {', '.join(batch)}")
+    return tuple(torch.from_numpy(batch[n]) for n in names)

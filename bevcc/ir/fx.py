@@ -1,0 +1,205 @@
+"""torch.fx IR adapter: trace with plugin-declared leaf modules, verify, canonical dump, save/load."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.fx as fx
+from torch.fx.passes.shape_prop import ShapeProp
+
+from bevcc.atomic import atomic_path
+from bevcc.errors import InputError
+from bevcc.ir.base import IR, IRInvalid
+from bevcc.ir.digest import shape_text, text_digest
+
+_DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.float64: "f64",
+                torch.bfloat16: "bf16", torch.int64: "i64", torch.int32: "i32",
+                torch.int8: "i8", torch.uint8: "u8", torch.bool: "bool"}
+
+
+class _ScopedTracer(fx.Tracer):
+    """A tracer that treats plugin-declared module types as leaves and remembers where it failed."""
+
+    def __init__(self, leaf_types: Sequence[type]):
+        super().__init__()
+        self.leaf_types = tuple(leaf_types)
+
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as exc:
+            # The innermost module sees the exception first; outer frames keep its scope.
+            if not hasattr(exc, "_bevcc_scope"):
+                exc._bevcc_scope = (self.path_of_module(m), type(m))
+            raise
+
+
+def _qualified_name(target) -> str:
+    if isinstance(target, str):
+        return target
+    try:
+        from torch.fx.node import _get_qualified_name
+
+        name = _get_qualified_name(target)
+    except Exception:  # builtins fx cannot name; fall back to the Python names
+        name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"
+    return name.replace("_operator.", "operator.")
+
+
+def _fmt(arg) -> str:
+    """Format a node argument without object addresses."""
+    if isinstance(arg, fx.Node):
+        return f"%{arg.name}"
+    if isinstance(arg, tuple):
+        inner = ", ".join(_fmt(a) for a in arg)
+        return f"({inner},)" if len(arg) == 1 else f"({inner})"
+    if isinstance(arg, list):
+        return "[" + ", ".join(_fmt(a) for a in arg) + "]"
+    if isinstance(arg, dict):
+        return "{" + ", ".join(f"{k}={_fmt(v)}" for k, v in arg.items()) + "}"
+    if isinstance(arg, slice):
+        return f"{_fmt(arg.start)}:{_fmt(arg.stop)}:{_fmt(arg.step)}"
+    if arg is None or isinstance(arg, (bool, int, float, str, torch.dtype, torch.device)):
+        return repr(arg) if isinstance(arg, str) else str(arg)
+    if arg is Ellipsis:
+        return "..."
+    if isinstance(arg, torch.Size):
+        return shape_text(arg)
+    return f"<{type(arg).__name__}>"
+
+
+def _meta_text(node: fx.Node) -> str:
+    meta = node.meta.get("tensor_meta")
+    if meta is None:
+        return ""
+    # TensorMetadata is itself a namedtuple: only a plain sequence means several outputs.
+    metas = [meta] if hasattr(meta, "shape") else list(meta) if isinstance(meta, (list, tuple)) \
+        else []
+    parts = []
+    for m in metas:
+        if hasattr(m, "dtype") and hasattr(m, "shape"):
+            parts.append(f"{_DTYPE_NAMES.get(m.dtype, str(m.dtype))}{shape_text(tuple(m.shape))}")
+    return "  : " + ", ".join(parts) if parts else ""
+
+
+class FxIR(IR):
+    """A traced torch.fx GraphModule, the example inputs that drive it, and its leaf types."""
+
+    kind = "fx"
+
+    def __init__(self, module: fx.GraphModule, example_inputs: tuple | None = None,
+                 leaf_types: Iterable[type] = ()):
+        self.module = module
+        self.example_inputs = example_inputs
+        self.leaf_types = tuple(leaf_types)
+
+    @property
+    def graph(self) -> fx.Graph:
+        return self.module.graph
+
+    @classmethod
+    def trace(cls, module: torch.nn.Module, example_inputs: tuple | None = None,
+              leaf_types: Iterable[type] = (), concrete_args: dict | None = None) -> FxIR:
+        """Trace a *copy* of `module`, so passes never touch the caller's parameters."""
+        if not isinstance(module, torch.nn.Module):
+            raise InputError(f"expected a torch.nn.Module to trace, got {type(module).__name__}")
+        module = copy.deepcopy(module)
+        tracer = _ScopedTracer(tuple(leaf_types))
+        try:
+            graph = tracer.trace(module, concrete_args=concrete_args)
+        except Exception as exc:
+            raise _trace_error(module, exc) from exc
+        gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
+        ir = cls(gm, tuple(example_inputs) if example_inputs is not None else None, leaf_types)
+        ir.propagate_shapes()
+        return ir
+
+    def propagate_shapes(self) -> None:
+        """Record dtype/shape of every node by running the example inputs (when there are any)."""
+        if self.example_inputs is None:
+            return
+        with torch.no_grad():
+            ShapeProp(self.module).propagate(*self.example_inputs)
+
+    def verify(self) -> None:
+        try:
+            self.graph.lint()
+            self.module.recompile()
+        except Exception as exc:
+            raise IRInvalid(f"fx graph of {type(self.module).__name__} is invalid: {exc}") from exc
+
+    def dump(self) -> str:
+        self.propagate_shapes()
+        return self._structure(with_shapes=True)
+
+    def _structure(self, with_shapes: bool) -> str:
+        modules = dict(self.module.named_modules())
+        lines = [f"fx graph {self.module.__class__.__name__}"]
+        for node in self.graph.nodes:
+            args = ", ".join([_fmt(a) for a in node.args]
+                             + [f"{k}={_fmt(v)}" for k, v in node.kwargs.items()])
+            if node.op == "placeholder":
+                head = f"%{node.name} = placeholder"
+            elif node.op == "output":
+                head = f"output {args}"
+            elif node.op == "call_module":
+                sub = modules.get(node.target)
+                desc = f"{type(sub).__name__}({sub.extra_repr()})" if sub is not None else "<missing>"
+                head = f"%{node.name} = call_module {node.target}: {desc}({args})"
+            elif node.op == "get_attr":
+                head = f"%{node.name} = get_attr {node.target}"
+            else:
+                head = f"%{node.name} = {node.op} {_qualified_name(node.target)}({args})"
+            lines.append("  " + head + (_meta_text(node) if with_shapes else ""))
+        return "\n".join(lines) + "\n"
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self._structure(with_shapes=False).encode())
+        for name, tensor in self.module.state_dict(keep_vars=False).items():
+            t = tensor.detach().contiguous().cpu()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return text_digest(h.hexdigest())
+
+    def node_count(self) -> int:
+        return len(self.graph.nodes)
+
+    @property
+    def default_suffix(self) -> str:
+        return ".pt"
+
+    def save(self, path) -> None:
+        buffer = io.BytesIO()
+        torch.save({"graph_module": self.module, "example_inputs": self.example_inputs}, buffer)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path, leaf_types: Iterable[type] = ()) -> FxIR:
+        try:
+            payload = torch.load(path, weights_only=False)
+            module = payload["graph_module"]
+        except Exception as exc:
+            raise InputError(f"{path} is not a bevcc fx file ({exc}); save it with FxIR.save") from exc
+        return cls(module, payload.get("example_inputs"), leaf_types)
+
+
+def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:
+    scope = getattr(exc, "_bevcc_scope", None)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if scope is None:
+        where, type_name = "its forward", type(module).__name__
+    else:
+        where, type_name = f"module '{scope[0]}' ({scope[1].__name__})", scope[1].__name__
+    return InputError(
+        f"cannot trace {type(module).__name__}: {where} failed: {message}; make {type_name} a "
+        f"leaf module (bevcc.register_leaf_module({type_name}) or the bevcc_register_leaf_modules "
+        f"hook) or make its forward traceable"
+    )

@@ -1,0 +1,87 @@
+"""The pass contract: a named, typed, verifiable rewrite of one IR (or a conversion between two)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bevcc.ir.base import IR
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a pass that takes none."""
+
+
+@dataclass
+class PassResult:
+    """What a pass returns: the IR (the same object or a new one) and whether it changed.
+
+    `modified` is part of the contract: the manager compares fingerprints and names a pass whose
+    claim is wrong. `stats` is free-form and ends up in reports (e.g. folds per pattern).
+    """
+
+    ir: IR
+    modified: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PassContext:
+    """What the compilation offers a pass beyond the IR: plugin registry, calibration data, ..."""
+
+    registry: Any = None
+    calib: Any = None
+    history: list[str] = field(default_factory=list)
+
+
+class Pass:
+    """Base class of every pass.
+
+    Subclasses set `name` (the pipeline word), `summary` (one line), `ir` (the IR kind the pass
+    reads), optionally `produces` (the IR kind it returns, for conversions such as `export`) and
+    `Options` (a dataclass whose fields are the pass's typed options), and implement `call`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    ir: ClassVar[str]
+    produces: ClassVar[str | None] = None
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any = None, context: PassContext | None = None):
+        if options is None:
+            options = self.Options()
+        if not isinstance(options, self.Options):
+            raise TypeError(f"{type(self).__name__} expects {self.Options.__name__} options")
+        self.options = options
+        self.context = context or PassContext()
+
+    @classmethod
+    def output_kind(cls) -> str:
+        return cls.produces or cls.ir
+
+    @classmethod
+    def is_conversion(cls) -> bool:
+        return cls.output_kind() != cls.ir
+
+    def requires(self, ir: IR) -> None:
+        """Raise (any exception, ideally a BevccError) if `ir` does not meet the preconditions."""
+
+    def call(self, ir: IR) -> PassResult:
+        raise NotImplementedError(f"{type(self).__name__}.call")
+
+    def ensures(self, ir: IR) -> None:
+        """Raise if the pass's postconditions do not hold on its result."""
+
+    def __call__(self, ir: IR) -> PassResult:
+        self.requires(ir)
+        result = self.call(ir)
+        if isinstance(result, PassResult):
+            self.ensures(result.ir)
+        return result
+
+    @classmethod
+    def option_fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls.Options))

@@ -1,0 +1,28 @@
+"""The built-in passes, registered through the same hooks as any plugin (plugin name `bevcc`)."""
+
+from bevcc import hookimpl
+
+
+@hookimpl
+def bevcc_register_passes(registry):
+    from bevcc.passes.check import Check
+    from bevcc.passes.cleanup import Cleanup
+    from bevcc.passes.dce import DeadCodeElimination
+
+    registry.add_pass(DeadCodeElimination)
+    registry.add_pass(Check)
+    registry.add_pass(Cleanup)
+
+
+@hookimpl
+def bevcc_register_backends(registry):
+    from bevcc.passes.export import Export
+
+    registry.add_backend(Export)
+
+
+@hookimpl
+def bevcc_register_models(registry):
+    from bevcc.reference.tiny_cnn import tiny_cnn
+
+    registry.add_model("tiny_cnn", tiny_cnn)

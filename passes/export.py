@@ -1,0 +1,65 @@
+"""`export`: lower the FX graph to ONNX with torch.onnx.export (TorchScript exporter)."""
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+from bevcc.errors import InputError
+from bevcc.ir.fx import FxIR
+from bevcc.ir.onnx import MIN_OPSET, OnnxIR
+from bevcc.pm.pass_base import Pass, PassResult
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = field(default=17, metadata={"help": "ONNX opset to emit (>= 13)"})
+    dynamic_batch: bool = field(default=False, metadata={"help": "make axis 0 of every input "
+                                                                 "and output symbolic"})
+
+    def __post_init__(self):
+        if self.opset < MIN_OPSET:
+            raise ValueError(f"opset {self.opset} is below {MIN_OPSET}, which per-channel Q/DQ needs")
+
+
+class Export(Pass):
+    name = "export"
+    summary = "Lower FX to ONNX with torch.onnx.export; fake-quant ops become Q/DQ pairs."
+    ir = "fx"
+    produces = "onnx"
+    Options = ExportOptions
+
+    def requires(self, ir: FxIR) -> None:
+        if ir.example_inputs is None:
+            raise InputError("export needs example inputs: return (module, example_inputs) from "
+                             "the model callable, or give --calib data")
+
+    def call(self, ir: FxIR) -> PassResult:
+        import onnx
+        import torch
+
+        input_names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
+        buffer = io.BytesIO()
+        dynamic_axes = None
+        with torch.no_grad():
+            outputs = ir.module(*ir.example_inputs)
+        output_names = _output_names(outputs)
+        if self.options.dynamic_batch:
+            dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated but is the one that needs no onnxscript;
+            # its deprecation notices are not the user's concern.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(ir.module, tuple(ir.example_inputs), buffer, dynamo=False,
+                              opset_version=self.options.opset, input_names=input_names,
+                              output_names=output_names, dynamic_axes=dynamic_axes,
+                              do_constant_folding=True)
+        model = onnx.load_from_string(buffer.getvalue())
+        return PassResult(OnnxIR.from_model(model, source="export"), modified=True)
+
+
+def _output_names(outputs) -> list[str]:
+    import torch
+
+    flat = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+    count = sum(1 for o in flat if isinstance(o, torch.Tensor))
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]

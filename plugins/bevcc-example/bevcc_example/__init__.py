@@ -1,0 +1,1 @@
+"""Example bevcc plugin: one ONNX pass, registered through the `bevcc` entry point."""

@@ -1,0 +1,44 @@
+"""onnx `remove_identity`: bypass Identity nodes, which exporters leave behind and which block
+TensorRT's Q/DQ fusion when they sit between a DequantizeLinear and its consumer."""
+
+from dataclasses import dataclass, field
+
+import bevcc
+
+
+@dataclass(frozen=True)
+class RemoveIdentityOptions:
+    keep_outputs: bool = field(default=True, metadata={
+        "help": "keep Identity nodes that produce a graph output, so output names stay"})
+
+
+class RemoveIdentity(bevcc.Pass):
+    name = "remove_identity"
+    summary = "Bypass ONNX Identity nodes: consumers read the Identity's input directly."
+    ir = "onnx"
+    Options = RemoveIdentityOptions
+
+    def call(self, ir):
+        graph = ir.graph
+        outputs = {id(t) for t in graph.outputs}
+        removed = kept = 0
+        for node in list(graph.nodes):  # one visit per node; rewiring touches only its consumers
+            if node.op != "Identity":
+                continue
+            source, result = node.inputs[0], node.outputs[0]
+            if id(result) in outputs:
+                if self.options.keep_outputs:
+                    kept += 1
+                    continue
+                graph.outputs = [source if t is result else t for t in graph.outputs]
+            for consumer in list(result.outputs):
+                for index, tensor in enumerate(consumer.inputs):
+                    if tensor is result:
+                        consumer.inputs[index] = source
+            node.outputs.clear()
+            node.inputs.clear()
+            removed += 1
+        if removed:
+            graph.nodes = [n for n in graph.nodes if n.op != "Identity" or n.outputs]
+        return bevcc.PassResult(ir, modified=removed > 0,
+                                stats={"removed": removed, "kept_as_output": kept})
