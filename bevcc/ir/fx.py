@@ -24,7 +24,7 @@ _DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.float64: "f64"
 class _ScopedTracer(fx.Tracer):
     """A tracer that treats plugin-declared module types as leaves and remembers where it failed."""
 
-    def __init__(self, leaf_types: Sequence[type]):
+    def __init__(self, leaf_types: Sequence[type] = ()):  # torch re-creates it on unpickling
         super().__init__()
         self.leaf_types = tuple(leaf_types)
 
@@ -95,8 +95,10 @@ class FxIR(IR):
     kind = "fx"
 
     def __init__(self, module: fx.GraphModule, example_inputs: tuple | None = None,
-                 leaf_types: Iterable[type] = ()):
+                 leaf_types: Iterable[type] = (), name: str | None = None):
         self.module = module
+        # GraphModule's class name does not survive pickling; keep the model's own name.
+        self.name = name or type(module).__name__
         self.example_inputs = example_inputs
         self.leaf_types = tuple(leaf_types)
 
@@ -133,7 +135,7 @@ class FxIR(IR):
             self.graph.lint()
             self.module.recompile()
         except Exception as exc:
-            raise IRInvalid(f"fx graph of {type(self.module).__name__} is invalid: {exc}") from exc
+            raise IRInvalid(f"fx graph of {self.name} is invalid: {exc}") from exc
 
     def dump(self) -> str:
         self.propagate_shapes()
@@ -141,7 +143,7 @@ class FxIR(IR):
 
     def _structure(self, with_shapes: bool) -> str:
         modules = dict(self.module.named_modules())
-        lines = [f"fx graph {self.module.__class__.__name__}"]
+        lines = [f"fx graph {self.name}"]
         for node in self.graph.nodes:
             args = ", ".join([_fmt(a) for a in node.args]
                              + [f"{k}={_fmt(v)}" for k, v in node.kwargs.items()])
@@ -177,7 +179,8 @@ class FxIR(IR):
 
     def save(self, path) -> None:
         buffer = io.BytesIO()
-        torch.save({"graph_module": self.module, "example_inputs": self.example_inputs}, buffer)
+        torch.save({"graph_module": self.module, "example_inputs": self.example_inputs,
+                    "name": self.name}, buffer)
         with atomic_path(path) as tmp:
             tmp.write_bytes(buffer.getvalue())
 
@@ -188,7 +191,7 @@ class FxIR(IR):
             module = payload["graph_module"]
         except Exception as exc:
             raise InputError(f"{path} is not a bevcc fx file ({exc}); save it with FxIR.save") from exc
-        return cls(module, payload.get("example_inputs"), leaf_types)
+        return cls(module, payload.get("example_inputs"), leaf_types, payload.get("name"))
 
 
 def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:

@@ -1,0 +1,47 @@
+"""Shared fixtures: a built-ins-only registry, the reference model, and small ONNX files on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from bevcc.plugins import load_plugins
+
+
+@pytest.fixture
+def registry():
+    """A fresh registry holding only the built-ins (installed plugins do not leak into tests)."""
+    return load_plugins(autoload=False).registry
+
+
+@pytest.fixture
+def tiny():
+    from bevcc.reference.tiny_cnn import tiny_cnn
+
+    return tiny_cnn()
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path, tiny):
+    """tiny_cnn exported to ONNX (BN folded by the exporter), as a file."""
+    import torch
+
+    path = tmp_path / "tiny.onnx"
+    model, inputs = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, inputs, str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["output"])
+    return path
+
+
+def run_bevcc(*args, env_extra=None, cwd=None):
+    """Run the installed `bevcc` console script in a subprocess, as a user would."""
+    env = dict(os.environ, **(env_extra or {}))
+    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
