@@ -21,15 +21,19 @@ class RemoveIdentity(bevcc.Pass):
     def call(self, ir):
         graph = ir.graph
         outputs = {id(t) for t in graph.outputs}
+        interface = outputs | {id(t) for t in graph.inputs}
         removed = kept = 0
         for node in list(graph.nodes):  # one visit per node; rewiring touches only its consumers
             if node.op != "Identity":
                 continue
             source, result = node.inputs[0], node.outputs[0]
             if id(result) in outputs:
-                if self.options.keep_outputs:
+                if self.options.keep_outputs or id(source) in interface:
                     kept += 1
                     continue
+                # The source takes over the output's name and type: the interface stays the same.
+                source.name, source.dtype, source.shape = result.name, result.dtype, result.shape
+                result.name = f"{result.name}.removed"
                 graph.outputs = [source if t is result else t for t in graph.outputs]
             for consumer in list(result.outputs):
                 for index, tensor in enumerate(consumer.inputs):

@@ -1,0 +1,154 @@
+"""The `bevcc` command as a user meets it: subprocesses of the installed console script."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tests.conftest import run_bevcc
+
+NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def _one_error_line(proc, code=2):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bevcc: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_compile_echoes_the_pipeline_and_writes_a_valid_file(tmp_path, tiny_onnx):
+    out = tmp_path / "out.onnx"
+    proc = run_bevcc("compile", tiny_onnx, "--pipeline", "onnx(check)", "-o", out,
+                     "--print-pipeline")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "onnx(check)\n"
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+
+
+def test_misspelt_pass_is_one_line_and_writes_nothing(tmp_path, tiny_onnx):
+    out = tmp_path / "out.onnx"
+    proc = run_bevcc("compile", tiny_onnx, "--pipeline", "onnx(chek)", "-o", out)
+    assert _one_error_line(proc) == ("bevcc: error: unknown onnx pass 'chek': did you mean check? "
+                                     "(see `bevcc passes`)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pipeline", "onnx(cleanup{remove_unused_inputs=maybe})"],
+     "pass 'cleanup' option 'remove_unused_inputs=maybe': expected true or false"),
+    (["--pipeline", "fx(dce)"], "'fx(dce)' runs on fx, but the pipeline holds onnx there"),
+    (["--pipeline", "onnx(check"], "pipeline text: expected ')' at column 11"),
+    (["--print-ir-after", "dce"], "--print-ir-after names dce, not in the pipeline"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+])
+def test_usage_errors_are_one_line(tmp_path, tiny_onnx, args, message):
+    proc = run_bevcc("compile", tiny_onnx, "-o", tmp_path / "out.onnx", *args)
+    assert message in _one_error_line(proc)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_bad_input_files_are_one_line(tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\xff" * 50)
+    line = _one_error_line(run_bevcc("compile", garbage, "-o", tmp_path / "o.onnx"), code=1)
+    assert "garbage.onnx" in line and "re-export" in line
+    line = _one_error_line(run_bevcc("compile", "missing_module_xyz:build", "-o",
+                                     tmp_path / "o.onnx"), code=1)
+    assert "cannot import module 'missing_module_xyz'" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.onnx"]
+
+
+def test_output_suffix_must_match_the_final_ir(tmp_path, tiny_onnx):
+    line = _one_error_line(run_bevcc("compile", tiny_onnx, "-o", tmp_path / "out.pt"))
+    assert "but the pipeline ends on onnx IR, which is written as .onnx" in line
+
+
+def test_compile_a_python_model_to_onnx_matches_torch(tmp_path):
+    model_file = tmp_path / "my_model.py"
+    model_file.write_text(
+        "from bevcc.reference.tiny_cnn import tiny_cnn\n"
+        "def build():\n    return tiny_cnn(seed=3)\n")
+    out = tmp_path / "build"
+    proc = run_bevcc("compile", f"{model_file}:build", "-o", out, "--timing")
+    assert proc.returncode == 0, proc.stderr
+    assert "===- bevcc pass timing -===" in proc.stderr
+    from bevcc.reference.tiny_cnn import tiny_cnn
+
+    model, (x,) = tiny_cnn(seed=3)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(out / "model.onnx"), options)
+    (got,) = session.run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_compiling_twice_gives_byte_identical_files(tmp_path):
+    for name in ("a.onnx", "b.onnx"):
+        assert run_bevcc("compile", "tiny_cnn", "-o", tmp_path / name).returncode == 0
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_calibration_data_provides_example_inputs(tmp_path):
+    model_file = tmp_path / "net.py"
+    model_file.write_text(
+        "from bevcc.reference.tiny_cnn import tiny_cnn\n"
+        "def build():\n    return tiny_cnn()[0]\n")  # module only: inputs come from --calib
+    np.savez(tmp_path / "batch0.npz", x=np.ones((2, 3, 16, 16), np.float32))
+    out = tmp_path / "net.onnx"
+    proc = run_bevcc("compile", f"{model_file}:build", "--calib", tmp_path / "batch0.npz", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    dims = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 3, 16, 16]
+    proc = run_bevcc("compile", f"{model_file}:build", "-o", tmp_path / "no.onnx")
+    assert "export needs example inputs" in _one_error_line(proc, code=1)
+
+
+def test_nan_in_calibration_data_names_input_and_batch(tmp_path):
+    bad = tmp_path / "calib"
+    bad.mkdir()
+    np.savez(bad / "0.npz", x=np.ones((1, 3, 8, 8), np.float32))
+    np.savez(bad / "1.npz", x=np.full((1, 3, 8, 8), np.nan, np.float32))
+    proc = run_bevcc("compile", "tiny_cnn", "--calib", bad, "-o", tmp_path / "o.onnx",
+                     "--pipeline", "fx(dce),export")
+    assert proc.returncode == 0  # the first batch is all export needs; calibration is issue #4
+    from bevcc.data import CalibData
+    from bevcc.errors import InputError
+
+    with pytest.raises(InputError, match="calibration batch 1 input 'x' of .* contains NaN"):
+        list(CalibData(str(bad)))
+
+
+def test_config_file_supplies_the_arguments(tmp_path):
+    (tmp_path / "job.toml").write_text(
+        'input = "tiny_cnn"\npipeline = "fx(dce),export{opset=13},onnx(check)"\n'
+        'output = "out/model.onnx"\n')
+    proc = run_bevcc("compile", "--config", tmp_path / "job.toml", "--print-pipeline")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "fx(dce),export{opset=13},onnx(check)\n"
+    assert onnx.load(tmp_path / "out" / "model.onnx").opset_import[0].version == 13
+    (tmp_path / "bad.toml").write_text('input = "tiny_cnn"\npipelin = "x"\n')
+    line = _one_error_line(run_bevcc("compile", "--config", tmp_path / "bad.toml", "-o", "x.onnx"))
+    assert "unknown key(s) pipelin; known: input, pipeline, calib, output" in line
+
+
+def test_passes_json_lists_builtins_with_their_options():
+    proc = run_bevcc("passes", "--json", env_extra=NO_PLUGINS)
+    rows = {(r["ir"], r["name"]): r for r in json.loads(proc.stdout)["passes"]}
+    assert set(rows) == {("fx", "dce"), ("fx", "export"), ("onnx", "check"), ("onnx", "cleanup")}
+    assert rows[("fx", "export")]["produces"] == "onnx"
+    assert rows[("fx", "export")]["options"][0] == {
+        "name": "opset", "type": "int", "default": 17, "help": "ONNX opset to emit (>= 13)"}
+    assert {r["plugin"] for r in rows.values()} == {"bevcc"}
+
+
+def test_plugins_json_and_version():
+    proc = run_bevcc("plugins", "--json", env_extra=NO_PLUGINS)
+    (builtin,) = json.loads(proc.stdout)["plugins"]
+    assert builtin["name"] == "bevcc" and builtin["status"] == "ok"
+    assert builtin["contributions"] == {"backends": ["fx:export"], "models": ["tiny_cnn"],
+                                        "passes": ["fx:dce", "onnx:check", "onnx:cleanup"]}
+    assert run_bevcc("--version").stdout.strip() == "bevcc 0.1.0"
