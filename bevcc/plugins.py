@@ -69,7 +69,7 @@ def load_plugins(autoload: bool | None = None) -> Plugins:
             continue
         try:
             pm.register(module, name=info.name)
-        except Exception as exc:  # pluggy validates hook signatures here
+        except Exception as exc:  # noqa: BLE001 - pluggy validates hook signatures here
             _fail(info, exc, infos)
             continue
         registry.current_plugin = info.name
@@ -78,7 +78,7 @@ def load_plugins(autoload: bool | None = None) -> Plugins:
                 for impl in getattr(pm.hook, hook).get_hookimpls():
                     if impl.plugin_name == info.name:
                         impl.function(registry=registry)
-        except Exception as exc:  # a broken plugin is reported by name, the rest still load
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported by name, the rest load
             registry.drop_plugin(info.name)
             _fail(info, exc, infos)
             continue
@@ -96,7 +96,7 @@ def _entry_point_plugins(infos: list[PluginInfo]) -> list[tuple[PluginInfo, obje
                           ep.value)
         try:
             found.append((info, ep.load()))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any import failure is reported by plugin name
             _fail(info, exc, infos)
     return found
 
@@ -107,7 +107,7 @@ def _env_plugins(infos: list[PluginInfo]) -> list[tuple[PluginInfo, ModuleType]]
         info = PluginInfo(name, None, None, name)
         try:
             found.append((info, importlib.import_module(name)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any import failure is reported by plugin name
             _fail(info, exc, infos)
     return found
 

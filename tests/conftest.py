@@ -44,4 +44,4 @@ def run_bevcc(*args, env_extra=None, cwd=None):
     env = dict(os.environ, **(env_extra or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, check=False)

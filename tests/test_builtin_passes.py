@@ -70,7 +70,7 @@ def test_export_opset_and_dynamic_batch(registry, tiny):
 
 
 def test_compile_never_modifies_the_callers_module(registry, tiny):
-    model, inputs = tiny
+    model, _ = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
     bevcc.compile((DeadBranch(), (torch.randn(1, 3, 4, 4),)), pipeline="fx(dce)", registry=registry)
     bevcc.compile(tiny, pipeline="fx(dce),export", registry=registry)

@@ -25,8 +25,8 @@ def test_missing_golden_fails_then_update_creates_it(pytester):
     _write(pytester, "Relu")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*golden file *relu_graph.txt does not exist; run pytest "
-                                 "--bevcc-update-goldens*"])
+    result.stdout.fnmatch_lines([("*golden file *relu_graph.txt does not exist; run pytest "
+                                 "--bevcc-update-goldens*")])
     pytester.runpytest("--bevcc-update-goldens").assert_outcomes(passed=1)
     written = (pytester.path / "golden" / "relu_graph.txt").read_text()
     assert written == ("onnx opset ai.onnx=17\ninput %x : float32[2]\n%y = Relu(%x)\n"

@@ -107,3 +107,16 @@ def test_unwritable_output_is_one_clear_error(tmp_path, tiny_onnx):
     with pytest.raises(InputError, match=r"cannot write .*file/out.onnx: .*; choose a writable "
                                          r"output path"):
         OnnxIR.load(tiny_onnx).save(blocker / "out.onnx")
+
+
+def test_models_over_the_protobuf_limit_are_saved_with_external_data(monkeypatch, tmp_path,
+                                                                     tiny_onnx):
+    import bevcc.ir.onnx as onnx_ir
+
+    monkeypatch.setattr(onnx_ir, "_PROTO_LIMIT", 1000)  # stands in for 2 GiB
+    ir = OnnxIR.load(tiny_onnx)
+    ir.verify()  # the path-based checker route
+    ir.save(tmp_path / "big.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "tiny.onnx"]
+    assert (tmp_path / "big.onnx").stat().st_size < 10_000
+    assert OnnxIR.load(tmp_path / "big.onnx").dump() == ir.dump()

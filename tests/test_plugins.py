@@ -68,9 +68,9 @@ def test_plugins_lists_versions_contributions_and_the_broken_one(site):
     assert infos["broken"]["error"] == ("ModuleNotFoundError: No module named "
                                         "'a_module_that_does_not_exist'")
     warning = [line for line in proc.stderr.splitlines() if "broken" in line]
-    assert warning == ["bevcc: warning: plugin 'broken' (from bevcc-broken 0.0.1) failed to load: "
+    assert warning == [("bevcc: warning: plugin 'broken' (from bevcc-broken 0.0.1) failed to load: "
                        "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'; "
-                       "skipped. Fix or uninstall it, or set BEVCC_DISABLE_PLUGIN_AUTOLOAD=1"]
+                       "skipped. Fix or uninstall it, or set BEVCC_DISABLE_PLUGIN_AUTOLOAD=1")]
     assert "Traceback" not in proc.stderr
 
 

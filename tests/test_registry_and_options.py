@@ -71,8 +71,8 @@ def test_options_are_converted_to_their_declared_types():
     ([("count", "three")], "pass 'typed' option 'count=three': invalid literal for int()"),
     ([("flag", "maybe")], "pass 'typed' option 'flag=maybe': expected true or false"),
     ([("mode", "mse")], "pass 'typed' option 'mode=mse': expected one of max, histogram"),
-    ([("colour", "red")], "pass 'typed' has no option 'colour' (its options: count, ratio, flag, "
-                          "mode, label, limit)"),
+    ([("colour", "red")], ("pass 'typed' has no option 'colour' (its options: count, ratio, flag, "
+                          "mode, label, limit)")),
     ([("count", "1"), ("count", "2")], "pass 'typed': option 'count' is given twice"),
 ])
 def test_bad_option_values_are_one_line_errors(given, message):

@@ -8,7 +8,7 @@ import io
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.fx as fx
+from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
 from bevcc.atomic import atomic_path
@@ -48,7 +48,7 @@ def _qualified_name(target) -> str:
         from torch.fx.node import _get_qualified_name
 
         name = _get_qualified_name(target)
-    except Exception:  # builtins fx cannot name; fall back to the Python names
+    except Exception:  # noqa: BLE001 - builtins fx cannot name; fall back to the Python names
         name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"
     return name.replace("_operator.", "operator.")
 

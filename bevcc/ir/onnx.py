@@ -116,14 +116,15 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> None:
             tmp.write_bytes(model.SerializeToString())
         return
     data_name = path.name + ".data"
-    with atomic_path(path.parent / data_name) as tmp_data, atomic_path(path) as tmp_model:
-        # onnx writes the data file next to the model under `location`; stage both, then rename.
-        with tempfile.TemporaryDirectory(dir=path.parent) as staging:
-            staged = Path(staging) / path.name
-            onnx.save_model(model, str(staged), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=data_name)
-            os.replace(Path(staging) / data_name, tmp_data)
-            os.replace(staged, tmp_model)
+    # onnx writes the data file next to the model under `location`: stage both, then rename.
+    # Contexts exit in reverse: the data file is renamed into place before the model naming it.
+    with (atomic_path(path) as tmp_model, atomic_path(path.parent / data_name) as tmp_data,
+          tempfile.TemporaryDirectory(dir=path.parent) as staging):
+        staged = Path(staging) / path.name
+        onnx.save_model(model, str(staged), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name)
+        os.replace(Path(staging) / data_name, tmp_data)
+        os.replace(staged, tmp_model)
 
 
 def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
