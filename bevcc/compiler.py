@@ -33,6 +33,7 @@ class CompileResult:
 
 def compile(model, pipeline: str | None = None, calib=None, output=None, *,
             example_inputs=None, registry=None, verify_each: bool = True,
+            check_modified: bool | None = None,
             print_ir_after: str | None = None, timing: bool = False,
             stream: TextIO | None = None,
             on_pipeline: Callable[[str], None] | None = None) -> CompileResult:
@@ -42,6 +43,7 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     registered model name, an nn.Module, (module, example_inputs), an onnx.ModelProto, or an IR.
     `calib`: an .npz, a directory of .npz, a callable reference, or an iterable of batches.
     Every name and option is checked before the model is loaded; nothing is written on failure.
+    `check_modified` (default: same as `verify_each`) checks each pass's `modified` claim.
     """
     if registry is None:
         from bevcc.plugins import get_registry
@@ -52,7 +54,9 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
     context = PassContext(registry=registry, calib=calib_data)
     manager = PassManager(parse_pipeline(text), registry, kind, context=context,
-                          verify_each=verify_each, print_ir_after=print_ir_after, timing=timing,
+                          verify_each=verify_each,
+                          check_modified=verify_each if check_modified is None else check_modified,
+                          print_ir_after=print_ir_after, timing=timing,
                           stream=stream or sys.stderr)
     target = resolve_output(output, manager.output_kind) if output is not None else None
     if on_pipeline is not None:

@@ -6,13 +6,13 @@ import importlib
 import os
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import entry_points
-from types import ModuleType
 
 import pluggy
 
 from bevcc import hookspecs
-from bevcc.registry import Registry
+from bevcc.registry import LOCAL_PLUGIN, Registry
 
 ENTRY_POINT_GROUP = "bevcc"
 DISABLE_AUTOLOAD_ENV = "BEVCC_DISABLE_PLUGIN_AUTOLOAD"
@@ -47,78 +47,59 @@ class Plugins:
 
 
 def load_plugins(autoload: bool | None = None) -> Plugins:
-    """Build a fresh registry from the built-ins and every installed plugin."""
+    """Build a fresh registry from the built-ins and every installed plugin, in a stable order."""
     if autoload is None:
         autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").lower() in ("", "0", "false", "no")
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
-    infos: list[PluginInfo] = []
-
-    from bevcc import __version__
-    from bevcc import passes as builtin_passes
-
-    candidates: list[tuple[PluginInfo, object]] = [
-        (PluginInfo(BUILTIN, "bevcc", __version__, builtin_passes.__name__), builtin_passes)]
-    if autoload:
-        candidates += _entry_point_plugins(infos)
-    candidates += _env_plugins(infos)
-
     registry = Registry()
-    for info, module in candidates:
-        if pm.is_registered(module) or pm.has_plugin(info.name):
-            continue
-        try:
-            pm.register(module, name=info.name)
-        except Exception as exc:  # noqa: BLE001 - pluggy validates hook signatures here
-            _fail(info, exc, infos)
+    infos: list[PluginInfo] = []
+    for info, load, hint in _candidates(autoload):
+        if pm.has_plugin(info.name):
             continue
         registry.current_plugin = info.name
-        try:
+        try:  # any failure of a plugin (import, hook signature, hook body) is reported by name
+            module = load()
+            if pm.is_registered(module):
+                continue
+            pm.register(module, name=info.name)
             for hook in HOOKS:
                 for impl in getattr(pm.hook, hook).get_hookimpls():
                     if impl.plugin_name == info.name:
                         impl.function(registry=registry)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported by name, the rest load
+        except Exception as exc:  # noqa: BLE001
             registry.drop_plugin(info.name)
-            _fail(info, exc, infos)
-            continue
-        info.contributions = registry.contributions(info.name)
+            _fail(info, exc, hint)
+        else:
+            info.contributions = registry.contributions(info.name)
         infos.append(info)
-    registry.current_plugin = "<local>"
+    registry.current_plugin = LOCAL_PLUGIN
     return Plugins(registry, infos)
 
 
-def _entry_point_plugins(infos: list[PluginInfo]) -> list[tuple[PluginInfo, object]]:
-    found = []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        dist = getattr(ep, "dist", None)
-        info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None,
-                          ep.value)
-        try:
-            found.append((info, ep.load()))
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported by plugin name
-            _fail(info, exc, infos)
-    return found
+def _candidates(autoload: bool):
+    """(info, loader, hint on failure) for the built-ins, entry points, and BEVCC_PLUGINS."""
+    from bevcc import __version__
 
-
-def _env_plugins(infos: list[PluginInfo]) -> list[tuple[PluginInfo, ModuleType]]:
-    found = []
+    yield (PluginInfo(BUILTIN, "bevcc", __version__, "bevcc.passes"),
+           lambda: importlib.import_module("bevcc.passes"), "reinstall bevcc")
+    if autoload:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            yield (PluginInfo(ep.name, dist.name if dist else None,
+                              dist.version if dist else None, ep.value), ep.load,
+                   f"fix or uninstall it, or set {DISABLE_AUTOLOAD_ENV}=1")
     for name in filter(None, (n.strip() for n in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
-        info = PluginInfo(name, None, None, name)
-        try:
-            found.append((info, importlib.import_module(name)))
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported by plugin name
-            _fail(info, exc, infos)
-    return found
+        yield (PluginInfo(name, None, None, name), partial(importlib.import_module, name),
+               f"fix it or remove it from {EXTRA_PLUGINS_ENV}")
 
 
-def _fail(info: PluginInfo, exc: Exception, infos: list[PluginInfo]) -> None:
+def _fail(info: PluginInfo, exc: Exception, hint: str) -> None:
     info.status = "failed"
     info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    infos.append(info)
     origin = f" (from {info.dist} {info.version})" if info.dist else ""
-    warnings.warn(f"plugin '{info.name}'{origin} failed to load: {info.error}; skipped. Fix or "
-                  f"uninstall it, or set {DISABLE_AUTOLOAD_ENV}=1", PluginLoadWarning, stacklevel=2)
+    warnings.warn(f"plugin '{info.name}'{origin} failed to load: {info.error}; skipped. "
+                  f"{hint[0].upper()}{hint[1:]}", PluginLoadWarning, stacklevel=3)
 
 
 _DEFAULT: Plugins | None = None

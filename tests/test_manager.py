@@ -152,3 +152,22 @@ def test_timing_table_lists_every_step(registry, fx_ir):
     assert lines[0] == "===- bevcc pass timing -==="
     assert [line.split()[-1] if "unchanged" not in line else line.split()[-2] for line in lines[2:]]\
         == ["fx(dce)", "export", "onnx(check)", "total"]
+
+
+def test_no_verify_skips_the_modified_check_too(registry, tiny):
+    import bevcc
+
+    registry.add_pass(fx_pass("liar", _scale_first_weight))
+    with pytest.raises(PassError, match="reported modified=False"):
+        bevcc.compile(tiny, pipeline="fx(liar)", registry=registry)
+    result = bevcc.compile(tiny, pipeline="fx(liar)", registry=registry, verify_each=False)
+    assert result.records[0].modified is False
+
+
+def test_onnx_fingerprint_sees_changes_the_dump_leaves_out(tiny_onnx):
+    ir = OnnxIR.load(tiny_onnx)
+    first = ir.fingerprint()
+    ir.graph.nodes[0].name = "renamed"
+    second = ir.fingerprint()
+    ir.graph.nodes[0].outputs[0].dtype = np.float32  # value_info for an intermediate tensor
+    assert len({first, second, ir.fingerprint()}) == 3

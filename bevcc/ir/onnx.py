@@ -94,6 +94,10 @@ class OnnxIR(IR):
         return _OnnxDumper().dump(self.graph, self.metadata_props)
 
     def fingerprint(self) -> str:
+        # Everything a file would hold (value_info, names, doc strings) counts as a change.
+        model = self.to_model()
+        if model.ByteSize() < _PROTO_LIMIT:
+            return text_digest(model.SerializeToString())
         names = "\n".join(node.name or "" for node in self.graph.nodes)
         return text_digest(self.dump(), names)
 

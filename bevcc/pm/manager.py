@@ -91,7 +91,9 @@ class PassManager:
         try:
             result = p(ir)
         except BevccError as exc:
-            raise PassError(f"{where}: {exc}") from exc
+            wrapped = PassError(f"{where}: {exc}")
+            wrapped.exit_code = exc.exit_code  # a usage error found by a pass is still one
+            raise wrapped from exc
         except Exception as exc:
             raise PassError(f"{where}: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - start

@@ -56,7 +56,10 @@ class Golden:
         try:
             compare_golden(text, self.path(name), self.update)
         except GoldenMismatch as exc:
-            pytest.fail(str(exc), pytrace=False)
+            failure = str(exc)
+        else:
+            return
+        pytest.fail(failure, pytrace=False)  # outside `except`: the diff is printed once
 
 
 def pytest_addoption(parser):

@@ -4,6 +4,7 @@ TensorRT's Q/DQ fusion when they sit between a DequantizeLinear and its consumer
 from dataclasses import dataclass, field
 
 import bevcc
+from bevcc.ir.topo import stable_toposort
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class RemoveIdentity(bevcc.Pass):
         outputs = {id(t) for t in graph.outputs}
         interface = outputs | {id(t) for t in graph.inputs}
         removed = kept = 0
-        for node in list(graph.nodes):  # one visit per node; rewiring touches only its consumers
+        # Topological order: a chain of Identities collapses front to back, whatever the file order.
+        for node in stable_toposort(graph):  # one visit per node; rewiring touches its consumers
             if node.op != "Identity":
                 continue
             source, result = node.inputs[0], node.outputs[0]
@@ -35,6 +37,8 @@ class RemoveIdentity(bevcc.Pass):
                 source.name, source.dtype, source.shape = result.name, result.dtype, result.shape
                 result.name = f"{result.name}.removed"
                 graph.outputs = [source if t is result else t for t in graph.outputs]
+                outputs.add(id(source))
+                interface.add(id(source))
             for consumer in list(result.outputs):
                 for index, tensor in enumerate(consumer.inputs):
                     if tensor is result:

@@ -49,3 +49,17 @@ def test_nothing_to_remove_reports_unmodified():
     result = bevcc.compile(OnnxIR.from_model(_model_with_identities()),
                            pipeline="onnx(remove_identity,remove_identity)")
     assert [r.modified for r in result.records] == [True, False]
+
+
+def test_a_chain_listed_out_of_order_collapses_to_one_producer():
+    # y = Identity(b), b = Identity(a), a = Relu(x), listed back to front.
+    nodes = [helper.make_node("Identity", ["b"], ["y"]),
+             helper.make_node("Identity", ["a"], ["b"]),
+             helper.make_node("Relu", ["x"], ["a"])]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "chain", [io[0]], [io[1]]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    result = bevcc.compile(OnnxIR.from_model(model),
+                           pipeline="onnx(remove_identity{keep_outputs=false},check)")
+    assert result.ir.dump().splitlines()[1:] == ["input %x : float32[2,3]", "%y = Relu(%x)",
+                                                 "output %y : float32[2,3]"]
