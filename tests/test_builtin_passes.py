@@ -75,3 +75,25 @@ def test_compile_never_modifies_the_callers_module(registry, tiny):
     bevcc.compile((DeadBranch(), (torch.randn(1, 3, 4, 4),)), pipeline="fx(dce)", registry=registry)
     bevcc.compile(tiny, pipeline="fx(dce),export", registry=registry)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.kept = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU())  # called whole: children stay
+        self.parts = nn.ModuleDict({"a": nn.Conv2d(3, 3, 1), "b": nn.Conv2d(3, 3, 1)})
+        self.gone = nn.Sequential(nn.Conv2d(3, 3, 1))
+
+    def forward(self, x):
+        self.gone(x)
+        self.parts["b"](x)
+        return self.kept(self.parts["a"](x)) + x
+
+
+def test_dce_keeps_used_and_nested_modules_and_drops_the_rest(registry):
+    from bevcc.ir.fx import FxIR
+
+    ir = FxIR.trace(Nested(), (torch.randn(1, 3, 2, 2),), leaf_types=(nn.Sequential,))
+    result = bevcc.compile(ir, pipeline="fx(dce)", registry=registry)
+    names = sorted(n for n, _ in result.ir.module.named_modules() if n)
+    assert names == ["kept", "kept.0", "kept.1", "parts", "parts.a"]
