@@ -8,6 +8,8 @@ import warnings
 import torch
 from torch import nn
 
+from bevcc.reference.seeding import seeded
+
 
 class Block(nn.Module):
     """conv3x3-BN-ReLU, conv3x3-BN + residual Add + ReLU, a 1x1 branch, Concat, 1x1 fuse."""
@@ -42,17 +44,7 @@ def block_graph(blocks: int = 4, channels: int = 8, size: int = 8, seed: int = 0
     """Build BlockGraph with deterministic weights and non-trivial BN statistics, in eval mode."""
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):  # parameter init draws from the global generator
-        torch.manual_seed(seed)
-        model = BlockGraph(blocks, channels)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            c = module.num_features
-            module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(c, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
+    model, generator = seeded(lambda: BlockGraph(blocks, channels), seed)
     example = torch.randn(1, channels, size, size, generator=generator)
     return model.eval(), (example,)
 

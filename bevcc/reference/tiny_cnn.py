@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bevcc.reference.seeding import seeded
+
 
 class ConvBNReLU(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1):
@@ -45,15 +47,6 @@ class TinyCNN(nn.Module):
 
 def tiny_cnn(seed: int = 0, size: int = 32):
     """Build TinyCNN with deterministic weights and non-trivial BN statistics, in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = TinyCNN()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            c = module.num_features
-            module.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(c, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
+    model, generator = seeded(TinyCNN, seed)
     example = torch.randn(1, 3, size, size, generator=generator)
     return model.eval(), (example,)
