@@ -16,7 +16,7 @@ IR_KINDS = ("fx", "onnx")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 LOCAL_PLUGIN = "<local>"
 _PLURAL = {"pass": "passes", "backend": "backends", "leaf_module": "leaf_modules",
-           "metric": "metrics", "model": "models"}
+           "metric": "metrics", "model": "models", "foldable": "foldables"}
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Registry:
 
     passes: dict[tuple[str, str], Entry] = field(default_factory=dict)  # (ir, name) -> Entry
     leaf_modules: list[Entry] = field(default_factory=list)
+    foldables: list[Entry] = field(default_factory=list)  # obj: (module_type, weight layout)
     metrics: dict[str, Entry] = field(default_factory=dict)
     models: dict[str, Entry] = field(default_factory=dict)
     current_plugin: str = LOCAL_PLUGIN
@@ -58,6 +59,19 @@ class Registry:
         if all(e.obj is not module_type for e in self.leaf_modules):
             self.leaf_modules.append(Entry(_type_name(module_type), module_type,
                                            self.current_plugin, "leaf_module"))
+        return module_type
+
+    def add_foldable(self, module_type: type, layout: str = "out_first") -> type:
+        """Declare a conv-like module type BatchNorm folds into (matched by isinstance).
+
+        layout: "out_first" (weight [Cout, ...]) or "transposed" (weight [Cin, Cout/groups, ...]).
+        The type needs `weight`, `bias` (may be None) and `out_channels` attributes.
+        """
+        if layout not in ("out_first", "transposed"):
+            raise PluginError(f"plugin '{self.current_plugin}': add_foldable layout must be "
+                              f"out_first or transposed, got {layout!r}")
+        self.foldables.append(Entry(_type_name(module_type), (module_type, layout),
+                                    self.current_plugin, "foldable"))
         return module_type
 
     def add_metric(self, name: str, fn: Callable) -> Callable:
@@ -92,7 +106,8 @@ class Registry:
 
     def contributions(self, plugin: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        everything = [*self.passes.values(), *self.leaf_modules, *self.metrics.values(),
+        everything = [*self.passes.values(), *self.leaf_modules, *self.foldables,
+                      *self.metrics.values(),
                       *self.models.values()]
         for e in everything:
             if e.plugin == plugin:
@@ -104,6 +119,7 @@ class Registry:
         """Remove what a plugin registered (used when its hook fails half-way)."""
         self.passes = {k: e for k, e in self.passes.items() if e.plugin != plugin}
         self.leaf_modules = [e for e in self.leaf_modules if e.plugin != plugin]
+        self.foldables = [e for e in self.foldables if e.plugin != plugin]
         self.metrics = {k: e for k, e in self.metrics.items() if e.plugin != plugin}
         self.models = {k: e for k, e in self.models.items() if e.plugin != plugin}
 
