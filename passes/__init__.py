@@ -6,12 +6,14 @@ from bevcc import hookimpl
 @hookimpl
 def bevcc_register_passes(registry):
     from bevcc.passes.bn_fold_fx import BatchNormFoldFx
+    from bevcc.passes.bn_fold_onnx import BatchNormFoldOnnx
     from bevcc.passes.check import Check
     from bevcc.passes.cleanup import Cleanup
     from bevcc.passes.dce import DeadCodeElimination
 
     registry.add_pass(DeadCodeElimination)
     registry.add_pass(BatchNormFoldFx)
+    registry.add_pass(BatchNormFoldOnnx)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 

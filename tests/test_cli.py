@@ -136,8 +136,8 @@ def test_config_file_supplies_the_arguments(tmp_path):
 def test_passes_json_lists_builtins_with_their_options():
     proc = run_bevcc("passes", "--json", env_extra=NO_PLUGINS)
     rows = {(r["ir"], r["name"]): r for r in json.loads(proc.stdout)["passes"]}
-    assert set(rows) == {("fx", "bn_fold"), ("fx", "dce"), ("fx", "export"), ("onnx", "check"),
-                         ("onnx", "cleanup")}
+    assert set(rows) == {("fx", "bn_fold"), ("fx", "dce"), ("fx", "export"), ("onnx", "bn_fold"),
+                         ("onnx", "check"), ("onnx", "cleanup")}
     assert rows[("fx", "export")]["produces"] == "onnx"
     assert rows[("fx", "export")]["options"][0] == {
         "name": "opset", "type": "int", "default": 17, "help": "ONNX opset to emit (>= 13)"}
@@ -149,6 +149,6 @@ def test_plugins_json_and_version():
     (builtin,) = json.loads(proc.stdout)["plugins"]
     assert builtin["name"] == "bevcc" and builtin["status"] == "ok"
     assert builtin["contributions"] == {"backends": ["fx:export"], "models": ["tiny_cnn"],
-                                        "passes": ["fx:bn_fold", "fx:dce", "onnx:check",
-                                                   "onnx:cleanup"]}
+                                        "passes": ["fx:bn_fold", "fx:dce", "onnx:bn_fold",
+                                                   "onnx:check", "onnx:cleanup"]}
     assert run_bevcc("--version").stdout.strip() == "bevcc 0.1.0"
