@@ -38,13 +38,20 @@ class BatchNormFoldOnnx(Pass):
                 continue
             _fold(graph, bn, producer)
             producer.outputs[0] = bn.outputs[0]  # downstream keeps its tensor names
+            param_identities = [t.inputs[0] for t in bn.inputs[1:5] if t.inputs]
             bn.inputs.clear()
             bn.outputs.clear()
             removed.add(id(bn))
+            # Identity nodes that only fed this BN's parameters die with it; the rest of the
+            # graph is left as it was (dead code elsewhere is `cleanup`'s business).
+            for identity in param_identities:
+                if not _used(identity, outputs):
+                    identity.inputs.clear()  # no dangling consumer left on the initializer
+                    identity.outputs.clear()
+                    removed.add(id(identity))
             folded[f"{producer.op}+BatchNormalization"] += 1
         if removed:
             graph.nodes = [n for n in graph.nodes if id(n) not in removed]
-            graph.cleanup(remove_unused_graph_inputs=False)
         return PassResult(ir, modified=bool(removed),
                           stats={"folded": dict(sorted(folded.items())), "skipped": skipped})
 
@@ -82,6 +89,10 @@ def _constant_values(tensor: gs.Tensor):
             return None
         tensor, seen = producer.inputs[0], seen + 1
     return tensor.values if isinstance(tensor, gs.Constant) else None
+
+
+def _used(node: gs.Node, outputs: set[int]) -> bool:
+    return any(t.outputs or id(t) in outputs for t in node.outputs)
 
 
 def _out_channels(producer: gs.Node) -> int:

@@ -126,3 +126,19 @@ def test_fp64_graph_folds_to_1e_10(registry):
                            registry=registry)
     (got,) = ReferenceEvaluator(result.ir.to_model()).run(None, {"x": x.numpy()})
     np.testing.assert_allclose(got, model.eval()(x).detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_only_the_folded_nodes_go_and_unrelated_dead_code_stays(registry):
+    import onnx_graphsurgeon as gs
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))  # fresh BN: torch dedups its
+    original = export(model, (torch.randn(1, 3, 4, 4),), 17)  # params behind Identity nodes
+    assert [n.op_type for n in original.graph.node] == ["Identity", "Identity", "Conv",
+                                                        "BatchNormalization"]
+    ir = OnnxIR.from_model(original)
+    dead = gs.Variable("dead", dtype=np.float32)
+    ir.graph.nodes.append(gs.Node("Neg", inputs=[ir.graph.inputs[0]], outputs=[dead]))
+    result = bevcc.compile(ir, pipeline="onnx(bn_fold)", registry=registry)
+    assert [n.op for n in result.ir.graph.nodes] == ["Conv", "Neg"]
+    assert [n.op for n in bevcc.compile(result.ir, pipeline="onnx(cleanup)",
+                                        registry=registry).ir.graph.nodes] == ["Conv"]
