@@ -58,16 +58,14 @@ class BatchNormFoldFx(Pass):
             if reason:
                 skipped.append({"batchnorm": bn_node.target, "into": producer.target,
                                 "reason": reason})
+                if bn.training:  # likely a forgotten model.eval(): say so, not only in stats
+                    warnings.warn(f"bn_fold: {bn_node.target} not folded: {reason}", stacklevel=2)
                 continue
             _fold(conv, bn, spec)
             bn_node.replace_all_uses_with(producer)
             graph.erase_node(bn_node)
             ir.module.delete_submodule(bn_node.target)
             folded[f"{type(conv).__name__}+{type(bn).__name__}"] += 1
-        for item in skipped:
-            if "training" in item["reason"]:
-                warnings.warn(f"bn_fold: {item['batchnorm']} not folded: {item['reason']}",
-                              stacklevel=2)
         if folded:
             ir.module.recompile()
         return PassResult(ir, modified=bool(folded),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -81,7 +80,3 @@ class Pass:
         if isinstance(result, PassResult):
             self.ensures(result.ir)
         return result
-
-    @classmethod
-    def option_fields(cls) -> list[dataclasses.Field]:
-        return list(dataclasses.fields(cls.Options))
