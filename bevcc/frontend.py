@@ -73,7 +73,7 @@ def _trace(obj, registry, calib: CalibData | None, example_inputs):
                          "(module, example_inputs)")
     if inputs is not None and not isinstance(inputs, (tuple, list)):
         inputs = (inputs,)
-    ir = FxIR.trace(module, None, registry.leaf_types())
+    ir = FxIR.trace(module, None, registry.trace_rules())
     if inputs is None and calib is not None:
         inputs = _inputs_from_calib(ir, calib)
     if inputs is not None:

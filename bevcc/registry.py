@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bevcc.errors import PluginError, UsageError
+from bevcc.ir.trace_rules import TraceRules
 from bevcc.pm.pass_base import Pass
 
 IR_KINDS = ("fx", "onnx")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 LOCAL_PLUGIN = "<local>"
 _PLURAL = {"pass": "passes", "backend": "backends", "leaf_module": "leaf_modules",
-           "metric": "metrics", "model": "models", "foldable": "foldables"}
+           "metric": "metrics", "model": "models", "foldable": "foldables",
+           "trace_rule": "trace_rules", "leaf_function": "leaf_functions"}
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Entry:
     name: str
     obj: Any
     plugin: str
-    kind: str  # pass | backend | leaf_module | metric | model
+    kind: str  # a key of _PLURAL
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Registry:
     passes: dict[tuple[str, str], Entry] = field(default_factory=dict)  # (ir, name) -> Entry
     leaf_modules: list[Entry] = field(default_factory=list)
     foldables: list[Entry] = field(default_factory=list)  # obj: (module_type, weight layout)
+    container_rules: list[Entry] = field(default_factory=list)  # obj: (container type, rule)
+    leaf_functions: list[Entry] = field(default_factory=list)
     metrics: dict[str, Entry] = field(default_factory=dict)
     models: dict[str, Entry] = field(default_factory=dict)
     current_plugin: str = LOCAL_PLUGIN
@@ -74,6 +78,29 @@ class Registry:
                                     self.current_plugin, "foldable"))
         return module_type
 
+    def add_trace_rule(self, module_type: type, rule: Callable) -> Callable:
+        """Trace `module_type` with rule(module, *args, **kwargs) instead of its forward.
+
+        For containers whose forward branches on the runtime type of its input (which a tracing
+        Proxy never matches); the children the rule calls are traced under their own names.
+        """
+        if not isinstance(module_type, type) or not callable(rule):
+            raise PluginError(f"plugin '{self.current_plugin}': add_trace_rule expects a class "
+                              f"and a callable, got {module_type!r}, {rule!r}")
+        self.container_rules.append(Entry(_type_name(module_type), (module_type, rule),
+                                       self.current_plugin, "trace_rule"))
+        return rule
+
+    def add_leaf_function(self, fn: Callable) -> Callable:
+        """Record calls of `fn` (a function or class called by a global name) as one FX node."""
+        if not callable(fn):
+            raise PluginError(f"plugin '{self.current_plugin}': add_leaf_function expects a "
+                              f"callable, got {fn!r}")
+        if all(e.obj is not fn for e in self.leaf_functions):
+            name = _type_name(fn) if hasattr(fn, "__qualname__") else repr(fn)
+            self.leaf_functions.append(Entry(name, fn, self.current_plugin, "leaf_function"))
+        return fn
+
     def add_metric(self, name: str, fn: Callable) -> Callable:
         return self._add_named(self.metrics, name, fn, "metric")
 
@@ -84,6 +111,11 @@ class Registry:
     # ---- lookup ---------------------------------------------------------------------------------
     def leaf_types(self) -> tuple[type, ...]:
         return tuple(e.obj for e in self.leaf_modules)
+
+    def trace_rules(self) -> TraceRules:
+        """Everything FX tracing needs from plugins, in registration order."""
+        return TraceRules(self.leaf_types(), tuple(e.obj for e in self.container_rules),
+                          tuple(e.obj for e in self.leaf_functions))
 
     def lookup(self, name: str, ir: str, conversion: bool) -> type[Pass]:
         """The pass `name` on `ir`; an unknown name is one UsageError listing the closest names."""
@@ -107,7 +139,7 @@ class Registry:
     def contributions(self, plugin: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         everything = [*self.passes.values(), *self.leaf_modules, *self.foldables,
-                      *self.metrics.values(),
+                      *self.container_rules, *self.leaf_functions, *self.metrics.values(),
                       *self.models.values()]
         for e in everything:
             if e.plugin == plugin:
@@ -120,6 +152,8 @@ class Registry:
         self.passes = {k: e for k, e in self.passes.items() if e.plugin != plugin}
         self.leaf_modules = [e for e in self.leaf_modules if e.plugin != plugin]
         self.foldables = [e for e in self.foldables if e.plugin != plugin]
+        self.container_rules = [e for e in self.container_rules if e.plugin != plugin]
+        self.leaf_functions = [e for e in self.leaf_functions if e.plugin != plugin]
         self.metrics = {k: e for k, e in self.metrics.items() if e.plugin != plugin}
         self.models = {k: e for k, e in self.models.items() if e.plugin != plugin}
 

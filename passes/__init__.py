@@ -30,3 +30,10 @@ def bevcc_register_models(registry):
     from bevcc.reference.tiny_cnn import tiny_cnn
 
     registry.add_model("tiny_cnn", tiny_cnn)
+
+
+@hookimpl
+def bevcc_register_leaf_modules(registry):
+    from bevcc.sparse import tracing
+
+    tracing.register(registry)

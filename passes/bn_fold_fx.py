@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from bevcc.passes import bn_fold_math as fm
+from bevcc.passes import bn_fold_sparse as sparse
 from torch import nn
 
 from bevcc.ir.fx import FxIR
@@ -33,8 +35,16 @@ BUILTIN_FOLDABLES = (
 
 class BatchNormFoldFx(Pass):
     name = "bn_fold"
-    summary = "Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear (FX)."
+    summary = ("Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
+               "spconv sparse conv (FX).")
     ir = "fx"
+
+    @dataclass
+    class Options:
+        sparse_bias: Literal["auto", "inside", "outside"] = field(default="auto", metadata={
+            "help": "where a folded sparse conv's bias goes: inside the conv, outside (a "
+                    "SparseConvBias module after it, since spconv's CPU kernels reject an "
+                    "eval-mode conv bias), or auto (outside when the conv is on CPU)"})
 
     def call(self, ir: FxIR) -> PassResult:
         graph, modules = ir.graph, dict(ir.module.named_modules())
@@ -48,23 +58,37 @@ class BatchNormFoldFx(Pass):
             bn = modules.get(bn_node.target) if bn_node.op == "call_module" else None
             if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or not bn_node.args:
                 continue
-            producer = bn_node.args[0]
-            conv = modules.get(producer.target) if getattr(producer, "op", None) == \
-                "call_module" else None
-            spec = next((f for f in foldables if isinstance(conv, f.module_type)), None)
-            if spec is None:
-                continue
-            reason = _skip_reason(bn_node, producer, bn, conv, spec, calls, owners)
+            sparse_match = sparse.match(bn_node, modules)
+            if sparse_match is not None:
+                producer, features = sparse_match
+                conv = modules[producer.target]
+                spec = Foldable(type(conv), "out_first")
+                reason = _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) or \
+                    sparse.usage_reason(bn_node, producer, features, conv)
+            else:
+                producer = bn_node.args[0]
+                conv = modules.get(producer.target) if getattr(producer, "op", None) == \
+                    "call_module" else None
+                spec = next((f for f in foldables if isinstance(conv, f.module_type)), None)
+                if spec is None:
+                    continue
+                reason = _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) or \
+                    _dense_usage_reason(bn_node, producer, spec)
             if reason:
                 skipped.append({"batchnorm": bn_node.target, "into": producer.target,
                                 "reason": reason})
                 if bn.training:  # likely a forgotten model.eval(): say so, not only in stats
                     warnings.warn(f"bn_fold: {bn_node.target} not folded: {reason}", stacklevel=2)
                 continue
-            _fold(conv, bn, spec)
-            bn_node.replace_all_uses_with(producer)
-            graph.erase_node(bn_node)
-            ir.module.delete_submodule(bn_node.target)
+            folded_bias = _fold(conv, bn, spec)
+            if sparse_match is not None:
+                sparse.rewrite(ir, bn_node, producer, features, conv, folded_bias,
+                               sparse.bias_outside(conv, self.options.sparse_bias))
+            else:
+                _set_bias(conv, folded_bias)
+                bn_node.replace_all_uses_with(producer)
+                graph.erase_node(bn_node)
+                ir.module.delete_submodule(bn_node.target)
             folded[f"{type(conv).__name__}+{type(bn).__name__}"] += 1
         if folded:
             ir.module.recompile()
@@ -72,16 +96,14 @@ class BatchNormFoldFx(Pass):
                           stats={"folded": dict(sorted(folded.items())), "skipped": skipped})
 
 
-def _skip_reason(bn_node, producer, bn, conv, spec, calls, owners) -> str | None:
+def _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) -> str | None:
+    """Reasons that hold for every pattern: BN state, call sites, shared weights, channels."""
     if bn.training:
         return "BatchNorm is in training mode; call model.eval() before compiling"
     if bn.running_mean is None or bn.running_var is None:
         return "BatchNorm has no running statistics (track_running_stats=False)"
     if len(bn_node.args) != 1 or bn_node.kwargs:
         return "BatchNorm is called with extra arguments"
-    if len(producer.users) > 1:
-        others = sorted(u.name for u in producer.users if u is not bn_node)
-        return f"the unfolded output of {producer.target} is also used by {', '.join(others)}"
     if calls[producer.target] > 1 or calls[bn_node.target] > 1:
         return "the layer is called more than once (its weights serve several places)"
     if any(owners[id(p)] > 1 for p in conv.parameters(recurse=False)):
@@ -89,6 +111,13 @@ def _skip_reason(bn_node, producer, bn, conv, spec, calls, owners) -> str | None
     channels = conv.out_features if isinstance(conv, nn.Linear) else conv.out_channels
     if bn.num_features != channels:
         return f"BatchNorm has {bn.num_features} channels, {producer.target} outputs {channels}"
+    return None
+
+
+def _dense_usage_reason(bn_node, producer, spec) -> str | None:
+    if len(producer.users) > 1:
+        others = sorted(u.name for u in producer.users if u is not bn_node)
+        return f"the unfolded output of {producer.target} is also used by {', '.join(others)}"
     if spec.needs_2d_output:
         meta = producer.meta.get("tensor_meta")
         if meta is None or len(meta.shape) != 2:
@@ -96,7 +125,8 @@ def _skip_reason(bn_node, producer, bn, conv, spec, calls, owners) -> str | None
     return None
 
 
-def _fold(conv: nn.Module, bn, spec: Foldable) -> None:
+def _fold(conv: nn.Module, bn, spec: Foldable) -> torch.Tensor:
+    """Scale the weight in place; return the folded bias (the caller decides where it lives)."""
     def array(t):
         return t.detach().cpu().double().numpy()
 
@@ -108,7 +138,11 @@ def _fold(conv: nn.Module, bn, spec: Foldable) -> None:
     folded_b = fm.fold_bias(array(conv.bias) if conv.bias is not None else None, scale, shift)
     with torch.no_grad():
         weight.copy_(torch.from_numpy(folded_w).to(weight.dtype))
-        bias = torch.from_numpy(folded_b).to(device=weight.device, dtype=weight.dtype)
+    return torch.from_numpy(folded_b).to(device=weight.device, dtype=weight.dtype)
+
+
+def _set_bias(conv: nn.Module, bias: torch.Tensor) -> None:
+    with torch.no_grad():
         if conv.bias is None:
             conv.bias = nn.Parameter(bias)
         else:

@@ -181,7 +181,7 @@ def test_plugin_registered_conv_like_type_is_folded_by_isinstance(registry):
     registry.add_leaf_module(Custom)
     registry.add_foldable(Custom, "out_first")
     model = nn.Sequential(Custom(), nn.BatchNorm2d(4))
-    ir = FxIR.trace(model.eval(), (torch.randn(1, 3, 2, 2),), registry.leaf_types())
+    ir = FxIR.trace(model.eval(), (torch.randn(1, 3, 2, 2),), registry.trace_rules())
     result = bevcc.compile(ir, pipeline="fx(bn_fold)", registry=registry)
     assert result.records[0].stats["folded"] == {"Custom+BatchNorm2d": 1}
 
@@ -198,6 +198,6 @@ def test_a_plugin_type_without_the_needed_attributes_fails_by_name(registry):
     registry.add_leaf_module(NoChannels)
     registry.add_foldable(NoChannels)
     ir = FxIR.trace(nn.Sequential(NoChannels(), nn.BatchNorm2d(4)).eval(),
-                    (torch.randn(1, 3, 2, 2),), registry.leaf_types())
+                    (torch.randn(1, 3, 2, 2),), registry.trace_rules())
     with pytest.raises(PassError, match="pass 'bn_fold' failed after \\[\\]: AttributeError"):
         bevcc.compile(ir, pipeline="fx(bn_fold)", registry=registry)

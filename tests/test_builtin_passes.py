@@ -93,7 +93,7 @@ class Nested(nn.Module):
 def test_dce_keeps_used_and_nested_modules_and_drops_the_rest(registry):
     from bevcc.ir.fx import FxIR
 
-    ir = FxIR.trace(Nested(), (torch.randn(1, 3, 2, 2),), leaf_types=(nn.Sequential,))
+    ir = FxIR.trace(Nested(), (torch.randn(1, 3, 2, 2),), rules=(nn.Sequential,))
     result = bevcc.compile(ir, pipeline="fx(dce)", registry=registry)
     names = sorted(n for n, _ in result.ir.module.named_modules() if n)
     assert names == ["kept", "kept.0", "kept.1", "parts", "parts.a"]

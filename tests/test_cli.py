@@ -148,7 +148,15 @@ def test_plugins_json_and_version():
     proc = run_bevcc("plugins", "--json", env_extra=NO_PLUGINS)
     (builtin,) = json.loads(proc.stdout)["plugins"]
     assert builtin["name"] == "bevcc" and builtin["status"] == "ok"
-    assert builtin["contributions"] == {"backends": ["fx:export"], "models": ["tiny_cnn"],
-                                        "passes": ["fx:bn_fold", "fx:dce", "onnx:bn_fold",
-                                                   "onnx:check", "onnx:cleanup"]}
+    contributions = builtin["contributions"]
+    leaf_modules = contributions.pop("leaf_modules")
+    assert contributions == {"backends": ["fx:export"], "models": ["tiny_cnn"],
+                             "passes": ["fx:bn_fold", "fx:dce", "onnx:bn_fold",
+                                        "onnx:check", "onnx:cleanup"],
+                             # spconv support (spconv is in the dev extra the tests run with)
+                             "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
+                             "trace_rules": ["spconv.pytorch.modules.SparseSequential"]}
+    assert len(leaf_modules) == 14
+    assert {"bevcc.sparse.conv_bias.SparseConvBias",
+            "spconv.pytorch.conv.SparseConvolution", "spconv.pytorch.ToDense"} <= set(leaf_modules)
     assert run_bevcc("--version").stdout.strip() == "bevcc 0.1.0"

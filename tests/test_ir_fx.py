@@ -36,7 +36,7 @@ class Net(nn.Module):
 
 def test_dump_of_the_reference_model(golden, tiny, registry):
     model, inputs = tiny
-    golden("tiny_cnn.fx", FxIR.trace(model, inputs, registry.leaf_types()))
+    golden("tiny_cnn.fx", FxIR.trace(model, inputs, registry.trace_rules()))
 
 
 def test_dump_has_shapes_and_no_addresses(tiny):
@@ -58,7 +58,7 @@ def test_untraceable_module_error_names_the_module_and_the_leaf_hook():
 
 def test_a_declared_leaf_module_is_traced_as_one_call(registry):
     registry.add_leaf_module(Gate)
-    ir = FxIR.trace(Net(), (torch.ones(1, 3, 4, 4),), registry.leaf_types())
+    ir = FxIR.trace(Net(), (torch.ones(1, 3, 4, 4),), registry.trace_rules())
     calls = [(n.op, n.target) for n in ir.graph.nodes if n.op == "call_module"]
     assert calls == [("call_module", "body.conv"), ("call_module", "body.gate")]
 

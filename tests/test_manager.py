@@ -53,7 +53,7 @@ def _raise(ir):
 @pytest.fixture
 def fx_ir(tiny, registry):
     model, inputs = tiny
-    return FxIR.trace(model, inputs, registry.leaf_types())
+    return FxIR.trace(model, inputs, registry.trace_rules())
 
 
 def _manager(registry, passes, text, kind, **kwargs):

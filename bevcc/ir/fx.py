@@ -15,6 +15,7 @@ from bevcc.atomic import atomic_path
 from bevcc.errors import InputError
 from bevcc.ir.base import IR, IRInvalid
 from bevcc.ir.digest import shape_text, text_digest
+from bevcc.ir.trace_rules import TraceRules
 
 _DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.float64: "f64",
                 torch.bfloat16: "bf16", torch.int64: "i64", torch.int32: "i32",
@@ -22,17 +23,22 @@ _DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.float64: "f64"
 
 
 class _ScopedTracer(fx.Tracer):
-    """A tracer that treats plugin-declared module types as leaves and remembers where it failed."""
+    """A tracer that applies plugin-declared trace rules and remembers where it failed."""
 
-    def __init__(self, leaf_types: Sequence[type] = ()):  # torch re-creates it on unpickling
-        super().__init__()
-        self.leaf_types = tuple(leaf_types)
+    def __init__(self, rules: TraceRules | Sequence[type] = ()):  # torch re-creates it on unpickling
+        self.rules = TraceRules.coerce(rules)
+        super().__init__(autowrap_functions=self.rules.leaf_functions)
+        self.leaf_types = self.rules.leaf_types
 
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
         return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
+        rule = None if self.is_leaf_module(m, self.path_of_module(m)) else \
+            self.rules.container_rule(m)
         try:
+            if rule is not None:
+                return rule(m, *args, **kwargs)
             return super().call_module(m, forward, args, kwargs)
         except Exception as exc:
             # The innermost module sees the exception first; outer frames keep its scope.
@@ -95,12 +101,13 @@ class FxIR(IR):
     kind = "fx"
 
     def __init__(self, module: fx.GraphModule, example_inputs: tuple | None = None,
-                 leaf_types: Iterable[type] = (), name: str | None = None):
+                 rules: TraceRules | Iterable[type] = (), name: str | None = None):
         self.module = module
         # GraphModule's class name does not survive pickling; keep the model's own name.
         self.name = name or type(module).__name__
         self.example_inputs = example_inputs
-        self.leaf_types = tuple(leaf_types)
+        self.rules = TraceRules.coerce(rules)
+        self.leaf_types = self.rules.leaf_types
 
     @property
     def graph(self) -> fx.Graph:
@@ -108,18 +115,22 @@ class FxIR(IR):
 
     @classmethod
     def trace(cls, module: torch.nn.Module, example_inputs: tuple | None = None,
-              leaf_types: Iterable[type] = (), concrete_args: dict | None = None) -> FxIR:
-        """Trace a *copy* of `module`, so passes never touch the caller's parameters."""
+              rules: TraceRules | Iterable[type] = (), concrete_args: dict | None = None) -> FxIR:
+        """Trace a *copy* of `module`, so passes never touch the caller's parameters.
+
+        `rules` is a TraceRules (registry.trace_rules()) or a plain iterable of leaf types.
+        """
         if not isinstance(module, torch.nn.Module):
             raise InputError(f"expected a torch.nn.Module to trace, got {type(module).__name__}")
         module = copy.deepcopy(module)
-        tracer = _ScopedTracer(tuple(leaf_types))
+        rules = TraceRules.coerce(rules)
+        tracer = _ScopedTracer(rules)
         try:
             graph = tracer.trace(module, concrete_args=concrete_args)
         except Exception as exc:
             raise _trace_error(module, exc) from exc
         gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
-        ir = cls(gm, tuple(example_inputs) if example_inputs is not None else None, leaf_types)
+        ir = cls(gm, tuple(example_inputs) if example_inputs is not None else None, rules)
         ir.propagate_shapes()
         return ir
 
@@ -185,13 +196,13 @@ class FxIR(IR):
             tmp.write_bytes(buffer.getvalue())
 
     @classmethod
-    def load(cls, path, leaf_types: Iterable[type] = ()) -> FxIR:
+    def load(cls, path, rules: TraceRules | Iterable[type] = ()) -> FxIR:
         try:
             payload = torch.load(path, weights_only=False)
             module = payload["graph_module"]
         except Exception as exc:
             raise InputError(f"{path} is not a bevcc fx file ({exc}); save it with FxIR.save") from exc
-        return cls(module, payload.get("example_inputs"), leaf_types, payload.get("name"))
+        return cls(module, payload.get("example_inputs"), rules, payload.get("name"))
 
 
 def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:

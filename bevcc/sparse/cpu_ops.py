@@ -1,0 +1,49 @@
+"""Correct CPU gather / scatter-add for spconv 2.3.x's gather-GEMM-scatter convolution.
+
+spconv's CPU `scatter_add_cpu` intermittently writes a wrong output row (about 5-15% of SubMConv3d
+calls on a 160-voxel input leave one row off by ~0.1-0.5; spconv issue #679 reports the same on CUDA
+and CPU). bevcc compares folded against unfolded models and runs deployed sparse files on CPU, so it
+swaps the two CPU helpers for torch's index_select / index_add_, which are exact and deterministic.
+CUDA paths are untouched: spconv only calls these helpers for CPU tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_installed = False
+
+
+def _as_torch(tv_tensor) -> torch.Tensor:
+    return torch.from_numpy(tv_tensor.numpy_view())  # shares memory with the tv tensor
+
+
+class _CorrectCpuOps:
+    """Stands in for spconv's SpconvOps inside spconv.pytorch.ops; delegates everything else."""
+
+    def __init__(self, original):
+        self._original = original
+
+    def __getattr__(self, name):
+        return getattr(self._original, name)
+
+    @staticmethod
+    def gather_cpu(out, features, indices) -> None:
+        index = _as_torch(indices).long()
+        torch.index_select(_as_torch(features), 0, index, out=_as_torch(out)[: len(index)])
+
+    @staticmethod
+    def scatter_add_cpu(out, buffer, indices) -> None:
+        index = _as_torch(indices).long()
+        _as_torch(out).index_add_(0, index, _as_torch(buffer)[: len(index)])
+
+
+def install() -> None:
+    """Patch spconv.pytorch.ops once per process (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    from spconv.pytorch import ops
+
+    ops.SpconvOps = _CorrectCpuOps(ops.SpconvOps)
+    _installed = True
