@@ -62,6 +62,9 @@ def cmd_compile(args) -> int:
         output=output, verify_each=not args.no_verify, print_ir_after=args.print_ir_after,
         timing=args.timing, stream=sys.stderr,
         on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
+    for record in result.records:
+        for line in record.report:
+            print(f"{record.name}: {line}", file=sys.stderr)
     print(f"wrote {result.output}", file=sys.stderr)
     return 0
 

@@ -28,8 +28,13 @@ def bevcc_register_backends(registry):
 @hookimpl
 def bevcc_register_models(registry):
     from bevcc.reference.tiny_cnn import tiny_cnn
+    from bevcc.sparse.tracing import spconv_installed
 
     registry.add_model("tiny_cnn", tiny_cnn)
+    if spconv_installed():
+        from bevcc.reference.tiny_sparse import tiny_sparse
+
+        registry.add_model("tiny_sparse", tiny_sparse)
 
 
 @hookimpl

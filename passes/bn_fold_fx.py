@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from bevcc.passes import bn_fold_math as fm
 from bevcc.passes import bn_fold_sparse as sparse
+from bevcc.passes.bn_fold_report import report_lines
 from torch import nn
 
 from bevcc.ir.fx import FxIR
@@ -46,6 +47,9 @@ class BatchNormFoldFx(Pass):
                     "SparseConvBias module after it, since spconv's CPU kernels reject an "
                     "eval-mode conv bias), or auto (outside when the conv is on CPU)"})
 
+    def report(self, stats: dict) -> list[str]:
+        return report_lines(stats)
+
     def call(self, ir: FxIR) -> PassResult:
         graph, modules = ir.graph, dict(ir.module.named_modules())
         registered = getattr(self.context.registry, "foldables", [])
@@ -62,7 +66,7 @@ class BatchNormFoldFx(Pass):
             if sparse_match is not None:
                 producer, features = sparse_match
                 conv = modules[producer.target]
-                spec = Foldable(type(conv), "out_first")
+                spec = Foldable(type(conv), sparse.weight_layout(conv))
                 reason = _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) or \
                     sparse.usage_reason(bn_node, producer, features, conv)
             else:

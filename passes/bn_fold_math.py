@@ -28,10 +28,14 @@ def fold_weight(weight: np.ndarray, scale: np.ndarray, layout: str, groups: int 
     layout "out_first": Conv, Linear, Gemm, spconv 2.x — weight [Cout, ...].
     layout "transposed": ConvTranspose — weight [Cin, Cout/groups, k...]; output channel
     g * Cout/groups + j lives at [g * Cin/groups : (g+1) * Cin/groups, j].
+    layout "in_out": the weight's memory read as a [Cin, Cout] matrix, whatever its declared
+    shape — how spconv 2.x computes 1x1 convs (spconv issue #450).
     """
     w = np.asarray(weight, np.float64)
     if layout == "out_first":
         return w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    if layout == "in_out":
+        return (w.reshape(-1, scale.size) * scale).reshape(w.shape)
     if layout == "transposed":
         cin, cout_per_group = w.shape[0], w.shape[1]
         grouped = w.reshape((groups, cin // groups, cout_per_group) + w.shape[2:])

@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import onnx_graphsurgeon as gs
 from bevcc.passes import bn_fold_math as fm
+from bevcc.passes.bn_fold_report import report_lines
 
 from bevcc.ir.onnx import OnnxIR
 from bevcc.pm.pass_base import Pass, PassResult
@@ -18,6 +19,9 @@ class BatchNormFoldOnnx(Pass):
     name = "bn_fold"
     summary = "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
     ir = "onnx"
+
+    def report(self, stats: dict) -> list[str]:
+        return report_lines(stats)
 
     def call(self, ir: OnnxIR) -> PassResult:
         graph = ir.graph

@@ -28,6 +28,13 @@ def is_sparse_conv(module) -> bool:
     return conv_module is not None and isinstance(module, conv_module.SparseConvolution)
 
 
+def weight_layout(conv) -> str:
+    """spconv 2.x declares [Cout, k0, k1, k2, Cin], but its PyTorch 1x1 path multiplies by the
+    weight's memory viewed as [Cin, Cout] (spconv issue #450). Folding follows what PyTorch
+    computes, so the folded model matches the unfolded one; exporters must do the same."""
+    return "in_out" if getattr(conv, "conv1x1", False) else "out_first"
+
+
 def match(bn_node: fx.Node, modules: dict) -> tuple[fx.Node, fx.Node | None] | None:
     """(conv node, features node or None) if `bn_node` reads a sparse conv's output."""
     arg = bn_node.args[0]

@@ -118,6 +118,11 @@ def test_skips_are_reported_with_their_reason(golden, registry):
         {"batchnorm": "bn2", "into": "conv2",
          "reason": "the unfolded output of conv2 is also used by output, shared, shared_1"},
     ]
+    assert result.records[0].report == [
+        "folded 1 BatchNorm (Conv2d+BatchNorm2d 1), skipped 3",
+        f"  kept bn3 (after shared): {shared}", f"  kept bn4 (after shared): {shared}",
+        ("  kept bn2 (after conv2): the unfolded output of conv2 is also used by output, shared, "
+        "shared_1")]
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
     golden("bn_fold_branchy.fx", result.ir)

@@ -150,7 +150,7 @@ def test_plugins_json_and_version():
     assert builtin["name"] == "bevcc" and builtin["status"] == "ok"
     contributions = builtin["contributions"]
     leaf_modules = contributions.pop("leaf_modules")
-    assert contributions == {"backends": ["fx:export"], "models": ["tiny_cnn"],
+    assert contributions == {"backends": ["fx:export"], "models": ["tiny_cnn", "tiny_sparse"],
                              "passes": ["fx:bn_fold", "fx:dce", "onnx:bn_fold",
                                         "onnx:check", "onnx:cleanup"],
                              # spconv support (spconv is in the dev extra the tests run with)

@@ -36,6 +36,7 @@ class StepRecord:
     verify_seconds: float
     nodes_after: int
     stats: dict[str, Any] = field(default_factory=dict)
+    report: list[str] = field(default_factory=list)  # the pass's human summary of `stats`
 
 
 @dataclass
@@ -120,7 +121,8 @@ class PassManager:
         if self.print_ir_after.wants(p.name, modified):
             print_ir(step.label, result.ir, modified, self.stream)
         return result.ir, StepRecord(step.label, p.output_kind(), modified, seconds,
-                                     verify_seconds, result.ir.node_count(), dict(result.stats))
+                                     verify_seconds, result.ir.node_count(), dict(result.stats),
+                                     p.report(result.stats))
 
 
 def build_steps(pipeline: Pipeline, registry, input_kind: str, context: PassContext) -> list[Step]:

@@ -68,6 +68,10 @@ class Pass:
     def requires(self, ir: IR) -> None:
         """Raise (any exception, ideally a BevccError) if `ir` does not meet the preconditions."""
 
+    def report(self, stats: dict) -> list[str]:
+        """Human lines for `bevcc compile` about what this run did (from its PassResult stats)."""
+        return []
+
     def call(self, ir: IR) -> PassResult:
         raise NotImplementedError(f"{type(self).__name__}.call")
 

@@ -4,6 +4,7 @@ SparseConvTensor constructor is one node."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import warnings
 
 from torch import fx
@@ -59,6 +60,22 @@ def _looks_sparse(x) -> bool:
     return True
 
 
+class _DropFxTracingNotice(logging.Filter):
+    """torch logs a notice when anything calls is_fx_tracing(); spconv does on every conv."""
+
+    def filter(self, record):
+        return "is_fx_tracing will return true" not in record.getMessage()
+
+
+def _quiet_spconv_noise() -> None:
+    """Two messages spconv 2.3.8 triggers on every run that no bevcc user can act on."""
+    warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional",
+                            category=UserWarning, module="spconv")
+    logger = logging.getLogger("torch.fx._symbolic_trace")
+    if not any(isinstance(f, _DropFxTracingNotice) for f in logger.filters):
+        logger.addFilter(_DropFxTracingNotice())
+
+
 def register(registry) -> None:
     """Called by the built-in plugin. Installs the CPU kernel fix (see cpu_ops)."""
     registry.add_leaf_module(SparseConvBias)
@@ -70,6 +87,7 @@ def register(registry) -> None:
         from bevcc.sparse import cpu_ops
         types = leaf_types()
         cpu_ops.install()
+        _quiet_spconv_noise()
     except Exception as exc:  # noqa: BLE001 - a broken optional extra must not break bevcc
         warnings.warn(f"spconv is installed but failed to import ({exc}); sparse models cannot "
                       f"be compiled: reinstall with pip install 'bevcc[spconv]'", stacklevel=2)
