@@ -106,6 +106,17 @@ def fx_ir(blocks: int) -> FxIR:
     return FxIR.trace(module, inputs)
 
 
+def sparse_fx_ir(blocks: int) -> FxIR:
+    """Residual sparse basic blocks (two SubMConv3d + BatchNorm1d each), traced with spconv rules."""
+    from bevcc.plugins import load_plugins
+    from bevcc.reference.seeding import seeded
+    from bevcc.reference.tiny_sparse import SparseBlockChain, random_voxels
+
+    model, _ = seeded(lambda: SparseBlockChain(blocks), seed=0)
+    return FxIR.trace(model.eval(), random_voxels(count=40),
+                      load_plugins(autoload=False).registry.trace_rules())
+
+
 def fx_ir_with_dead_nodes(blocks: int) -> FxIR:
     """One unused call per block into a submodule nothing else calls, so `dce` removes both."""
     ir = fx_ir(blocks)
@@ -137,6 +148,7 @@ def test_block_graph_grows_linearly():
     # counting; benchmarks/pass_scaling.py's dce row measured it).
     ("fx(dce)", fx_ir_with_dead_nodes),
     ("fx(bn_fold)", fx_ir),  # two BatchNorm folds per block
+    ("fx(bn_fold)", sparse_fx_ir),  # two sparse folds per block, bias kept outside (CPU)
     ("onnx(bn_fold)", onnx_ir),  # two BatchNormalization folds per block
     ("onnx(cleanup)", onnx_ir),
     ("onnx(cleanup)", onnx_ir_with_dead_nodes),
@@ -146,7 +158,7 @@ def test_block_graph_grows_linearly():
     # torch's code, not ours. The counts are still exact run to run; if a torch upgrade pushes
     # the ratio over the limit, compare the benchmark's wall time before blaming bevcc.
     ("export", fx_ir),
-], ids=["dce", "dce-dead-nodes", "bn_fold-fx", "bn_fold-onnx", "cleanup", "cleanup-dead-nodes",
+], ids=["dce", "dce-dead-nodes", "bn_fold-fx", "bn_fold-sparse", "bn_fold-onnx", "cleanup", "cleanup-dead-nodes",
        "check", "export"])
 def test_builtin_pass_is_linear(registry, text, build):
     problem = superlinear(build, pipeline(registry, text))

@@ -89,3 +89,21 @@ def tiny_sparse():
 
     model, _ = seeded(TinySparseEncoder, seed=0)
     return model.eval(), random_voxels()
+
+
+class SparseBlockChain(nn.Module):
+    """An input SubMConv3d + BN, then `blocks` residual sparse basic blocks (for scaling tests)."""
+
+    def __init__(self, blocks: int, width: int = 4, sparse_shape=(16, 16, 8)):
+        super().__init__()
+        spconv = _spconv()
+        self.sparse_shape = list(sparse_shape)
+        self.conv_input = spconv.SparseSequential(
+            spconv.SubMConv3d(4, width, 3, padding=1, bias=False, indice_key="subm1"),
+            nn.BatchNorm1d(width), nn.ReLU())
+        self.blocks = spconv.SparseSequential(
+            *[sparse_basic_block(width, "subm1") for _ in range(blocks)])
+
+    def forward(self, voxel_features, coors):
+        x = _spconv().SparseConvTensor(voxel_features, coors, self.sparse_shape, 1)
+        return self.blocks(self.conv_input(x)).features
