@@ -22,7 +22,8 @@ class CalibData:
 
     def __init__(self, source: str | Path | Iterable, description: str | None = None):
         self.source = source
-        self.description = description or str(source)
+        self.description = description or (str(source) if isinstance(source, (str, Path))
+                                           else "the given batches")
         self.input_names: list[str] | None = None
 
     def __iter__(self) -> Iterator[Batch]:

@@ -10,10 +10,14 @@ def bevcc_register_passes(registry):
     from bevcc.passes.check import Check
     from bevcc.passes.cleanup import Cleanup
     from bevcc.passes.dce import DeadCodeElimination
+    from bevcc.passes.qdq_insert_fx import QdqInsertFx
+    from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
 
     registry.add_pass(DeadCodeElimination)
     registry.add_pass(BatchNormFoldFx)
     registry.add_pass(BatchNormFoldOnnx)
+    registry.add_pass(QdqInsertFx)
+    registry.add_pass(QdqInsertOnnx)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 

@@ -32,6 +32,13 @@ class Export(Pass):
         if ir.example_inputs is None:
             raise InputError("export needs example inputs: return (module, example_inputs) from "
                              "the model callable, or give --calib data")
+        from bevcc.quant.quantizer import TensorQuantizer
+
+        for name, module in ir.module.named_modules():
+            if isinstance(module, TensorQuantizer) and module.enabled and module.amax is None:
+                raise InputError(f"quantizer {name} is enabled but uncalibrated, which would "
+                                 "export a meaningless scale; calibrate it (qdq_insert with "
+                                 "calibration data) or disable it")
 
     def call(self, ir: FxIR) -> PassResult:
         import onnx
@@ -54,7 +61,32 @@ class Export(Pass):
                               output_names=output_names, dynamic_axes=dynamic_axes,
                               do_constant_folding=True)
         model = onnx.load_from_string(buffer.getvalue())
+        _qdq_constants_to_initializers(model)
         return PassResult(OnnxIR.from_model(model, source="export"), modified=True)
+
+
+def _qdq_constants_to_initializers(model) -> None:
+    """torch writes Q/DQ scales and zero points as Constant nodes; TensorRT-ready files (and the
+    ONNX path of qdq_insert) carry them as initializers."""
+    from onnx import numpy_helper
+
+    readers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    outputs = {o.name for o in model.graph.output}
+    keep = []
+    for node in model.graph.node:
+        ops = readers.get(node.output[0], set()) if node.op_type == "Constant" else set()
+        is_tensor = node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]
+        if is_tensor and ops and ops <= {"QuantizeLinear", "DequantizeLinear"} and \
+                node.output[0] not in outputs:
+            array = numpy_helper.to_array(node.attribute[0].t)
+            model.graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
 
 
 def _output_names(outputs) -> list[str]:

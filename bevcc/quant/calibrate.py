@@ -1,0 +1,109 @@
+"""The calibration driver: run the user's batches through a model whose quantizers record
+statistics, then set every activation quantizer's amax.
+
+Memory is bounded by one batch plus the calibrators' running statistics (a max, or a 2048-bin
+histogram, per quantizer); no activations are kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bevcc.errors import InputError
+from bevcc.quant.quantizer import QuantizerError, TensorQuantizer
+
+
+@dataclass
+class CalibrationReport:
+    batches: int = 0
+    quantizers: int = 0
+    floored: list[str] = field(default_factory=list)  # quantizers whose amax hit the floor
+
+
+def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=None, *,
+              quantizers: dict[str, TensorQuantizer] | None = None, max_batches: int = 0,
+              progress: bool = True) -> CalibrationReport:
+    """Calibrate `quantizers` (default: every TensorQuantizer in `module` without an amax)."""
+    if quantizers is None:
+        quantizers = {name: q for name, q in module.named_modules()
+                      if isinstance(q, TensorQuantizer) and q.enabled and q.amax is None}
+    report = CalibrationReport(quantizers=len(quantizers))
+    if not quantizers:
+        return report
+    calib.input_names = list(input_names)
+    was_training = module.training
+    module.eval()
+    # Statistics come from the float model, as in modelopt and pytorch-quantization: the other
+    # quantizers (weights included) pass values through while these calibrate.
+    others = [q for q in module.modules() if isinstance(q, TensorQuantizer)
+              and q.enabled and all(q is not c for c in quantizers.values())]
+    for q in others:
+        q.enabled = False
+    for q in quantizers.values():
+        q.start_calibration()
+    try:
+        with torch.no_grad():
+            for index, batch in enumerate(_progress(calib, progress)):
+                if max_batches and index >= max_batches:
+                    break
+                inputs = _to_inputs(batch, input_names, example_inputs, index, calib)
+                try:
+                    module(*inputs)
+                except (RuntimeError, ValueError, IndexError) as exc:
+                    raise _batch_error(exc, index, calib, inputs, input_names,
+                                       example_inputs) from exc
+                report.batches += 1
+        for name, q in quantizers.items():
+            try:
+                floored, _ = q.finish_calibration()
+            except QuantizerError as exc:
+                raise QuantizerError(f"quantizer {name} {exc}") from exc
+            if floored:
+                report.floored.append(name)
+    finally:
+        for q in quantizers.values():
+            q.calibrating, q._calibrator = False, None
+        for q in others:
+            q.enabled = True
+        module.train(was_training)
+    return report
+
+
+def _progress(calib, enabled: bool):
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing in CI logs or pipes.
+    return tqdm(calib, desc="calibrating", unit="batch", file=sys.stderr,
+                disable=None if enabled else True, leave=False)
+
+
+def _to_inputs(batch: dict, names: list[str], example_inputs, index: int, calib) -> tuple:
+    missing = [n for n in names if n not in batch]
+    if missing:
+        raise InputError(f"calibration batch {index} of {calib.description} lacks input(s) "
+                         f"{', '.join(missing)}; it has {', '.join(batch)}")
+    tensors = []
+    for i, name in enumerate(names):
+        value = torch.from_numpy(batch[name])
+        example = example_inputs[i] if example_inputs is not None else None
+        if isinstance(example, torch.Tensor):
+            if value.dim() != example.dim() or value.shape[1:] != example.shape[1:]:
+                raise InputError(f"calibration batch {index} input '{name}' of "
+                                 f"{calib.description} has shape {tuple(value.shape)}, the model "
+                                 f"takes {('N',) + tuple(example.shape[1:])}; fix the data")
+            value = value.to(example.dtype)
+        elif value.is_floating_point():
+            value = value.float()
+        tensors.append(value)
+    return tuple(tensors)
+
+
+def _batch_error(exc, index, calib, inputs, names, example_inputs) -> InputError:
+    shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, inputs))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"calibration batch {index} of {calib.description} ({shapes}) failed in "
+                      f"the model: {first}")

@@ -1,0 +1,134 @@
+"""Calibrate activation tensors of an ONNX model with onnxruntime, in bounded memory.
+
+Only the tensors that get a quantizer are read, never every intermediate tensor. They are exposed
+as extra graph outputs and fetched in groups whose combined size (from shape inference on the
+batch's shapes) stays under a byte budget: a group per run, so the largest model costs more runs,
+not more memory. Statistics are folded into the calibrators batch by batch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import torch
+
+from bevcc.errors import InputError
+
+_ELEMENT_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2,
+                  onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.BFLOAT16: 2}
+
+
+def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
+                      budget_bytes: int = 512 << 20, max_batches: int = 0,
+                      progress: bool = True) -> int:
+    """Feed every tensor named in `calibrators` (name -> calibrator) from each batch.
+
+    Returns the number of batches used.
+    """
+    import onnxruntime as ort
+    from tqdm import tqdm
+
+    input_names = [i.name for i in model.graph.input
+                   if i.name not in {t.name for t in model.graph.initializer}]
+    calib.input_names = input_names
+    wanted = [name for name in calibrators if name not in input_names]
+    augmented = _with_outputs(model, wanted)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(augmented.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    feed_types = {i.name: i.type for i in session.get_inputs()}
+    groups = None
+    used = 0
+    batches = tqdm(calib, desc="calibrating", unit="batch", file=sys.stderr,
+                   disable=None if progress else True, leave=False)
+    for index, batch in enumerate(batches):
+        if max_batches and index >= max_batches:
+            break
+        feed = _feed(batch, input_names, feed_types, index, calib)
+        if groups is None:
+            groups = _groups(model, wanted, feed, budget_bytes)
+        for name, calibrator in calibrators.items():
+            if name in feed:
+                calibrator.collect(torch.from_numpy(np.asarray(feed[name])))
+        for group in groups:
+            try:
+                values = session.run(group, feed)
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0]
+                shapes = ", ".join(f"{n} {tuple(v.shape)}" for n, v in feed.items())
+                raise InputError(f"calibration batch {index} of {calib.description} "
+                                 f"({shapes}) failed in onnxruntime: {first}") from exc
+            for name, value in zip(group, values):
+                calibrators[name].collect(torch.from_numpy(np.asarray(value)))
+            del values
+        used += 1
+    return used
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in names:
+        if name not in existing:
+            augmented.graph.output.append(onnx.ValueInfoProto(name=name))
+    return augmented
+
+
+def _feed(batch: dict, names: list[str], types: dict, index: int, calib) -> dict:
+    missing = [n for n in names if n not in batch]
+    if missing:
+        raise InputError(f"calibration batch {index} of {calib.description} lacks input(s) "
+                         f"{', '.join(missing)}; it has {', '.join(batch)}")
+    feed = {}
+    for name in names:
+        value = batch[name]
+        if types.get(name) == "tensor(float)" and value.dtype != np.float32:
+            value = value.astype(np.float32)
+        feed[name] = value
+    return feed
+
+
+def _groups(model: onnx.ModelProto, names: list[str], feed: dict, budget: int) -> list[list[str]]:
+    """Pack tensors into runs of at most `budget` bytes (a tensor larger than that runs alone)."""
+    sizes = _tensor_bytes(model, feed)
+    groups: list[list[str]] = []
+    current: list[str] = []
+    total = 0
+    for name in names:
+        size = sizes.get(name, budget)  # unknown size: give it a run of its own
+        if current and total + size > budget:
+            groups.append(current)
+            current, total = [], 0
+        current.append(name)
+        total += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _tensor_bytes(model: onnx.ModelProto, feed: dict) -> dict[str, int]:
+    """Byte size of each intermediate tensor for this batch's input shapes (shape inference)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for graph_input in fixed.graph.input:
+        if graph_input.name in feed:
+            dims = graph_input.type.tensor_type.shape.dim
+            for dim, size in zip(dims, feed[graph_input.name].shape):
+                dim.ClearField("dim_param")
+                dim.dim_value = int(size)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+    except Exception:  # noqa: BLE001 - no sizes means one tensor per run, never a wrong answer
+        return {}
+    sizes = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tensor_type = info.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        if dims and all(d is not None for d in dims):
+            sizes[info.name] = int(np.prod(dims)) * _ELEMENT_BYTES.get(tensor_type.elem_type, 8)
+    return sizes

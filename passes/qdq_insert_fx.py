@@ -1,0 +1,156 @@
+"""fx `qdq_insert`: fake-quant quantizers on every Conv/ConvTranspose/Linear/matmul, calibrated.
+
+Placement (../specs/tensorrt-qdq.md): a per-tensor quantizer on the activation input of each
+quantized layer (both operands of a matmul/bmm), and a per-output-channel quantizer on its weight.
+Each input edge gets its own quantizer here; which edges share one is quantizer_unify's job.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import fx
+
+from bevcc.errors import UsageError
+from bevcc.ir.fx import FxIR
+from bevcc.pm.pass_base import Pass, PassResult
+from bevcc.quant import modules as qm
+from bevcc.quant.calibrate import calibrate
+from bevcc.quant.config import QuantSpec, load_quant_config
+from bevcc.quant.quantizer import TensorQuantizer
+
+MATMUL_FUNCTIONS = {torch.matmul, torch.bmm, operator.matmul}
+MATMUL_METHODS = {"matmul", "bmm"}
+
+
+@dataclass
+class QdqOptions:
+    calibrator: str = field(default="max", metadata={
+        "help": "activation calibrator: max, histogram:percentile, histogram:mse, "
+                "histogram:entropy (histograms need the modelopt extra)"})
+    percentile: float = field(default=99.99, metadata={"help": "for histogram:percentile"})
+    per_channel: bool = field(default=True, metadata={"help": "per-output-channel weight scales"})
+    conv_transpose_axis: Literal[0, 1] = field(default=0, metadata={
+        "help": "ConvTranspose weight axis for per-channel scales: 0 (TensorRT) or 1"})
+    config: str = field(default="", metadata={
+        "help": "quant config file (.toml/.yaml): per-op defaults and name/glob overrides"})
+    max_batches: int = field(default=0, metadata={"help": "calibrate on at most N batches (0: "
+                                                          "all)"})
+
+
+def quant_config(options: QdqOptions):
+    base = {"calibrator": options.calibrator, "percentile": options.percentile,
+            "per_channel": options.per_channel}
+    config = load_quant_config(options.config or None)
+    # Pipeline options are the defaults; the file's own top-level settings win over them.
+    file_defaults = {f: getattr(config.default, f) for f in base
+                     if getattr(config.default, f) != getattr(QuantSpec(), f)}
+    default = QuantSpec().updated({**base, **file_defaults}, "qdq_insert options")
+    ops = {op: default.updated({f: getattr(spec, f) for f in base
+                                if getattr(spec, f) != getattr(config.default, f)}, op)
+           for op, spec in config.ops.items()}
+    config.default, config.ops = default, ops
+    return config
+
+
+class QdqInsertFx(Pass):
+    name = "qdq_insert"
+    summary = ("Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
+               "inputs (per tensor) and weights (per channel) (FX).")
+    ir = "fx"
+    Options = QdqOptions
+
+    def report(self, stats: dict) -> list[str]:
+        counts = stats.get("quantized", {})
+        layers = ", ".join(f"{k} {v}" for k, v in counts.items())
+        head = (f"quantized {sum(counts.values())} layers ({layers}), "
+                f"{stats.get('quantizers', 0)} quantizers, calibrated on "
+                f"{stats.get('batches', 0)} batches ({stats.get('calibrator')})")
+        lines = [head]
+        lines += [f"  kept float: {name}" for name in stats.get("kept_float", [])]
+        lines += [f"  amax floored (all-zero values): {name}" for name in stats.get("floored", [])]
+        lines += [f"  override matched nothing: {p}" for p in stats.get("unused_overrides", [])]
+        return lines
+
+    def call(self, ir: FxIR) -> PassResult:
+        config = quant_config(self.options)
+        graph, module = ir.graph, ir.module
+        modules = dict(module.named_modules())
+        quantized: dict[str, int] = {}
+        kept_float: list[str] = []
+        floored: list[str] = []
+        weight_quantizers = 0
+        names_seen: list[str] = []
+        inputs: dict[str, TensorQuantizer] = {}
+        for node in list(graph.nodes):
+            target = _quantizable(node, modules)
+            if target is None:
+                continue
+            name, op_type, layer = target
+            names_seen.append(name)
+            spec = config.resolve(name, op_type)
+            if not spec.enabled:
+                kept_float.append(name)
+                continue
+            if layer is not None:
+                axis = qm.weight_axis(layer, spec.per_channel, self.options.conv_transpose_axis)
+                if qm.quantize_layer(layer, axis):
+                    floored.append(f"{name}.weight_quantizer")
+                weight_quantizers += 1
+                _insert_input_quantizer(ir, node, 0, f"{name}.input_quantizer", spec, inputs)
+            else:
+                for i in (0, 1):
+                    _insert_input_quantizer(ir, node, i, f"{node.name}_input{i}_quantizer",
+                                            spec, inputs)
+            label = type(layer).__name__.removeprefix("Quant") if layer is not None else "matmul"
+            quantized[label] = quantized.get(label, 0) + 1
+        if not quantized:
+            return PassResult(ir, modified=False, stats={"quantized": {}, "kept_float": kept_float})
+        module.recompile()
+        report = self._calibrate(ir, inputs)
+        return PassResult(ir, modified=True, stats={
+            "quantized": dict(sorted(quantized.items())),
+            "quantizers": len(inputs) + weight_quantizers,
+            "batches": report.batches, "calibrator": config.default.calibrator,
+            "kept_float": kept_float, "floored": floored + report.floored,
+            "unused_overrides": config.unused_overrides(names_seen)})
+
+    def _calibrate(self, ir: FxIR, inputs: dict[str, TensorQuantizer]):
+        calib = self.context.calib if self.context is not None else None
+        if calib is None:
+            raise UsageError("qdq_insert needs calibration data for its activation quantizers: "
+                             "give --calib DATA (bevcc.compile(..., calib=...))")
+        names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
+        return calibrate(ir.module, calib, names, ir.example_inputs, quantizers=inputs,
+                         max_batches=self.options.max_batches)
+
+
+def _quantizable(node: fx.Node, modules: dict):
+    """(name, op type, layer or None for functional matmul) if qdq_insert handles `node`."""
+    if node.op == "call_module":
+        layer = modules.get(node.target)
+        if type(layer) in qm.QUANT_CLASSES:
+            return node.target, qm.OP_TYPE[type(layer)], layer
+        return None
+    if (node.op == "call_function" and node.target in MATMUL_FUNCTIONS) or \
+            (node.op == "call_method" and node.target in MATMUL_METHODS):
+        return node.name, "matmul", None
+    return None
+
+
+def _insert_input_quantizer(ir: FxIR, node: fx.Node, index: int, qualname: str, spec: QuantSpec,
+                            registry: dict[str, TensorQuantizer]) -> None:
+    source = node.args[index]
+    if not isinstance(source, fx.Node):
+        return
+    quantizer = TensorQuantizer(calibrator=spec.calibrator, percentile=spec.percentile)
+    ir.module.add_submodule(qualname, quantizer)
+    registry[qualname] = quantizer
+    with ir.graph.inserting_before(node):
+        quantized = ir.graph.call_module(qualname, (source,))
+    args = list(node.args)
+    args[index] = quantized
+    node.args = tuple(args)
