@@ -50,3 +50,11 @@ def tiny_cnn(seed: int = 0, size: int = 32):
     model, generator = seeded(TinyCNN, seed)
     example = torch.randn(1, 3, size, size, generator=generator)
     return model.eval(), (example,)
+
+
+def calibration_batches(count: int = 8, batch: int = 4, size: int = 32, seed: int = 1):
+    """Deterministic calibration batches for tiny_cnn (input name `x`), for the README's main job:
+    `--calib bevcc.reference.tiny_cnn:calibration_batches`."""
+    generator = torch.Generator().manual_seed(seed)
+    return [{"x": torch.randn(batch, 3, size, size, generator=generator).numpy()}
+            for _ in range(count)]
