@@ -36,7 +36,8 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
             check_modified: bool | None = None,
             print_ir_after: str | None = None, timing: bool = False,
             stream: TextIO | None = None,
-            on_pipeline: Callable[[str], None] | None = None) -> CompileResult:
+            on_pipeline: Callable[[str], None] | None = None,
+            quant_config=None) -> CompileResult:
     """Compile `model` with `pipeline` and, if `output` is given, write the result there.
 
     `model`: a path to .onnx, a `file.py:callable` / `package.module:callable` reference or a
@@ -44,6 +45,7 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     `calib`: an .npz, a directory of .npz, a callable reference, or an iterable of batches.
     Every name and option is checked before the model is loaded; nothing is written on failure.
     `check_modified` (default: same as `verify_each`) checks each pass's `modified` claim.
+    `quant_config`: a QuantConfig or dict for qdq_insert (its `config=FILE` option wins).
     """
     if registry is None:
         from bevcc.plugins import get_registry
@@ -52,7 +54,7 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     kind = input_kind(model)
     text = pipeline if pipeline is not None else DEFAULT_PIPELINES[kind]
     calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
-    context = PassContext(registry=registry, calib=calib_data)
+    context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
     manager = PassManager(parse_pipeline(text), registry, kind, context=context,
                           verify_each=verify_each,
                           check_modified=verify_each if check_modified is None else check_modified,

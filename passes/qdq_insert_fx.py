@@ -19,7 +19,7 @@ from bevcc.ir.fx import FxIR
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import modules as qm
 from bevcc.quant.calibrate import calibrate
-from bevcc.quant.config import QuantSpec, load_quant_config
+from bevcc.quant.config import QuantConfig, QuantSpec, load_quant_config
 from bevcc.quant.quantizer import TensorQuantizer
 
 MATMUL_FUNCTIONS = {torch.matmul, torch.bmm, operator.matmul}
@@ -41,10 +41,13 @@ class QdqOptions:
                                                           "all)"})
 
 
-def quant_config(options: QdqOptions):
+def quant_config(options: QdqOptions, from_api=None):
+    """The effective config: pipeline options as defaults, then the config file (or the Python
+    API's QuantConfig/dict when no file is named)."""
     base = {"calibrator": options.calibrator, "percentile": options.percentile,
             "per_channel": options.per_channel}
-    config = load_quant_config(options.config or None)
+    config = load_quant_config(options.config or from_api)
+    config = QuantConfig(config.default, dict(config.ops), list(config.overrides))  # a copy
     # Pipeline options are the defaults; the file's own top-level settings win over them.
     file_defaults = {f: getattr(config.default, f) for f in base
                      if getattr(config.default, f) != getattr(QuantSpec(), f)}
@@ -76,7 +79,7 @@ class QdqInsertFx(Pass):
         return lines
 
     def call(self, ir: FxIR) -> PassResult:
-        config = quant_config(self.options)
+        config = quant_config(self.options, getattr(self.context, "quant_config", None))
         graph, module = ir.graph, ir.module
         modules = dict(module.named_modules())
         quantized: dict[str, int] = {}

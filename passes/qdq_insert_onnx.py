@@ -50,7 +50,7 @@ class QdqInsertOnnx(Pass):
         return QdqInsertFx.report(self, stats)
 
     def call(self, ir: OnnxIR) -> PassResult:
-        config = quant_config(self.options)
+        config = quant_config(self.options, getattr(self.context, "quant_config", None))
         graph = ir.graph
         targets, kept_float, names = [], [], []
         for node in graph.nodes:

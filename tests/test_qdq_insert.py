@@ -295,3 +295,9 @@ def test_onnx_calibration_in_one_tensor_per_run_gives_the_same_scales(tmp_path, 
     for name in grouped:
         for a, b in zip(grouped[name], single[name]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_python_api_takes_a_quant_config_dict(registry, tiny, tiny_calib):
+    result = bevcc.compile(tiny, pipeline="fx(qdq_insert)", calib=tiny_calib, registry=registry,
+                           quant_config={"overrides": [{"match": "up", "enabled": False}]})
+    assert result.records[0].stats["kept_float"] == ["up"]

@@ -32,6 +32,7 @@ class PassContext:
 
     registry: Any = None
     calib: Any = None
+    quant_config: Any = None  # a QuantConfig / dict from the Python API (qdq_insert's default)
     history: list[str] = field(default_factory=list)
 
 
