@@ -301,3 +301,19 @@ def test_python_api_takes_a_quant_config_dict(registry, tiny, tiny_calib):
     result = bevcc.compile(tiny, pipeline="fx(qdq_insert)", calib=tiny_calib, registry=registry,
                            quant_config={"overrides": [{"match": "up", "enabled": False}]})
     assert result.records[0].stats["kept_float"] == ["up"]
+
+
+def test_onnx_calibration_groups_respect_the_byte_budget(tmp_path, registry, tiny):
+    from bevcc.quant.onnx_calib import _groups, _tensor_bytes
+
+    float_file = tmp_path / "float.onnx"
+    model = bevcc.compile(tiny, pipeline="fx(bn_fold),export{dynamic_batch=true}",
+                          output=float_file, registry=registry).ir.to_model()
+    feed = {"x": np.zeros((3, 3, 32, 32), np.float32)}
+    names = [n.output[0] for n in model.graph.node if n.op_type == "Relu"]
+    sizes = _tensor_bytes(model, feed)
+    assert sizes[names[0]] == 3 * 16 * 32 * 32 * 4  # from the batch's own shape
+    budget = 2 * sizes[names[0]]
+    groups = _groups(model, names, feed, budget)
+    assert [n for g in groups for n in g] == names and len(groups) > 1
+    assert all(sum(sizes[n] for n in g) <= budget for g in groups if len(g) > 1)

@@ -25,69 +25,88 @@ def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
                       progress: bool = True) -> int:
     """Feed every tensor named in `calibrators` (name -> calibrator) from each batch.
 
-    Returns the number of batches used.
+    onnxruntime computes and holds every declared graph output on every run, whichever ones are
+    fetched, so groups cannot share a session: each group gets a session whose outputs are just
+    that group, the batches are run through it, and it is dropped before the next. Returns the
+    number of batches used.
     """
-    import onnxruntime as ort
-    from tqdm import tqdm
-
     input_names = [i.name for i in model.graph.input
                    if i.name not in {t.name for t in model.graph.initializer}]
     calib.input_names = input_names
     wanted = [name for name in calibrators if name not in input_names]
-    augmented = _with_outputs(model, wanted)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(augmented.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    feed_types = {i.name: i.type for i in session.get_inputs()}
-    groups = None
+    first = _feed(calib.first(), input_names, None, 0, calib)
+    groups = _groups(model, wanted, first, budget_bytes) or [[]]
     used = 0
-    batches = tqdm(calib, desc="calibrating", unit="batch", file=sys.stderr,
-                   disable=None if progress else True, leave=False)
-    for index, batch in enumerate(batches):
-        if max_batches and index >= max_batches:
-            break
-        feed = _feed(batch, input_names, feed_types, index, calib)
-        if groups is None:
-            groups = _groups(model, wanted, feed, budget_bytes)
-        for name, calibrator in calibrators.items():
-            if name in feed:
-                calibrator.collect(torch.from_numpy(np.asarray(feed[name])))
-        for group in groups:
-            try:
-                values = session.run(group, feed)
-            except Exception as exc:
-                first = str(exc).strip().splitlines()[0]
-                shapes = ", ".join(f"{n} {tuple(v.shape)}" for n, v in feed.items())
-                raise InputError(f"calibration batch {index} of {calib.description} "
-                                 f"({shapes}) failed in onnxruntime: {first}") from exc
-            for name, value in zip(group, values):
-                calibrators[name].collect(torch.from_numpy(np.asarray(value)))
-            del values
-        used += 1
+    bar = _bar(progress, len(groups))
+    try:
+        for number, group in enumerate(groups):
+            session = _session(model, group) if group else None
+            for index, batch in enumerate(calib):
+                if max_batches and index >= max_batches:
+                    break
+                feed = _feed(batch, input_names, session, index, calib)
+                if number == 0:  # graph inputs need no run, and are read once
+                    used += 1
+                    for name in set(calibrators) & set(feed):
+                        calibrators[name].collect(torch.from_numpy(np.asarray(feed[name])))
+                if session is not None:
+                    for name, value in zip(group, _run(session, group, feed, index, calib)):
+                        calibrators[name].collect(torch.from_numpy(np.asarray(value)))
+                bar.update(1)
+            del session
+    finally:
+        bar.close()
     return used
 
 
+def _bar(enabled: bool, groups: int):
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing in CI logs or pipes.
+    return tqdm(desc=f"calibrating ({groups} pass{'es' if groups > 1 else ''})", unit="batch",
+                file=sys.stderr, disable=None if enabled else True, leave=False)
+
+
+def _session(model: onnx.ModelProto, outputs: list[str]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.enable_cpu_mem_arena = False  # freed tensors go back to the OS between groups
+    options.log_severity_level = 3
+    return ort.InferenceSession(_with_outputs(model, outputs).SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _run(session, group: list[str], feed: dict, index: int, calib):
+    try:
+        return session.run(group, feed)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0]
+        shapes = ", ".join(f"{n} {tuple(v.shape)}" for n, v in feed.items())
+        raise InputError(f"calibration batch {index} of {calib.description} ({shapes}) failed "
+                         f"in onnxruntime: {first}") from exc
+
+
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """The model with exactly `names` as its outputs (the original ones are not needed)."""
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
-    existing = {o.name for o in augmented.graph.output}
-    for name in names:
-        if name not in existing:
-            augmented.graph.output.append(onnx.ValueInfoProto(name=name))
+    del augmented.graph.output[:]
+    augmented.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
     return augmented
 
 
-def _feed(batch: dict, names: list[str], types: dict, index: int, calib) -> dict:
+def _feed(batch: dict, names: list[str], session, index: int, calib) -> dict:
     missing = [n for n in names if n not in batch]
     if missing:
         raise InputError(f"calibration batch {index} of {calib.description} lacks input(s) "
                          f"{', '.join(missing)}; it has {', '.join(batch)}")
+    types = {i.name: i.type for i in session.get_inputs()} if session is not None else {}
     feed = {}
     for name in names:
         value = batch[name]
-        if types.get(name) == "tensor(float)" and value.dtype != np.float32:
+        if types.get(name, "tensor(float)") == "tensor(float)" and value.dtype == np.float64:
             value = value.astype(np.float32)
         feed[name] = value
     return feed
