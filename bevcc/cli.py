@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print docs/passes.md")
 
+    lint = sub.add_parser("lint", help="check a Q/DQ ONNX file against TensorRT's rules")
+    lint.add_argument("file", help="an ONNX file (bevcc's, onnxruntime's, modelopt's, ...)")
+    lint.add_argument("--json", action="store_true")
+    lint.add_argument("--conv-transpose-axis", type=int, choices=(0, 1), default=0,
+                      help="expected per-channel axis of ConvTranspose weights (default 0, "
+                           "TensorRT's)")
+
     g = sub.add_parser("plugins", help="list loaded plugins and what they added")
     g.add_argument("--json", action="store_true")
     return parser
@@ -67,6 +74,19 @@ def cmd_compile(args) -> int:
             print(f"{record.name}: {line}", file=sys.stderr)
     print(f"wrote {result.output}", file=sys.stderr)
     return 0
+
+
+def cmd_lint(args) -> int:
+    from bevcc.ir.onnx import read_onnx_file
+    from bevcc.lint.checks import lint_model
+    from bevcc.lint.report import human
+
+    report = lint_model(read_onnx_file(args.file), args.file, args.conv_transpose_axis)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(human(report))
+    return 1 if report.errors else 0
 
 
 def cmd_passes(args) -> int:
@@ -104,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     show_traceback = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
     try:
         args = build_parser().parse_args(argv)
-        handler = {"compile": cmd_compile, "passes": cmd_passes, "plugins": cmd_plugins}
+        handler = {"compile": cmd_compile, "passes": cmd_passes, "plugins": cmd_plugins,
+                   "lint": cmd_lint}
         return handler[args.command](args)
     except BevccError as exc:
         if show_traceback:

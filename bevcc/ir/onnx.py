@@ -39,18 +39,7 @@ class OnnxIR(IR):
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike) -> OnnxIR:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such ONNX file; check the path")
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except (DecodeError, RuntimeError, ValueError) as exc:
-            raise InputError(f"{path} is not a readable ONNX file ({exc}); re-export it or check "
-                             "that the copy is complete") from exc
-        if not model.graph.node and not model.graph.output:
-            raise InputError(f"{path} holds no ONNX graph (empty or not an ONNX model); re-export it")
-        _load_external_data(model, path)
-        return cls.from_model(model, source=str(path))
+        return cls.from_model(read_onnx_file(path), source=str(path))
 
     @classmethod
     def from_model(cls, model: onnx.ModelProto, source: str = "<memory>") -> OnnxIR:
@@ -110,6 +99,23 @@ class OnnxIR(IR):
 
     def save(self, path: str | os.PathLike) -> None:
         save_model_atomic(self.to_model(), path)
+
+
+def read_onnx_file(path: str | os.PathLike) -> onnx.ModelProto:
+    """The model in `path` with its external data, as written (no opset upgrade); bad files are
+    one InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file; check the path")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable ONNX file ({exc}); re-export it or check "
+                         "that the copy is complete") from exc
+    if not model.graph.node and not model.graph.output:
+        raise InputError(f"{path} holds no ONNX graph (empty or not an ONNX model); re-export it")
+    _load_external_data(model, path)
+    return model
 
 
 def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> None:

@@ -1,0 +1,1 @@
+"""`bevcc lint`: check any Q/DQ ONNX file against ../specs/tensorrt-qdq.md."""

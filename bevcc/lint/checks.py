@@ -1,0 +1,168 @@
+"""The findings of `bevcc lint`: predicted Reformats, encoding errors, the INT8 MAC share."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+
+from bevcc.lint.domains import QdqGraph
+from bevcc.quant.encoding_check import check_encoding
+
+
+@dataclass
+class Mismatch:
+    where: str  # the tensor, Concat or Add
+    kind: str  # "tensor" (several consumers / data-movement chain) | "concat" | "add"
+    scales: list[float]
+    nodes: list[str]
+
+    @property
+    def reformats(self) -> int:
+        return len(self.scales) - 1
+
+
+@dataclass
+class LintReport:
+    path: str
+    qdq_pairs: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # encoding errors
+    int8_macs: int = 0
+    total_macs: int = 0
+    float_layers: list[str] = field(default_factory=list)
+
+    @property
+    def reformats(self) -> int:
+        return sum(m.reformats for m in self.mismatches)
+
+    @property
+    def int8_mac_share(self) -> float:
+        return self.int8_macs / self.total_macs if self.total_macs else 0.0
+
+    @property
+    def errors(self) -> int:
+        return len(self.problems) + self.reformats
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "qdq_pairs": self.qdq_pairs,
+                "predicted_reformats": self.reformats,
+                "mismatches": [asdict(m) for m in self.mismatches],
+                "encoding_problems": self.problems, "int8_macs": self.int8_macs,
+                "total_macs": self.total_macs, "int8_mac_share": round(self.int8_mac_share, 6),
+                "float_layers": self.float_layers, "errors": self.errors}
+
+
+def lint_model(model: onnx.ModelProto, path: str = "<model>",
+               conv_transpose_axis: int = 0) -> LintReport:
+    report = LintReport(path)
+    graph = QdqGraph(model)
+    report.qdq_pairs = sum(n.op_type == "QuantizeLinear" for n in graph.nodes)
+    report.problems = [str(p) for p in check_encoding(model, conv_transpose_axis)]
+    report.mismatches = _mismatches(graph)
+    _macs(graph, report)
+    return report
+
+
+def _mismatches(graph: QdqGraph) -> list[Mismatch]:
+    found = []
+    by_domain = graph.domain_scales()
+    concat_of = {}
+    for node in graph.nodes:
+        if node.op_type == "Concat":
+            concat_of.setdefault(graph.domains.find(node.output[0]), node.name)
+    for root, scales in sorted(by_domain.items()):
+        if len(scales) > 1:
+            kind = "concat" if root in concat_of else "tensor"
+            where = concat_of.get(root, root)
+            found.append(Mismatch(where, kind, sorted(scales),
+                                  sorted(n for names in scales.values() for n in names)))
+    for node in graph.nodes:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        sides = [by_domain.get(graph.domains.find(name), {}) for name in node.input]
+        if all(len(s) == 1 for s in sides):
+            (a,), (b,) = (list(s) for s in sides)
+            if a != b:
+                found.append(Mismatch(node.name, "add", sorted({a, b}), list(node.input)))
+    return found
+
+
+def _macs(graph: QdqGraph, report: LintReport) -> None:
+    shapes = _shapes(graph.model)
+    for node in graph.nodes:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        macs = _node_macs(node, shapes, graph)
+        report.total_macs += macs
+        if _from_dq(graph, node.input[0]) and len(node.input) > 1 and \
+                _from_dq(graph, node.input[1]):
+            report.int8_macs += macs
+        else:
+            report.float_layers.append(node.name or node.output[0])
+
+
+def _from_dq(graph: QdqGraph, name: str) -> bool:
+    """Produced by a DequantizeLinear, directly or through data-movement ops TensorRT commutes."""
+    seen = 0
+    while seen < 64:  # data-movement chains are short; never loop on a malformed graph
+        producer = graph.producer.get(name)
+        if producer is None:
+            return False
+        if producer.op_type == "DequantizeLinear":
+            return True
+        if producer.op_type not in ("Transpose", "Reshape", "Flatten", "MaxPool", "Identity",
+                                    "Squeeze", "Unsqueeze", "Slice", "Resize", "Upsample"):
+            return False
+        name, seen = producer.input[0], seen + 1
+    return False
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - without shapes MACs fall back to weight sizes
+        inferred = model
+    shapes = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.input) + \
+            list(inferred.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = [d.dim_value if d.dim_value > 0 else 1 for d in dims]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def _node_macs(node, shapes, graph: QdqGraph) -> int:
+    """Multiply-accumulates; symbolic dimensions count as 1 (the share does not depend on it)."""
+    weight = _weight_shape(node, shapes, graph)
+    out = shapes.get(node.output[0])
+    if node.op_type == "Conv" and weight and out:
+        return int(np.prod(out) * np.prod(weight[1:]))
+    if node.op_type == "ConvTranspose" and weight:
+        x = shapes.get(node.input[0])
+        if x:
+            return int(np.prod(x) * np.prod(weight[1:]))
+    if node.op_type in ("Gemm", "MatMul") and out:
+        a = shapes.get(node.input[0])
+        if a:
+            k = a[0] if node.op_type == "Gemm" and any(
+                x.name == "transA" and x.i for x in node.attribute) else a[-1]
+            return int(np.prod(out) * k)
+    return 0
+
+
+def _weight_shape(node, shapes, graph: QdqGraph):
+    """The weight's shape, looking through its DQ (and Q) to the initializer."""
+    if len(node.input) < 2:
+        return None
+    name = node.input[1]
+    for _ in range(3):
+        if name in shapes:
+            return shapes[name]
+        producer = graph.producer.get(name)
+        if producer is None:
+            return None
+        name = producer.input[0]
+    return None

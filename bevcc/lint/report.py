@@ -1,0 +1,34 @@
+"""`bevcc lint` output: a human summary, or JSON."""
+
+from __future__ import annotations
+
+from bevcc.lint.checks import LintReport
+
+
+def _macs(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def human(report: LintReport) -> str:
+    lines = [f"bevcc lint {report.path}",
+             f"  Q/DQ pairs           {report.qdq_pairs}",
+             f"  predicted Reformats  {report.reformats}",
+             f"  encoding errors      {len(report.problems)}",
+             (f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
+             f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} MACs)")]
+    if report.mismatches:
+        lines.append("scale mismatches (each extra scale is a Reformat):")
+        for m in report.mismatches:
+            scales = ", ".join(f"{s:.6g}" for s in m.scales)
+            lines.append(f"  {m.kind} {m.where}: scales {scales} ({', '.join(m.nodes)})")
+    if report.problems:
+        lines.append("encoding errors:")
+        lines += [f"  {p}" for p in report.problems]
+    if report.float_layers:
+        lines.append(f"float layers ({len(report.float_layers)}): "
+                     + ", ".join(report.float_layers))
+    lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
+    return "\n".join(lines)
