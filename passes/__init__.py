@@ -12,12 +12,14 @@ def bevcc_register_passes(registry):
     from bevcc.passes.dce import DeadCodeElimination
     from bevcc.passes.qdq_insert_fx import QdqInsertFx
     from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
+    from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
 
     registry.add_pass(DeadCodeElimination)
     registry.add_pass(BatchNormFoldFx)
     registry.add_pass(BatchNormFoldOnnx)
     registry.add_pass(QdqInsertFx)
     registry.add_pass(QdqInsertOnnx)
+    registry.add_pass(QuantizerUnifyFx)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 
