@@ -13,6 +13,7 @@ def bevcc_register_passes(registry):
     from bevcc.passes.qdq_insert_fx import QdqInsertFx
     from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
     from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
+    from bevcc.passes.quantizer_unify_onnx import QuantizerUnifyOnnx
 
     registry.add_pass(DeadCodeElimination)
     registry.add_pass(BatchNormFoldFx)
@@ -20,6 +21,7 @@ def bevcc_register_passes(registry):
     registry.add_pass(QdqInsertFx)
     registry.add_pass(QdqInsertOnnx)
     registry.add_pass(QuantizerUnifyFx)
+    registry.add_pass(QuantizerUnifyOnnx)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 

@@ -137,8 +137,8 @@ def test_passes_json_lists_builtins_with_their_options():
     proc = run_bevcc("passes", "--json", env_extra=NO_PLUGINS)
     rows = {(r["ir"], r["name"]): r for r in json.loads(proc.stdout)["passes"]}
     assert set(rows) == {("fx", "bn_fold"), ("fx", "dce"), ("fx", "export"), ("fx", "qdq_insert"),
-                         ("onnx", "bn_fold"), ("onnx", "check"), ("onnx", "cleanup"),
-                         ("onnx", "qdq_insert")}
+                         ("fx", "quantizer_unify"), ("onnx", "bn_fold"), ("onnx", "check"),
+                         ("onnx", "cleanup"), ("onnx", "qdq_insert"), ("onnx", "quantizer_unify")}
     assert rows[("fx", "export")]["produces"] == "onnx"
     assert rows[("fx", "export")]["options"][0] == {
         "name": "opset", "type": "int", "default": 17, "help": "ONNX opset to emit (>= 13)"}
@@ -152,8 +152,10 @@ def test_plugins_json_and_version():
     contributions = builtin["contributions"]
     leaf_modules = contributions.pop("leaf_modules")
     assert contributions == {"backends": ["fx:export"], "models": ["tiny_cnn", "tiny_sparse"],
-                             "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert", "onnx:bn_fold",
-                                        "onnx:check", "onnx:cleanup", "onnx:qdq_insert"],
+                             "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert",
+                                        "fx:quantizer_unify", "onnx:bn_fold", "onnx:check",
+                                        "onnx:cleanup", "onnx:qdq_insert",
+                                        "onnx:quantizer_unify"],
                              # spconv support (spconv is in the dev extra the tests run with)
                              "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
                              "trace_rules": ["spconv.pytorch.modules.SparseSequential"]}
