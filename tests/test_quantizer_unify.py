@@ -6,6 +6,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+import torch
 
 import bevcc
 from bevcc.lint.checks import lint_model
@@ -188,3 +189,52 @@ def test_lint_reports_modelopt_onnx_quantization(tmp_path, registry, fpn):
     assert report.problems == [("up.weight_DequantizeLinear: per-channel axis 1 on the weight of "
                                "ConvTranspose /up/ConvTranspose; expected 0")]
     assert report.int8_mac_share < 0.5  # modelopt leaves most of these small convs float
+
+
+class Movers(torch.nn.Module):
+    """x reaches five quantized layers through every data-movement op TensorRT commutes Q/DQ
+    through, and nested Concats."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv_a, self.conv_b = nn.Conv2d(8, 4, 1), nn.Conv2d(8, 4, 1)
+        self.conv_c, self.conv_e = nn.Conv2d(4, 4, 1), nn.Conv2d(8, 4, 1)
+        self.lin = nn.Linear(8 * 2 * 2, 4)
+        self.fuse = nn.Conv2d(24, 4, 1)
+
+    def forward(self, img):
+        F = torch.nn.functional
+        x = torch.relu(self.stem(img))
+        a = self.conv_a(x)
+        b = self.conv_b(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        c = self.conv_c(x[:, :4])
+        d = self.lin(torch.flatten(F.max_pool2d(x, 4), 1))
+        e = self.conv_e(x.transpose(2, 3))
+        nested = torch.cat([torch.cat([x, a], 1), torch.cat([x[:, 4:], x[:, :4], a], 1)], 1)
+        return a, b, c, d, e, self.fuse(nested)
+
+
+def test_propagation_through_data_movement_ops_and_nested_concats(tmp_path, registry):
+    from bevcc.reference.seeding import seeded
+
+    model, generator = seeded(Movers, seed=3)
+    example = (torch.randn(1, 3, 8, 8, generator=generator),)
+    calib = [{"img": torch.randn(4, 3, 8, 8, generator=generator).numpy()} for _ in range(4)]
+    before = lint_model(onnx.load(compile_file(tmp_path / "a.onnx", (model.eval(), example),
+                                               calib, registry, PERCENTILE).output))
+    assert before.reformats > 0
+    scales = next(iter(before.mismatches)).scales
+    # the whole graph after the stem is one domain: its distinct scales are the Reformats
+    assert len(before.mismatches) == 1 and before.reformats == len(scales) - 1
+    result = compile_file(tmp_path / "b.onnx", (model, example), calib, registry,
+                          f"{PERCENTILE},quantizer_unify")
+    after = lint_model(onnx.load(result.output))
+    assert (after.reformats, after.problems) == (0, [])
+    ir = bevcc.compile((model, example), pipeline=f"fx({PERCENTILE},quantizer_unify)",
+                       calib=calib, registry=registry).ir
+    targets = {n.target for n in ir.graph.nodes if n.op == "call_module" and
+               isinstance(ir.module.get_submodule(n.target), TensorQuantizer)}
+    assert len(targets) == 2  # the image's quantizer, and one for everything after the stem
+    assert_matches_fake_quant(result.output, ir.module, calib[0], model)

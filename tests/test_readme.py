@@ -6,7 +6,7 @@ from pathlib import Path
 
 import onnx
 
-from bevcc.quant.encoding_check import check_encoding
+from bevcc.lint.checks import lint_model
 from tests.conftest import run_bevcc
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -19,6 +19,6 @@ def test_readme_main_job_compiles_tiny_cnn_to_int8(tmp_path):
     args[args.index("-o") + 1] = str(out)
     proc = run_bevcc(*args)
     assert proc.returncode == 0, proc.stderr
-    model = onnx.load(out)
-    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == 15
-    assert check_encoding(model) == []
+    report = lint_model(onnx.load(out))
+    assert (report.qdq_pairs, report.reformats, report.problems) == (17, 0, [])
+    assert report.int8_mac_share == 1.0
