@@ -91,10 +91,12 @@ class QuantizerUnifyFx(Pass):
                     for position, source in enumerate(inputs):
                         wanted_edges.append((node, ("cat", position), source, "concat"))
         new_quantizers = []
+        # New quantizers take the settings of the first one in the graph.
+        template = modules[quantizer_nodes[0].target]
         for consumer, index, source, kind in wanted_edges:
             if g.is_activation_quantizer(source, modules):
                 continue  # already quantized on this edge
-            qnode = self._insert(ir, consumer, index, source, modules, kind, order)
+            qnode = self._insert(ir, consumer, index, source, template, kind, order)
             modules[qnode.target] = module.get_submodule(qnode.target)
             new_quantizers.append(qnode)
             domains.union(key(source), key(qnode))
@@ -127,11 +129,8 @@ class QuantizerUnifyFx(Pass):
             return [0] if order[sides[0]] < order[sides[1]] else [1]
         return [0, 1]  # no conv to fuse into: an INT8 Add needs both inputs quantized
 
-    def _insert(self, ir, consumer, index, source, modules, kind, order) -> fx.Node:
-        """A new TensorQuantizer on the edge source -> consumer; its settings follow the
-        quantizers already in the graph (the first one found)."""
-        template = next(m for m in modules.values()
-                        if isinstance(m, TensorQuantizer) and m.axis is None)
+    def _insert(self, ir, consumer, index, source, template, kind, order) -> fx.Node:
+        """A new TensorQuantizer on the edge source -> consumer, set up like `template`."""
         name = f"{consumer.name}_{kind}_input{index if isinstance(index, int) else index[1]}" \
                "_quantizer"
         quantizer = TensorQuantizer(calibrator=template.calibrator_name,

@@ -117,6 +117,33 @@ def sparse_fx_ir(blocks: int) -> FxIR:
                       load_plugins(autoload=False).registry.trace_rules())
 
 
+def _calib(ir) -> list[dict]:
+    x = ir.example_inputs[0].numpy()
+    return [{"x": x}, {"x": -x}]
+
+
+def fx_ir_quantized(blocks: int) -> FxIR:
+    """The block graph after qdq_insert (max), ready for quantizer_unify."""
+    from bevcc.data import CalibData
+    from bevcc.plugins import load_plugins
+    from bevcc.pm.pass_base import PassContext
+
+    registry = load_plugins(autoload=False).registry
+    ir = fx_ir(blocks)
+    context = PassContext(registry=registry, calib=CalibData(_calib(ir)))
+    PassManager("fx(qdq_insert)", registry, "fx", context=context, verify_each=False,
+                check_modified=False).run(ir)
+    return ir
+
+
+def onnx_ir_quantized(blocks: int) -> OnnxIR:
+    """The FX-quantized block graph exported to Q/DQ ONNX (not unified)."""
+    from bevcc.plugins import load_plugins
+
+    return PassManager("export", load_plugins(autoload=False).registry, "fx", verify_each=False,
+                       check_modified=False).run(fx_ir_quantized(blocks)).ir
+
+
 def fx_ir_with_dead_nodes(blocks: int) -> FxIR:
     """One unused call per block into a submodule nothing else calls, so `dce` removes both."""
     ir = fx_ir(blocks)
@@ -158,11 +185,33 @@ def test_block_graph_grows_linearly():
     # torch's code, not ours. The counts are still exact run to run; if a torch upgrade pushes
     # the ratio over the limit, compare the benchmark's wall time before blaming bevcc.
     ("export", fx_ir),
-], ids=["dce", "dce-dead-nodes", "bn_fold-fx", "bn_fold-sparse", "bn_fold-onnx", "cleanup", "cleanup-dead-nodes",
-       "check", "export"])
+    ("onnx(quantizer_unify)", onnx_ir_quantized),
+], ids=["dce", "dce-dead-nodes", "bn_fold-fx", "bn_fold-sparse", "bn_fold-onnx", "cleanup",
+       "cleanup-dead-nodes", "check", "export", "unify-onnx"])
 def test_builtin_pass_is_linear(registry, text, build):
     problem = superlinear(build, pipeline(registry, text))
     assert problem is None, f"{text}: {problem}"
+
+
+def test_fx_quantizer_unify_is_linear(registry):
+    """Includes its recalibration: two batches through the model, so linear by construction."""
+    from bevcc.data import CalibData
+    from bevcc.pm.pass_base import PassContext
+
+    def run(ir):
+        context = PassContext(registry=registry, calib=CalibData(_calib(ir)))
+        PassManager("fx(quantizer_unify)", registry, "fx", context=context, verify_each=False,
+                    check_modified=False).run(ir)
+
+    problem = superlinear(fx_ir_quantized, run)
+    assert problem is None, f"fx(quantizer_unify): {problem}"
+
+
+def test_lint_is_linear():
+    from bevcc.lint.checks import lint_model
+
+    problem = superlinear(lambda blocks: onnx_ir_quantized(blocks).to_model(), lint_model)
+    assert problem is None, f"bevcc lint: {problem}"
 
 
 # ---- what the manager adds around every pass --------------------------------------------------

@@ -39,8 +39,9 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
     module.eval()
     # Statistics come from the float model, as in modelopt and pytorch-quantization: the other
     # quantizers (weights included) pass values through while these calibrate.
+    calibrating = {id(q) for q in quantizers.values()}
     others = [q for q in module.modules() if isinstance(q, TensorQuantizer)
-              and q.enabled and all(q is not c for c in quantizers.values())]
+              and q.enabled and id(q) not in calibrating]
     for q in others:
         q.enabled = False
     for q in quantizers.values():
