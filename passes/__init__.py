@@ -14,6 +14,7 @@ def bevcc_register_passes(registry):
     from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
     from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
     from bevcc.passes.quantizer_unify_onnx import QuantizerUnifyOnnx
+    from bevcc.passes.sparse_conv_quant import SparseConvQuant
 
     registry.add_pass(DeadCodeElimination)
     registry.add_pass(BatchNormFoldFx)
@@ -22,6 +23,7 @@ def bevcc_register_passes(registry):
     registry.add_pass(QdqInsertOnnx)
     registry.add_pass(QuantizerUnifyFx)
     registry.add_pass(QuantizerUnifyOnnx)
+    registry.add_pass(SparseConvQuant)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 

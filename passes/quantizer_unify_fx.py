@@ -76,6 +76,11 @@ class QuantizerUnifyFx(Pass):
             sides = g.add_inputs(node)
             if sides is None:
                 continue
+            already = [g.is_activation_quantizer(side, modules) for side in sides]
+            if all(already) and self.options.add != "shared":
+                # Both inputs quantized by an earlier pass (sparse_conv_quant: libspconv's Add
+                # takes a range per input); each input keeps its own domain.
+                continue
             targets = self._add_targets(sides, modules, order)
             if len(targets) == 2:
                 domains.union(key(sides[0]), key(sides[1]))

@@ -46,6 +46,13 @@ def moving_inputs(node: fx.Node, modules: dict) -> list[fx.Node] | None:
         return [first] if first is not None else None
     if node.op == "call_method" and node.target in _MOVING_METHODS:
         return [first] if first is not None else None
+    # spconv: a sparse tensor and its features hold the same values; replace_feature(s, f)
+    # carries f's values on.
+    if node.op == "call_function" and node.target is getattr and node.args[1:] == ("features",):
+        return [first] if first is not None else None
+    if node.op == "call_method" and node.target == "replace_feature" and len(node.args) == 2 \
+            and isinstance(node.args[1], fx.Node):
+        return [node.args[1]]
     return concat_inputs(node)
 
 

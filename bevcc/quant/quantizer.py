@@ -70,7 +70,12 @@ class TensorQuantizer(nn.Module):
             self.amax = nn.Parameter(value.clone())
 
     # ---- forward ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
+        if hasattr(x, "replace_feature"):  # a spconv SparseConvTensor: quantize its features
+            return x.replace_feature(self._quantize(x.features))
+        return self._quantize(x)
+
+    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrating:
             self._calibrator.collect(x.detach())
             return x
