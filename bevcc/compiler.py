@@ -20,7 +20,7 @@ DEFAULT_PIPELINES = {
     "fx": "fx(dce),export,onnx(cleanup,check)",
     "onnx": "onnx(cleanup,check)",
 }
-_SUFFIXES = {"fx": ".pt", "onnx": ".onnx"}
+_SUFFIXES = {"fx": ".pt", "onnx": ".onnx", "libspconv": ".onnx"}
 
 
 @dataclass

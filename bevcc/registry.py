@@ -13,7 +13,7 @@ from bevcc.errors import PluginError, UsageError
 from bevcc.ir.trace_rules import TraceRules
 from bevcc.pm.pass_base import Pass
 
-IR_KINDS = ("fx", "onnx")
+IR_KINDS = ("fx", "onnx", "libspconv")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 LOCAL_PLUGIN = "<local>"
 _PLURAL = {"pass": "passes", "backend": "backends", "leaf_module": "leaf_modules",

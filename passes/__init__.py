@@ -31,8 +31,10 @@ def bevcc_register_passes(registry):
 @hookimpl
 def bevcc_register_backends(registry):
     from bevcc.passes.export import Export
+    from bevcc.passes.export_libspconv import ExportLibspconv
 
     registry.add_backend(Export)
+    registry.add_backend(ExportLibspconv)
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from bevcc.pm.instrument import print_ir, print_timing
 from bevcc.pm.options import build_options
 from bevcc.pm.pass_base import Pass, PassContext, PassResult
 from bevcc.pm.pipeline import IRGroup, Pipeline, StepSpec, parse_pipeline
+from bevcc.registry import IR_KINDS
 
 
 @dataclass
@@ -131,8 +132,9 @@ def build_steps(pipeline: Pipeline, registry, input_kind: str, context: PassCont
     kind = input_kind
     for element in pipeline.elements:
         if isinstance(element, IRGroup):
-            if element.ir not in ("fx", "onnx"):
-                raise UsageError(f"unknown IR '{element.ir}' in pipeline; known: fx, onnx")
+            if element.ir not in IR_KINDS:
+                raise UsageError(f"unknown IR '{element.ir}' in pipeline; known: "
+                                 f"{', '.join(IR_KINDS)}")
             if element.ir != kind:
                 raise UsageError(f"'{element.text()}' runs on {element.ir}, but the pipeline holds "
                                  f"{kind} there; convert first (e.g. export) or regroup")

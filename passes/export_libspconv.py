@@ -1,0 +1,369 @@
+"""`export_libspconv`: the FX sparse backbone -> the file libspconv loads
+(../specs/libspconv-onnx.md), decided from the graph, not from module names.
+
+Walks the traced graph once. A sparse conv absorbs what follows it on its features: the folded
+bias (SparseConvBias or its own), then a ReLU when nothing else reads the pre-ReLU value (the
+PyTorch model keeps computing that ReLU; the file fuses it into `activation`). Quantizer calls
+give the input ranges of their consumers; the weight quantizer gives weight_dynamic_ranges. A
+layer writes int8 only when every reader reads int8 (the engine takes a layer's output scale from
+its consumers), so the first fp16 conv's producer and the conv before ScatterDense write fp16.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import onnx
+import torch
+from bevcc.passes.bn_fold_sparse import is_sparse_conv
+from onnx import helper
+from torch import fx, nn
+
+from bevcc.errors import InputError
+from bevcc.ir.fx import FxIR
+from bevcc.ir.libspconv import LibspconvIR
+from bevcc.pm.pass_base import Pass, PassResult
+from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.sparse.conv_bias import SparseConvBias
+
+OUTPUT_BOUND = 200000
+
+
+@dataclass
+class ExportSparseOptions:
+    order: Literal["xyz", "zyx"] = field(default="xyz", metadata={
+        "help": "coordinate order of the file (zyx reverses kernel/stride/padding/dilation and "
+                "the weight's kernel axes)"})
+    output_bound: int = field(default=OUTPUT_BOUND, metadata={"help": "max output voxels per "
+                                                                      "layer"})
+
+
+@dataclass
+class _Conv:
+    node: fx.Node
+    module: nn.Module
+    x: str
+    out: str
+    input_range: float | None
+    bias: torch.Tensor | None = None
+    relu: bool = False
+
+
+class ExportLibspconv(Pass):
+    name = "export_libspconv"
+    summary = "Lower an FX spconv backbone to the libspconv ONNX file (SparseConvolution, Add, ...)."
+    ir = "fx"
+    produces = "libspconv"
+    Options = ExportSparseOptions
+
+    def requires(self, ir: FxIR) -> None:
+        if ir.example_inputs is None:
+            raise InputError("export_libspconv needs example inputs (voxel features and "
+                             "coordinates): return (module, example_inputs) or give --calib")
+
+    def call(self, ir: FxIR) -> PassResult:
+        runtime = _record_runtime(ir)
+        writer = _Writer(ir, runtime, self.options)
+        model = writer.build()
+        return PassResult(LibspconvIR(model), modified=True,
+                          stats={"ops": writer.op_counts(), "int8_convs": writer.int8_convs})
+
+    def report(self, stats: dict) -> list[str]:
+        ops = ", ".join(f"{k} {v}" for k, v in stats.get("ops", {}).items())
+        return [f"wrote {ops}; {stats.get('int8_convs', 0)} convs in INT8"]
+
+
+def _record_runtime(ir: FxIR) -> dict[fx.Node, object]:
+    """Per node: ('sparse', features shape, spatial shape) or ('dense', shape)."""
+    seen: dict[fx.Node, object] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            value = super().run_node(n)
+            if hasattr(value, "spatial_shape") and hasattr(value, "features"):
+                seen[n] = ("sparse", tuple(value.features.shape), list(value.spatial_shape))
+            elif isinstance(value, torch.Tensor):
+                seen[n] = ("dense", tuple(value.shape))
+            return value
+
+    with torch.no_grad():
+        Recorder(ir.module).run(*ir.example_inputs)
+    return seen
+
+
+class _Writer:
+    def __init__(self, ir: FxIR, runtime, options: ExportSparseOptions):
+        self.ir, self.runtime, self.options = ir, runtime, options
+        self.modules = dict(ir.module.named_modules())
+        self.value: dict[fx.Node, str] = {}  # fx node -> file tensor name
+        self.conv_of: dict[str, _Conv] = {}  # tensor written by a conv -> the conv
+        self.ranges: dict[fx.Node, float] = {}  # quantizer node -> amax it applies
+        self.nodes: list[tuple[str, list, list, dict]] = []  # op, inputs, outputs, attrs
+        self.convs: list[_Conv] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[str] = []
+        self.int8_convs = 0
+
+    # ---- graph walk ---------------------------------------------------------------------------
+    def build(self) -> onnx.ModelProto:
+        for node in self.ir.graph.nodes:
+            self._visit(node)
+        self._finish_convs()
+        return self._model()
+
+    def _visit(self, node: fx.Node) -> None:
+        module = self.modules.get(node.target) if node.op == "call_module" else None
+        if node.op == "placeholder" or node.op == "get_attr":
+            return
+        if node.op == "output":
+            results = node.args[0] if isinstance(node.args[0], (tuple, list)) else [node.args[0]]
+            self.outputs = [self.value[r] for r in results]
+            return
+        if node.op == "call_function" and getattr(node.target, "__name__", "") == \
+                "SparseConvTensor":
+            self._input(node)
+        elif isinstance(module, TensorQuantizer):
+            self.value[node] = self.value[node.args[0]]
+            if module.enabled:
+                self.ranges[node] = _amax(module, node.target)
+        elif is_sparse_conv(module):
+            self._conv(node, module)
+        elif node.op == "call_function" and node.target is getattr and \
+                node.args[1] == "features":
+            self.value[node] = self.value[node.args[0]]
+        elif node.op == "call_method" and node.target == "replace_feature":
+            self.value[node] = self.value[node.args[1]]
+        elif isinstance(module, SparseConvBias):
+            self._bias(node, module)
+        elif _is_relu(node, module):
+            self._relu(node)
+        elif node.op == "call_function" and node.target is operator.add:
+            self._add(node)
+        elif node.op == "call_method" and node.target == "dense":
+            self._scatter_dense(node)
+        elif node.op == "call_method" and node.target == "contiguous":
+            self.value[node] = self.value[node.args[0]]
+        elif (node.op == "call_method" and node.target == "permute") or \
+                (node.op == "call_function" and node.target is torch.permute):
+            dims = node.args[1:] if len(node.args) > 2 else node.args[1]
+            self._emit(node, "Transpose", [self.value[node.args[0]]], {"dims": list(dims)})
+        elif (node.op == "call_method" and node.target in ("flatten", "reshape", "view")) or \
+                (node.op == "call_function" and node.target in (torch.flatten, torch.reshape)):
+            self._emit(node, "Reshape", [self.value[node.args[0]]],
+                       {"dims": list(self.runtime[node][1])})
+        else:
+            what = node.target if isinstance(node.target, str) else \
+                getattr(node.target, "__name__", str(node.target))
+            raise InputError(f"export_libspconv: node {node.name} ({node.op} {what}) has no "
+                             "libspconv equivalent (supported: sparse convs, residual Add, ReLU, "
+                             "dense(), permute, flatten/reshape)")
+
+    def _input(self, node: fx.Node) -> None:
+        features = node.args[0]
+        shape = self.runtime[features][1]
+        name = "voxels" if features.op == "placeholder" else features.name
+        self.inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT16,
+                                                         ["N", int(shape[1])]))
+        self.value[node] = name
+        self.value[features] = name
+
+    def _conv(self, node: fx.Node, module) -> None:
+        source = node.args[0]
+        out = f"{node.target}.output"
+        conv = _Conv(node, module, self.value[source], out, self.ranges.get(source),
+                     bias=module.bias.detach().clone() if module.bias is not None else None)
+        self.convs.append(conv)
+        self.conv_of[out] = conv
+        self.value[node] = out
+
+    def _bias(self, node: fx.Node, module: SparseConvBias) -> None:
+        tensor = self.value[node.args[0]]
+        conv = self.conv_of.get(tensor)
+        if conv is None or conv.bias is not None or conv.relu:
+            raise InputError(f"export_libspconv: {node.target} adds a bias that does not follow "
+                             "its sparse conv directly")
+        conv.bias = module.bias.detach().clone()
+        self.value[node] = tensor
+
+    def _relu(self, node: fx.Node) -> None:
+        tensor = self.value[node.args[0]]
+        conv = self.conv_of.get(tensor)
+        if conv is not None and not conv.relu and _only_reader(node.args[0], node):
+            conv.relu = True  # fused into `activation`; PyTorch keeps its ReLU
+            self.value[node] = tensor
+            return
+        self._emit(node, "Relu", [tensor], {})
+
+    def _add(self, node: fx.Node) -> None:
+        a, b = node.args[:2]
+        ranges = [self.ranges.get(a), self.ranges.get(b)]
+        attrs = {}
+        if all(r is not None for r in ranges):
+            attrs = {"input0_dynamic_range": ranges[0], "input1_dynamic_range": ranges[1],
+                     "precision": "int8"}
+        else:
+            attrs = {"precision": "fp16"}
+        self._emit(node, "Add", [self.value[a], self.value[b]], attrs)
+
+    def _scatter_dense(self, node: fx.Node) -> None:
+        source = node.args[0]
+        _, _, spatial = self.runtime[source]
+        order = self.options.order
+        attrs = {"input_spatial_shape": _order(spatial, order),
+                 "output_shape": list(self.runtime[node][1]), "format": order}
+        self._emit(node, "ScatterDense", [self.value[source]], attrs)
+
+    def _emit(self, node: fx.Node, op: str, inputs: list[str], attrs: dict) -> None:
+        out = f"{node.name}.output"
+        self.nodes.append((op, inputs, [out], dict(attrs, _name=node.name)))
+        self.value[node] = out
+
+    # ---- convs, once all their readers are known ---------------------------------------------
+    def _finish_convs(self) -> None:
+        readers: dict[str, list[tuple[str, dict, list[str]]]] = {}
+        for op, inputs, outputs, attrs in self.nodes:
+            for name in inputs:
+                readers.setdefault(name, []).append((op, attrs, outputs))
+        conv_inputs: dict[str, list[_Conv]] = {}
+        for conv in self.convs:
+            conv_inputs.setdefault(conv.x, []).append(conv)
+        entries = []
+        for conv in self.convs:
+            m = conv.module
+            int8 = hasattr(m, "weight_quantizer") and m.weight_quantizer.enabled and \
+                conv.input_range is not None
+            self.int8_convs += int8
+            out_int8 = self._reads_int8(conv.out, readers, conv_inputs)
+            attrs = self._conv_attrs(conv, int8, out_int8)
+            weight, bias = self._weights(conv)
+            w_name, b_name = f"{conv.node.target}.weight", f"{conv.node.target}.bias"
+            self.initializers += [_fp16(w_name, weight), _fp16(b_name, bias)]
+            entries.append(("SparseConvolution", [conv.x, w_name, b_name], [conv.out],
+                            dict(attrs, _name=conv.node.name)))
+        for op, _inputs, outputs, attrs in self.nodes:
+            if op == "Add":
+                int8_out = attrs["precision"] == "int8" and self._reads_int8(
+                    outputs[0], readers, conv_inputs)
+                attrs["output_precision"] = "int8" if int8_out else "fp16"
+        # one list in the order the graph computes it
+        graph_order = {n.name: i for i, n in enumerate(self.ir.graph.nodes)}
+        everything = entries + self.nodes
+        self.nodes = sorted(everything, key=lambda entry: graph_order[entry[3]["_name"]])
+
+    def _reads_int8(self, tensor: str, readers, conv_inputs) -> bool:
+        """Every consumer reads `tensor` in INT8 (looking through Relu, which the engine fuses);
+        a graph output, ScatterDense, Transpose or Reshape reads fp16."""
+        consumers = [hasattr(c.module, "weight_quantizer") and c.input_range is not None
+                     for c in conv_inputs.get(tensor, [])]
+        for op, attrs, outputs in readers.get(tensor, []):
+            if op == "Add":
+                consumers.append(attrs.get("precision") == "int8")
+            elif op == "Relu":
+                consumers.append(self._reads_int8(outputs[0], readers, conv_inputs))
+            else:
+                consumers.append(False)
+        if tensor in self.outputs:
+            consumers.append(False)
+        return bool(consumers) and all(consumers)
+
+    def _conv_attrs(self, conv: _Conv, int8: bool, out_int8: bool) -> dict:
+        m, order = conv.module, self.options.order
+        _, in_features, in_spatial = self.runtime[conv.node.args[0]]
+        _, out_features, out_spatial = self.runtime[conv.node]
+        attrs = {
+            "ndim": 3, "kernel_size": _order(m.kernel_size, order),
+            "stride": _order(m.stride, order), "padding": _order(m.padding, order),
+            "dilation": _order(m.dilation, order),
+            "output_padding": _order(m.output_padding, order),
+            "subm": int(m.subm), "inverse": int(m.inverse), "transposed": int(m.transposed),
+            "groups": int(m.groups), "in_channels": int(m.in_channels),
+            "out_channels": int(m.out_channels), "rulebook": m.indice_key or "",
+            "activation": "ReLU" if conv.relu else "None",
+            "output_bound": int(self.options.output_bound),
+            "input_spatial_shape": _order(in_spatial, order),
+            "output_spatial_shape": _order(out_spatial, order),
+            "input_shape": list(in_features), "output_shape": list(out_features),
+            "precision": "int8" if int8 else "fp16",
+            # an fp16 layer may still write INT8 for INT8 readers (the engine quantizes its output
+            # with the readers' shared range)
+            "output_precision": "int8" if out_int8 else "fp16"}
+        if int8:
+            attrs["input_dynamic_range"] = conv.input_range
+            ranges = [float(v) for v in m.weight_quantizer.amax.detach().reshape(-1)]
+            if not all(math.isfinite(v) and v > 0 for v in ranges):
+                raise InputError(f"export_libspconv: {conv.node.target} has zero or non-finite "
+                                 "weight ranges; recalibrate (qdq/sparse_conv_quant)")
+            attrs["weight_dynamic_ranges"] = ranges
+        return attrs
+
+    def _weights(self, conv: _Conv) -> tuple[np.ndarray, np.ndarray]:
+        m = conv.module
+        weight = m.weight.detach().cpu().double().numpy()
+        if m.conv1x1:  # spconv computes 1x1 with the memory read as [Cin, Cout] (spconv#450)
+            weight = weight.reshape(m.in_channels, m.out_channels).T.reshape(weight.shape)
+        if self.options.order == "zyx":
+            weight = weight.transpose(0, 3, 2, 1, 4)
+        bias = conv.bias.detach().cpu().double().numpy() if conv.bias is not None else \
+            np.zeros(m.out_channels)
+        for what, values in (("weight", weight), ("bias", bias)):
+            if not np.isfinite(values).all():
+                raise InputError(f"export_libspconv: the {what} of {conv.node.target} has NaN "
+                                 "or inf; fix the checkpoint")
+        return weight, bias
+
+    # ---- the file -----------------------------------------------------------------------------
+    def _model(self) -> onnx.ModelProto:
+        nodes = []
+        for op, inputs, outputs, attrs in self.nodes:
+            name = attrs.pop("_name")
+            nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
+        outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT16, None)
+                   for o in self.outputs]
+        graph = helper.make_graph(nodes, "libspconv", self.inputs, outputs, self.initializers)
+        model = helper.make_model(graph, producer_name="bevcc",
+                                  opset_imports=[helper.make_opsetid("", 11)])
+        return model
+
+    def op_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for op, *_ in self.nodes:
+            counts[op] = counts.get(op, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def _amax(module: TensorQuantizer, name: str) -> float:
+    if module.amax is None:
+        raise InputError(f"export_libspconv: quantizer {name} is enabled but uncalibrated; "
+                         "calibrate it (sparse_conv_quant with --calib) or disable it")
+    value = float(module.amax.detach().reshape(-1).max())
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"export_libspconv: quantizer {name} has amax {value}; recalibrate")
+    return value
+
+
+def _is_relu(node: fx.Node, module) -> bool:
+    return isinstance(module, nn.ReLU) or (
+        node.op == "call_function" and node.target in (torch.relu, nn.functional.relu))
+
+
+def _only_reader(value: fx.Node, reader: fx.Node) -> bool:
+    """`reader` is the only use of `value` apart from replace_feature's sparse-tensor slot."""
+    return all(u is reader for u in value.users)
+
+
+def _order(values, order: str) -> list[int]:
+    values = [int(v) for v in values]
+    return values[::-1] if order == "zyx" else values
+
+
+def _fp16(name: str, array: np.ndarray) -> onnx.TensorProto:
+    data = np.ascontiguousarray(array, dtype=np.float16)
+    tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT16,
+                              dims=list(data.shape))
+    tensor.raw_data = data.tobytes()
+    return tensor
