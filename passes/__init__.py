@@ -44,9 +44,11 @@ def bevcc_register_models(registry):
 
     registry.add_model("tiny_cnn", tiny_cnn)
     if spconv_installed():
+        from bevcc.reference.sparse_encoder import sparse_encoder
         from bevcc.reference.tiny_sparse import tiny_sparse
 
         registry.add_model("tiny_sparse", tiny_sparse)
+        registry.add_model("sparse_encoder", sparse_encoder)
 
 
 @hookimpl

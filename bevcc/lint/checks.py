@@ -26,6 +26,7 @@ class Mismatch:
 @dataclass
 class LintReport:
     path: str
+    kind: str = "qdq"  # or "libspconv"
     qdq_pairs: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # encoding errors
@@ -46,7 +47,7 @@ class LintReport:
         return len(self.problems) + self.reformats
 
     def to_json(self) -> dict:
-        return {"path": self.path, "qdq_pairs": self.qdq_pairs,
+        return {"path": self.path, "kind": self.kind, "qdq_pairs": self.qdq_pairs,
                 "predicted_reformats": self.reformats,
                 "mismatches": [asdict(m) for m in self.mismatches],
                 "encoding_problems": self.problems, "int8_macs": self.int8_macs,
@@ -56,7 +57,14 @@ class LintReport:
 
 def lint_model(model: onnx.ModelProto, path: str = "<model>",
                conv_transpose_axis: int = 0) -> LintReport:
+    from bevcc.sparse.libspconv_check import check_libspconv, int8_share, is_libspconv_file
+
     report = LintReport(path)
+    if is_libspconv_file(model):  # the lidar backbone file: libspconv's parser rules instead
+        report.kind = "libspconv"
+        report.problems = check_libspconv(model)
+        report.int8_macs, report.total_macs, report.float_layers = int8_share(model)
+        return report
     graph = QdqGraph(model)
     report.qdq_pairs = sum(n.op_type == "QuantizeLinear" for n in graph.nodes)
     report.problems = [str(p) for p in check_encoding(model, conv_transpose_axis)]
