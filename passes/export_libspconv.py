@@ -64,6 +64,9 @@ class ExportLibspconv(Pass):
         if ir.example_inputs is None:
             raise InputError("export_libspconv needs example inputs (voxel features and "
                              "coordinates): return (module, example_inputs) or give --calib")
+        for name, module in ir.module.named_modules():
+            if isinstance(module, TensorQuantizer) and module.enabled:
+                _amax(module, name)  # uncalibrated or non-finite: one clear line, no file
 
     def call(self, ir: FxIR) -> PassResult:
         runtime = _record_runtime(ir)

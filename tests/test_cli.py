@@ -137,8 +137,10 @@ def test_passes_json_lists_builtins_with_their_options():
     proc = run_bevcc("passes", "--json", env_extra=NO_PLUGINS)
     rows = {(r["ir"], r["name"]): r for r in json.loads(proc.stdout)["passes"]}
     assert set(rows) == {("fx", "bn_fold"), ("fx", "dce"), ("fx", "export"), ("fx", "qdq_insert"),
-                         ("fx", "quantizer_unify"), ("onnx", "bn_fold"), ("onnx", "check"),
+                         ("fx", "quantizer_unify"), ("fx", "sparse_conv_quant"),
+                         ("fx", "export_libspconv"), ("onnx", "bn_fold"), ("onnx", "check"),
                          ("onnx", "cleanup"), ("onnx", "qdq_insert"), ("onnx", "quantizer_unify")}
+    assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
     assert rows[("fx", "export")]["produces"] == "onnx"
     assert rows[("fx", "export")]["options"][0] == {
         "name": "opset", "type": "int", "default": 17, "help": "ONNX opset to emit (>= 13)"}
@@ -151,11 +153,12 @@ def test_plugins_json_and_version():
     assert builtin["name"] == "bevcc" and builtin["status"] == "ok"
     contributions = builtin["contributions"]
     leaf_modules = contributions.pop("leaf_modules")
-    assert contributions == {"backends": ["fx:export"], "models": ["tiny_cnn", "tiny_sparse"],
+    assert contributions == {"backends": ["fx:export", "fx:export_libspconv"],
+                             "models": ["sparse_encoder", "tiny_cnn", "tiny_sparse"],
                              "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert",
-                                        "fx:quantizer_unify", "onnx:bn_fold", "onnx:check",
-                                        "onnx:cleanup", "onnx:qdq_insert",
-                                        "onnx:quantizer_unify"],
+                                        "fx:quantizer_unify", "fx:sparse_conv_quant",
+                                        "onnx:bn_fold", "onnx:check", "onnx:cleanup",
+                                        "onnx:qdq_insert", "onnx:quantizer_unify"],
                              # spconv support (spconv is in the dev extra the tests run with)
                              "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
                              "trace_rules": ["spconv.pytorch.modules.SparseSequential"]}
