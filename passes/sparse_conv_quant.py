@@ -30,8 +30,9 @@ from bevcc.quant.quantizer import TensorQuantizer
 @dataclass
 class SparseQuantOptions:
     fp16: str = field(default="first", metadata={
-        "help": "sparse convs kept fp16: names or globs separated by commas or spaces (quote "
-                "the value), 'first' for the first sparse conv, '' for none"})
+        "help": "sparse convs (module names) and residual Adds (node names, e.g. add_7) kept "
+                "fp16: names or globs separated by commas or spaces (quote the value), 'first' "
+                "for the first sparse conv, '' for none"})
     calibrator: str = field(default="max", metadata={"help": "activation calibrator (as "
                                                              "qdq_insert)"})
     percentile: float = field(default=99.99, metadata={"help": "for histogram:percentile"})
@@ -66,7 +67,8 @@ class SparseConvQuant(Pass):
                  not hasattr(modules[n.target], "weight_quantizer")]
         if not convs:
             return PassResult(ir, modified=False, stats={"quantized": {}})
-        fp16, unused = self._fp16(convs)
+        adds = [n for n in graph.nodes if _is_sparse_residual_add(n)]
+        fp16, unused = self._fp16([n.target for n in convs], [n.name for n in adds])
         new: dict[str, TensorQuantizer] = {}
         quantized: dict[str, int] = {}
         floored: list[str] = []
@@ -79,12 +81,11 @@ class SparseConvQuant(Pass):
                 floored.append(f"{node.target}.weight_quantizer")
             self._quantize_input(ir, node, 0, f"{node.target}.input_quantizer", new)
             quantized[label] = quantized.get(label, 0) + 1
-        adds = 0
-        for node in list(graph.nodes):
-            if _is_sparse_residual_add(node):
-                for i in (0, 1):
-                    self._quantize_input(ir, node, i, f"{node.name}_input{i}_quantizer", new)
-                adds += 1
+        for node in adds:
+            if node.name in fp16:
+                continue
+            for i in (0, 1):
+                self._quantize_input(ir, node, i, f"{node.name}_input{i}_quantizer", new)
         module.recompile()
         calib = self.context.calib if self.context is not None else None
         if calib is None:
@@ -94,14 +95,16 @@ class SparseConvQuant(Pass):
         report = calibrate(module, calib, names, ir.example_inputs, quantizers=new,
                            max_batches=self.options.max_batches)
         return PassResult(ir, modified=True, stats={
-            "quantized": dict(sorted(quantized.items())), "adds": adds,
+            "quantized": dict(sorted(quantized.items())),
+            "adds": sum(n.name not in fp16 for n in adds),
             "fp16": sorted(fp16), "unused": unused, "batches": report.batches,
             "floored": floored + report.floored})
 
-    def _fp16(self, convs: list[fx.Node]) -> tuple[set[str], list[str]]:
+    def _fp16(self, conv_names: list[str], add_names: list[str]) -> tuple[set[str], list[str]]:
+        """Names kept fp16: sparse convs (module names) and residual Adds (node names)."""
         text = self.options.fp16.strip()
         patterns = [p for p in re.split(r"[,\s]+", text) if p]
-        names = [n.target for n in convs]
+        names = conv_names + add_names
         chosen, unused = set(), []
         for pattern in patterns:
             if pattern == "first":

@@ -67,9 +67,13 @@ def concat_inputs(node: fx.Node) -> list[fx.Node] | None:
 def add_inputs(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
     is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or \
         (node.op == "call_method" and node.target == "add")
-    if is_add and len(node.args) >= 2 and all(isinstance(a, fx.Node) for a in node.args[:2]):
-        return node.args[0], node.args[1]
-    return None
+    if not (is_add and len(node.args) >= 2 and all(isinstance(a, fx.Node)
+                                                   for a in node.args[:2])):
+        return None
+    if all(a.op == "call_function" and a.target is getattr and a.args[1:] == ("features",)
+           for a in node.args[:2]):
+        return None  # spconv residual Add: sparse_conv_quant owns it (and its fp16 choice)
+    return node.args[0], node.args[1]
 
 
 def from_conv(node: fx.Node, modules: dict) -> bool:

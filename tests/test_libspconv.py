@@ -270,3 +270,20 @@ def test_cli_compiles_the_registered_lidar_backbone_and_lint_reads_the_file(tmp_
     proc = run_bevcc("lint", out)
     assert proc.returncode == 0 and "(libspconv file)" in proc.stdout
     assert "fp16 layers (1): conv_input_0" in proc.stdout
+
+
+def test_fp16_layers_are_chosen_by_name_and_their_producers_write_fp16(tmp_path, encoder,
+                                                                        registry):
+    model, example, calib = encoder
+    result = bevcc.compile((model, example), calib=calib, registry=registry, pipeline=(
+        'fx(bn_fold,sparse_conv_quant{fp16="conv_input.0, encoder_layers.3.1.* add_7"},'
+        "quantizer_unify),export_libspconv"))
+    assert result.records[1].stats["fp16"] == ["add_7", "conv_input.0",
+                                               "encoder_layers.3.1.conv1",
+                                               "encoder_layers.3.1.conv2"]
+    convs = {n.name: attrs(n) for n in result.ir.model.graph.node}
+    assert convs["encoder_layers_3_1_conv1"]["precision"] == b"fp16"
+    # the Relu before that block feeds an fp16 conv: the Add writing it goes fp16
+    assert convs["add_6"]["output_precision"] == b"fp16"
+    assert convs["add_7"]["precision"] == b"fp16"
+    assert check_libspconv(result.ir.model) == []
