@@ -41,6 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print docs/passes.md")
 
+    sens = sub.add_parser("sensitivity", help="rank quantized layers by the accuracy INT8 "
+                                              "costs; write the report and a disable list")
+    sens.add_argument("input", help="model, as for compile")
+    sens.add_argument("-o", "--output", required=True, help="directory for the report, the "
+                                                            "disable list and the model")
+    sens.add_argument("--calib", required=True, help="calibration / evaluation data")
+    sens.add_argument("--prefix", default="bn_fold,qdq_insert,quantizer_unify",
+                      help="fx passes before the analysis (default: %(default)s)")
+    budget = sens.add_mutually_exclusive_group()
+    budget.add_argument("--top-k", type=int, help="keep the K most sensitive units float")
+    budget.add_argument("--min-sqnr-db", type=float, help="greedy until SQNR >= D dB")
+    budget.add_argument("--max-drop", type=float, help="greedy until the task metric drops "
+                                                       "at most this fraction")
+    sens.add_argument("--metric", default="sqnr", help="sqnr, cosine or a plugin metric")
+    sens.add_argument("--mode", default="both", choices=("both", "alone_quantized",
+                                                         "alone_float"))
+    sens.add_argument("--eval-batches", type=int, default=4)
+
     lint = sub.add_parser("lint", help="check a Q/DQ ONNX file against TensorRT's rules")
     lint.add_argument("file", help="an ONNX file (bevcc's, onnxruntime's, modelopt's, ...)")
     lint.add_argument("--json", action="store_true")
@@ -89,6 +107,25 @@ def cmd_lint(args) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_sensitivity(args) -> int:
+    from pathlib import Path
+
+    from bevcc.compiler import compile as run_compile
+
+    options = {"metric": args.metric, "mode": args.mode, "eval_batches": args.eval_batches}
+    for key in ("top_k", "min_sqnr_db", "max_drop"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    text = ",".join(f"{k}={v}" for k, v in options.items())
+    pipeline = f"fx({args.prefix},sensitivity_disable{{{text}}})"
+    output = Path(args.output) / "model.pt"
+    result = run_compile(args.input, pipeline=pipeline, calib=args.calib, output=output,
+                         stream=sys.stderr)
+    for line in result.records[-1].report:
+        print(line)
+    return 0
+
+
 def cmd_passes(args) -> int:
     from bevcc.catalog import pass_rows, passes_markdown, passes_table
     from bevcc.plugins import get_registry
@@ -125,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"compile": cmd_compile, "passes": cmd_passes, "plugins": cmd_plugins,
-                   "lint": cmd_lint}
+                   "lint": cmd_lint, "sensitivity": cmd_sensitivity}
         return handler[args.command](args)
     except BevccError as exc:
         if show_traceback:

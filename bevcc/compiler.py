@@ -61,6 +61,7 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
                           print_ir_after=print_ir_after, timing=timing,
                           stream=stream or sys.stderr)
     target = resolve_output(output, manager.output_kind) if output is not None else None
+    context.artifacts_dir = target.parent if target is not None else None
     if on_pipeline is not None:
         on_pipeline(manager.pipeline.text())
     ir = load_ir(model, registry, calib_data, example_inputs)

@@ -14,6 +14,7 @@ def bevcc_register_passes(registry):
     from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
     from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
     from bevcc.passes.quantizer_unify_onnx import QuantizerUnifyOnnx
+    from bevcc.passes.sensitivity_disable import SensitivityDisable
     from bevcc.passes.sparse_conv_quant import SparseConvQuant
 
     registry.add_pass(DeadCodeElimination)
@@ -24,6 +25,7 @@ def bevcc_register_passes(registry):
     registry.add_pass(QuantizerUnifyFx)
     registry.add_pass(QuantizerUnifyOnnx)
     registry.add_pass(SparseConvQuant)
+    registry.add_pass(SensitivityDisable)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 
@@ -35,6 +37,14 @@ def bevcc_register_backends(registry):
 
     registry.add_backend(Export)
     registry.add_backend(ExportLibspconv)
+
+
+@hookimpl
+def bevcc_register_metrics(registry):
+    from bevcc.sensitivity.metrics import BUILTIN
+
+    for name, fn in BUILTIN.items():
+        registry.add_metric(name, fn)
 
 
 @hookimpl

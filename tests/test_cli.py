@@ -138,6 +138,7 @@ def test_passes_json_lists_builtins_with_their_options():
     rows = {(r["ir"], r["name"]): r for r in json.loads(proc.stdout)["passes"]}
     assert set(rows) == {("fx", "bn_fold"), ("fx", "dce"), ("fx", "export"), ("fx", "qdq_insert"),
                          ("fx", "quantizer_unify"), ("fx", "sparse_conv_quant"),
+                         ("fx", "sensitivity_disable"),
                          ("fx", "export_libspconv"), ("onnx", "bn_fold"), ("onnx", "check"),
                          ("onnx", "cleanup"), ("onnx", "qdq_insert"), ("onnx", "quantizer_unify")}
     assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
@@ -155,8 +156,10 @@ def test_plugins_json_and_version():
     leaf_modules = contributions.pop("leaf_modules")
     assert contributions == {"backends": ["fx:export", "fx:export_libspconv"],
                              "models": ["sparse_encoder", "tiny_cnn", "tiny_sparse"],
+                             "metrics": ["cosine", "sqnr"],
                              "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert",
-                                        "fx:quantizer_unify", "fx:sparse_conv_quant",
+                                        "fx:quantizer_unify", "fx:sensitivity_disable",
+                                        "fx:sparse_conv_quant",
                                         "onnx:bn_fold", "onnx:check", "onnx:cleanup",
                                         "onnx:qdq_insert", "onnx:quantizer_unify"],
                              # spconv support (spconv is in the dev extra the tests run with)

@@ -26,7 +26,7 @@ def test_misspelt_pass_suggests_the_closest_name(registry):
 def test_far_off_name_lists_what_is_known(registry):
     with pytest.raises(UsageError) as info:
         registry.lookup("zzzz", "fx", conversion=False)
-    assert _one_line(info) == "unknown fx pass 'zzzz': known: bn_fold, dce, qdq_insert, quantizer_unify, sparse_conv_quant (see `bevcc passes`)"
+    assert _one_line(info) == "unknown fx pass 'zzzz': known: bn_fold, dce, qdq_insert, quantizer_unify, sensitivity_disable, sparse_conv_quant (see `bevcc passes`)"
 
 
 def test_pass_on_the_wrong_ir_says_where_it_belongs(registry):

@@ -33,6 +33,7 @@ class PassContext:
     registry: Any = None
     calib: Any = None
     quant_config: Any = None  # a QuantConfig / dict from the Python API (qdq_insert's default)
+    artifacts_dir: Any = None  # where passes put reports next to the output (None: no output)
     history: list[str] = field(default_factory=list)
 
 

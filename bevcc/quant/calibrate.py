@@ -46,11 +46,14 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
         q.enabled = False
     for q in quantizers.values():
         q.start_calibration()
+    rank, world = _distributed()
     try:
         with torch.no_grad():
-            for index, batch in enumerate(_progress(calib, progress)):
+            for index, batch in enumerate(_progress(calib, progress and rank == 0)):
                 if max_batches and index >= max_batches:
                     break
+                if index % world != rank:  # under torchrun each rank takes its share
+                    continue
                 inputs = _to_inputs(batch, input_names, example_inputs, index, calib)
                 try:
                     module(*inputs)
@@ -58,6 +61,8 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
                     raise _batch_error(exc, index, calib, inputs, input_names,
                                        example_inputs) from exc
                 report.batches += 1
+        if world > 1:
+            _merge_across_ranks(quantizers)
         for name, q in quantizers.items():
             try:
                 floored, _ = q.finish_calibration()
@@ -72,6 +77,37 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
             q.enabled = True
         module.train(was_training)
     return report
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _merge_across_ranks(quantizers: dict[str, TensorQuantizer]) -> None:
+    """Every rank saw a share of the batches; max statistics merge exactly by an elementwise
+    max, gathered so every rank ends with the same amax."""
+    from bevcc.quant.calibrators import MaxCalibrator
+
+    local = {}
+    for name, q in quantizers.items():
+        if not isinstance(q._calibrator, MaxCalibrator):
+            raise InputError(f"quantizer {name}: distributed calibration merges max statistics "
+                             "only; use calibrator=max or calibrate in one process")
+        amax = q._calibrator.amax
+        local[name] = (None if amax is None else amax.tolist(), q._calibrator.seen)
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, local)
+    for name, q in quantizers.items():
+        parts = [part[name] for part in gathered if part[name][0] is not None]
+        if not parts:
+            continue
+        values = torch.tensor(parts[0][0])
+        for other, _ in parts[1:]:
+            values = torch.maximum(values, torch.tensor(other))
+        q._calibrator.amax = values
+        q._calibrator.seen = sum(seen for _, seen in parts)
 
 
 def _progress(calib, enabled: bool):

@@ -1,0 +1,1 @@
+"""Sensitivity analysis: which quantized layers cost accuracy, and which to keep float."""

@@ -1,0 +1,151 @@
+"""Measure each unit: the metric with only that unit quantized and with only that unit float.
+
+Float outputs are computed once and cached; every evaluation reuses the calibrated quantizers.
+Results are appended to a JSONL file as they come, so an interrupted run resumes where it
+stopped. Under torch.distributed (torchrun; gloo on CPU, nccl on GPUs) each rank measures its
+share of the units and the results are gathered, so every rank ends with the same table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.sensitivity.units import Unit
+
+MODES = ("alone_quantized", "alone_float")
+
+
+@dataclass
+class Evaluator:
+    module: torch.nn.Module
+    batches: list[dict]  # evaluation batches: input arrays (and labels for task metrics)
+    input_names: list[str]
+    metric: object  # fn(outputs, reference, batches) -> float
+    reference: list = field(default_factory=list)
+
+    def __post_init__(self):
+        with _all_quantizers(self.module, enabled=False):
+            self.reference = self._outputs()
+
+    def _outputs(self) -> list[tuple[torch.Tensor, ...]]:
+        results = []
+        self.module.eval()
+        with torch.no_grad():
+            for batch in self.batches:
+                inputs = [torch.from_numpy(batch[n]) for n in self.input_names]
+                out = self.module(*inputs)
+                results.append(tuple(out) if isinstance(out, (tuple, list)) else (out,))
+        return results
+
+    def score(self) -> float:
+        return float(self.metric(self._outputs(), self.reference, self.batches))
+
+
+class _all_quantizers:
+    """Context: every enabled TensorQuantizer switched on or off, restored afterwards."""
+
+    def __init__(self, module, enabled: bool, except_units: list[Unit] = ()):
+        self.quantizers = [q for q in module.modules() if isinstance(q, TensorQuantizer)]
+        self.saved = [q.enabled for q in self.quantizers]
+        self.enabled, self.module, self.except_units = enabled, module, except_units
+
+    def __enter__(self):
+        for q, was in zip(self.quantizers, self.saved):
+            q.enabled = self.enabled and was
+        for unit in self.except_units:
+            unit.set_enabled(self.module, not self.enabled)
+        return self
+
+    def __exit__(self, *exc):
+        for q, was in zip(self.quantizers, self.saved):
+            q.enabled = was
+
+
+def measure(evaluator: Evaluator, units: list[Unit], modes=MODES, results_path=None,
+            key: str = "", progress: bool = True) -> dict[str, dict[str, float]]:
+    """{unit name: {mode: metric}} for every unit, resuming from `results_path`."""
+    rank, world = _distributed()
+    done = _resume(results_path, key, rank) if results_path else {}
+    mine = [u for i, u in enumerate(units) if i % world == rank]
+    todo = [(u, m) for u in mine for m in modes if m not in done.get(u.name, {})]
+    from tqdm import tqdm
+
+    bar = tqdm(todo, desc="sensitivity", unit="eval", file=sys.stderr,
+               disable=None if progress and rank == 0 else True, leave=False)
+    for unit, mode in bar:
+        if mode == "alone_quantized":
+            with _all_quantizers(evaluator.module, enabled=False, except_units=[unit]):
+                value = evaluator.score()
+        else:
+            with _all_quantizers(evaluator.module, enabled=True, except_units=[unit]):
+                value = evaluator.score()
+        done.setdefault(unit.name, {})[mode] = value
+        if results_path:
+            _append(results_path, rank, {"unit": unit.name, "mode": mode, "value": value})
+    if world > 1:
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, done)
+        merged: dict[str, dict[str, float]] = {}
+        for part in gathered:
+            for name, values in part.items():
+                merged.setdefault(name, {}).update(values)
+        done = merged
+    return {u.name: done.get(u.name, {}) for u in units}
+
+
+def run_key(ir_fingerprint: str, units: list[Unit], metric: str, batches: int,
+            modes) -> str:
+    """What a resumed result must match: the model, its units, the metric, the data size."""
+    text = json.dumps([ir_fingerprint, [u.quantizers for u in units], metric, batches,
+                       list(modes)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _rank_path(path, rank: int) -> Path:
+    path = Path(path)
+    return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def _resume(path, key: str, rank: int) -> dict:
+    path = _rank_path(path, rank)
+    done: dict[str, dict[str, float]] = {}
+    if not path.exists():
+        _write_header(path, key)
+        return done
+    lines = path.read_text().splitlines()
+    if not lines or json.loads(lines[0]).get("key") != key:
+        _write_header(path, key)  # another model or setting: start over
+        return done
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut by an interruption: everything before it counts
+        done.setdefault(row["unit"], {})[row["mode"]] = row["value"]
+    return done
+
+
+def _write_header(path: Path, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key}) + "\n")
+
+
+def _append(path, rank: int, row: dict) -> None:
+    with open(_rank_path(path, rank), "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,58 @@
+"""Which units to keep float: explicit names/globs, top-k, or greedy until a budget holds.
+
+Sensitivity order: the worse the metric with only that unit quantized, the more sensitive; units
+without that measurement are ordered by how much keeping them float helps.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+from bevcc.errors import InputError
+from bevcc.sensitivity.units import Unit
+
+
+def sensitivity_order(units: list[Unit], table: dict[str, dict[str, float]]) -> list[Unit]:
+    def key(unit: Unit):
+        row = table.get(unit.name, {})
+        if "alone_quantized" in row:
+            return (0, row["alone_quantized"], unit.name)
+        return (1, -row.get("alone_float", 0.0), unit.name)
+
+    return sorted(units, key=key)
+
+
+def match_units(units: list[Unit], patterns: list[str]) -> tuple[list[Unit], list[str]]:
+    """Units whose name or any layer/quantizer name equals a pattern or matches it as a glob;
+    never by substring. Returns (units, patterns that matched nothing)."""
+    chosen, unused = [], []
+    for pattern in patterns:
+        hits = [u for u in units
+                if any(n == pattern or fnmatch.fnmatchcase(n, pattern)
+                       for n in [u.name, *u.layers, *u.quantizers])]
+        if not hits:
+            unused.append(pattern)
+        chosen += [u for u in hits if u not in chosen]
+    return chosen, unused
+
+
+def write_disable_list(path, units: list[Unit], reason: dict) -> None:
+    from bevcc.atomic import write_text_atomic
+
+    data = {"format": "bevcc-disable-list/1", "disable": [u.name for u in units],
+            "layers": sorted({layer for u in units for layer in u.layers}), "decided_by": reason}
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_disable_list(path) -> list[str]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"disable list {path} is not readable JSON ({exc})") from exc
+    names = data.get("disable") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"disable list {path}: expected {{\"disable\": [names]}}")
+    return names

@@ -1,0 +1,91 @@
+"""Units of a quantized FX model: the smallest sets of quantizers that can be switched together.
+
+A quantized layer's weight quantizer and the input quantizers feeding it belong together, and a
+quantizer shared by several layers (quantizer_unify) ties those layers into one unit: keeping one
+of them float while the shared scale stays would not be a real choice. Union-find, linear time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import fx, nn
+
+from bevcc.ir.fx import FxIR
+from bevcc.lint.domains import UnionFind
+from bevcc.quant.quantizer import TensorQuantizer
+
+
+@dataclass
+class Unit:
+    name: str  # the first layer's name (or the quantizer's, for layer-less ones)
+    layers: list[str] = field(default_factory=list)
+    quantizers: list[str] = field(default_factory=list)
+    macs: int = 0
+
+    def set_enabled(self, module: nn.Module, enabled: bool) -> None:
+        for name in self.quantizers:
+            module.get_submodule(name).enabled = enabled
+
+
+def find_units(ir: FxIR) -> list[Unit]:
+    module, graph = ir.module, ir.graph
+    modules = dict(module.named_modules())
+    groups = UnionFind()
+    layers: list[tuple[str, fx.Node]] = []
+    for node in graph.nodes:
+        if node.op != "call_module":
+            continue
+        target = modules.get(node.target)
+        if isinstance(target, TensorQuantizer):
+            groups.find("q:" + node.target)
+            continue
+        quantizer = getattr(target, "weight_quantizer", None)
+        if not isinstance(quantizer, TensorQuantizer):
+            continue
+        layers.append((node.target, node))
+        groups.union("l:" + node.target, "q:" + f"{node.target}.weight_quantizer")
+        for arg in node.all_input_nodes:
+            if arg.op == "call_module" and isinstance(modules.get(arg.target), TensorQuantizer):
+                groups.union("l:" + node.target, "q:" + arg.target)
+    units: dict[str, Unit] = {}
+    for key in list(groups.parent):
+        root = groups.find(key)
+        unit = units.setdefault(root, Unit(name=""))
+        kind, name = key.split(":", 1)
+        (unit.layers if kind == "l" else unit.quantizers).append(name)
+    macs = layer_macs(ir)
+    result = []
+    for unit in units.values():
+        unit.layers.sort()
+        unit.quantizers.sort()
+        order = [n for n, _ in layers if n in unit.layers]
+        unit.name = order[0] if order else unit.quantizers[0]
+        unit.macs = sum(macs.get(n, 0) for n in unit.layers)
+        result.append(unit)
+    position = {n: i for i, (n, _) in enumerate(layers)}
+    return sorted(result, key=lambda u: (position.get(u.name, len(position)), u.name))
+
+
+def layer_macs(ir: FxIR) -> dict[str, int]:
+    """Multiply-accumulates per dense layer from the recorded shapes (sparse layers: 0, their
+    cost depends on the voxels)."""
+    modules = dict(ir.module.named_modules())
+    macs = {}
+    for node in ir.graph.nodes:
+        layer = modules.get(node.target) if node.op == "call_module" else None
+        meta = node.meta.get("tensor_meta")
+        if layer is None or meta is None or not hasattr(meta, "shape"):
+            continue
+        out = int(np.prod(meta.shape))
+        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+            x = node.all_input_nodes[0].meta.get("tensor_meta")
+            if x is not None:
+                macs[node.target] = int(np.prod(x.shape)) * int(np.prod(layer.weight.shape[1:]))
+        elif isinstance(layer, nn.modules.conv._ConvNd):
+            macs[node.target] = out * int(np.prod(layer.weight.shape[1:]))
+        elif isinstance(layer, nn.Linear):
+            macs[node.target] = out * layer.in_features
+    return macs
+

@@ -1,0 +1,162 @@
+"""fx `sensitivity_disable`: find the quantized units whose INT8 costs accuracy; keep them float.
+
+Decisions, in the order they apply:
+  list=FILE          a disable list written by an earlier run (portable JSON)
+  disable="a,b*"     names or globs of units/layers/quantizers (never substrings; a glob that
+                     matches nothing is reported)
+  top_k=K            the K most sensitive units
+  min_sqnr_db=D      greedy in sensitivity order until the model's SQNR vs float is >= D
+  max_drop=P         greedy until the task metric (metric=NAME) drops by at most P relative
+With none of the budget options the pass only measures and reports. Measurements need --calib
+(its first `eval_batches` batches are the evaluation data). The report (sensitivity.md/.json/.png)
+and disable_list.json are written next to the output.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bevcc.errors import UsageError
+from bevcc.ir.fx import FxIR
+from bevcc.pm.pass_base import Pass, PassResult
+from bevcc.sensitivity import analysis, decide, report
+from bevcc.sensitivity.metrics import BUILTIN
+from bevcc.sensitivity.units import find_units
+
+
+@dataclass
+class SensitivityOptions:
+    top_k: int = field(default=0, metadata={"help": "keep the K most sensitive units float"})
+    min_sqnr_db: float | None = field(default=None, metadata={
+        "help": "keep units float, most sensitive first, until SQNR vs float >= D dB"})
+    max_drop: float | None = field(default=None, metadata={
+        "help": "keep units float until the task metric drops by at most this fraction"})
+    disable: str = field(default="", metadata={
+        "help": "units/layers kept float: names or globs separated by commas or spaces"})
+    list: str = field(default="", metadata={"help": "a disable list (JSON) from an earlier run"})
+    metric: str = field(default="sqnr", metadata={
+        "help": "ranking metric: sqnr, cosine, or a plugin's (bevcc plugins lists them)"})
+    mode: Literal["both", "alone_quantized", "alone_float"] = field(default="both", metadata={
+        "help": "measure each unit quantized alone, float alone, or both"})
+    eval_batches: int = field(default=4, metadata={"help": "calibration batches used to "
+                                                            "evaluate"})
+    results: str = field(default="", metadata={
+        "help": "JSONL file of per-unit results; an interrupted run resumes from it (default: "
+                "sensitivity.jsonl next to the output)"})
+
+
+class SensitivityDisable(Pass):
+    name = "sensitivity_disable"
+    summary = ("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
+               "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX).")
+    ir = "fx"
+    Options = SensitivityOptions
+
+    def report(self, stats: dict) -> list[str]:
+        lines = [(f"{stats.get('units', 0)} units; kept float: "
+                 f"{', '.join(stats.get('disabled', [])) or 'none'}")]
+        if stats.get("final") is not None:
+            lines.append(f"  {stats['metric']} (vs the float model): all INT8 "
+                         f"{stats['all_int8']:.4g}, after {stats['final']:.4g}")
+        lines += [f"  pattern matched nothing: {p}" for p in stats.get("unused", [])]
+        lines += [f"  wrote {p}" for p in stats.get("files", [])]
+        return lines
+
+    def call(self, ir: FxIR) -> PassResult:
+        options = self.options
+        units = find_units(ir)
+        if not units:
+            return PassResult(ir, modified=False, stats={"units": 0})
+        explicit = [p for p in re.split(r"[,\s]+", options.disable.strip()) if p]
+        if options.list:
+            explicit += decide.read_disable_list(options.list)
+        chosen, unused = decide.match_units(units, explicit)
+        budgets = [options.top_k > 0, options.min_sqnr_db is not None,
+                   options.max_drop is not None]
+        if sum(budgets) > 1:
+            raise UsageError("sensitivity_disable: give one of top_k, min_sqnr_db, max_drop")
+        table, summary, files = {}, {}, []
+        measuring = any(budgets) or not explicit
+        if measuring:
+            evaluator, metric_name = self._evaluator(ir, options.min_sqnr_db is not None)
+            modes = analysis.MODES if options.mode == "both" else (options.mode,)
+            key = analysis.run_key(ir.fingerprint(), units, metric_name, len(evaluator.batches),
+                                   modes)
+            table = analysis.measure(evaluator, units, modes, self._results_path(), key)
+            ordered = [u for u in decide.sensitivity_order(units, table) if u not in chosen]
+            summary["all_int8"] = self._score(evaluator, units, chosen)
+            if options.top_k > 0:
+                chosen += ordered[:options.top_k]
+            elif options.min_sqnr_db is not None or options.max_drop is not None:
+                chosen = self._greedy(evaluator, units, chosen, ordered)
+            summary["final"] = self._score(evaluator, units, chosen)
+            summary["metric"] = metric_name
+        for unit in chosen:
+            unit.set_enabled(ir.module, False)
+        disabled = {u.name for u in chosen}
+        files = self._write(units, table, disabled, summary, options)
+        return PassResult(ir, modified=bool(chosen), stats={
+            "units": len(units), "disabled": [u.name for u in chosen], "unused": unused,
+            "table": table, "files": [str(f) for f in files], **summary})
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _evaluator(self, ir: FxIR, sqnr_budget: bool):
+        calib = self.context.calib if self.context is not None else None
+        if calib is None:
+            raise UsageError("sensitivity_disable needs evaluation data: give --calib DATA")
+        registry = self.context.registry
+        metrics = {**BUILTIN, **{n: e.obj for n, e in getattr(registry, "metrics", {}).items()}}
+        name = "sqnr" if sqnr_budget else self.options.metric
+        if name not in metrics:
+            raise UsageError(f"sensitivity_disable: unknown metric '{name}' (known: "
+                             f"{', '.join(sorted(metrics))})")
+        names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
+        calib.input_names = names
+        batches = []
+        for batch in calib:
+            batches.append(batch)
+            if len(batches) >= self.options.eval_batches:
+                break
+        evaluator = analysis.Evaluator(ir.module, batches, names, metrics[name])
+        self._float_score = evaluator.metric(evaluator.reference, evaluator.reference, batches)
+        return evaluator, name
+
+    def _score(self, evaluator, units, disabled) -> float:
+        with analysis._all_quantizers(evaluator.module, enabled=True, except_units=disabled):
+            return evaluator.score()
+
+    def _greedy(self, evaluator, units, chosen, ordered):
+        def holds(score: float) -> bool:
+            if self.options.min_sqnr_db is not None:
+                return score >= self.options.min_sqnr_db
+            drop = (self._float_score - score) / max(abs(self._float_score), 1e-12)
+            return drop <= self.options.max_drop
+
+        chosen = list(chosen)
+        for unit in ordered:
+            if holds(self._score(evaluator, units, chosen)):
+                break
+            chosen.append(unit)
+        return chosen
+
+    def _results_path(self):
+        if self.options.results:
+            return self.options.results
+        directory = getattr(self.context, "artifacts_dir", None)
+        return directory / "sensitivity.jsonl" if directory is not None else None
+
+    def _write(self, units, table, disabled, summary, options):
+        directory = getattr(self.context, "artifacts_dir", None)
+        rank, _ = analysis._distributed()
+        if directory is None or rank != 0:
+            return []
+        files = report.write_report(directory, summary.get("metric", options.metric), summary,
+                                    report.rows(units, table, disabled))
+        listed = [u for u in units if u.name in disabled]
+        decide.write_disable_list(directory / "disable_list.json", listed, {
+            k: v for k, v in {"top_k": options.top_k, "min_sqnr_db": options.min_sqnr_db,
+                              "max_drop": options.max_drop, "disable": options.disable,
+                              "metric": summary.get("metric")}.items() if v})
+        return [*files, directory / "disable_list.json"]
