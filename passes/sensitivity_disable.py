@@ -15,6 +15,7 @@ and disable_list.json are written next to the output.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,6 +74,9 @@ class SensitivityDisable(Pass):
         if options.list:
             explicit += decide.read_disable_list(options.list)
         chosen, unused = decide.match_units(units, explicit)
+        for pattern in unused:  # likely a typo: say so where the user looks, not only in stats
+            warnings.warn(f"sensitivity_disable: '{pattern}' matches no quantized unit",
+                          stacklevel=2)
         budgets = [options.top_k > 0, options.min_sqnr_db is not None,
                    options.max_drop is not None]
         if sum(budgets) > 1:

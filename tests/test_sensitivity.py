@@ -89,8 +89,10 @@ def test_two_gloo_ranks_give_the_table_of_one_process(tmp_path):
     ('"rob"', [], ["rob"]),  # never a substring match
     ('"nothing*"', [], ["nothing*"]),
 ])
-def test_explicit_names_and_globs(registry, patterns, disabled, unused):
+def test_explicit_names_and_globs(registry, patterns, disabled, unused, recwarn):
     stats = run(registry, f"disable={patterns}").records[-1].stats
+    assert [str(w.message) for w in recwarn if "matches no" in str(w.message)] == \
+        [f"sensitivity_disable: '{p}' matches no quantized unit" for p in unused]
     assert stats["disabled"] == disabled and stats["unused"] == unused
 
 
@@ -161,3 +163,19 @@ def test_cli_sensitivity_and_compile_write_the_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (model_out.parent / "sensitivity.md").exists()
     assert lint_model(onnx.load(model_out)).float_layers == ["/probe/Conv"]
+
+
+def test_sparse_convs_are_units_too(registry):
+    from bevcc.reference.tiny_sparse import random_voxels, tiny_sparse
+
+    model, example = tiny_sparse()
+    calib = [dict(zip(["voxel_features", "coors"], [t.numpy() for t in random_voxels(s)]))
+             for s in range(1, 4)]
+    result = bevcc.compile((model, example), calib=calib, registry=registry, pipeline=(
+        "fx(bn_fold,sparse_conv_quant,quantizer_unify,sensitivity_disable{top_k=1})"))
+    stats = result.records[-1].stats
+    # the residual Add's identity input shares block.conv1's quantizer; its other input is a
+    # unit of its own
+    assert set(stats["table"]) == {"block.conv1", "block.conv2", "down.0", "up.0",
+                                   "add_input0_quantizer"}
+    assert len(stats["disabled"]) == 1
