@@ -30,6 +30,11 @@ def atomic_path(target: str | os.PathLike):
     try:
         yield Path(tmp)
         os.replace(tmp, target)
+    except OSError as exc:  # disk full, file-size limit, permissions changed mid-way ...
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise InputError(f"writing {target} failed half-way ({exc.strerror or exc}); nothing was "
+                         "written: check free space, quotas and permissions") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

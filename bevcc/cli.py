@@ -156,6 +156,11 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     sys.stderr.write(f"bevcc: warning: {message}\n")
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warnings
     show_traceback = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except BevccError as exc:
         if show_traceback:
             raise
-        print(f"bevcc: error: {exc}", file=sys.stderr)
+        print(f"bevcc: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bevcc: interrupted; no output was written", file=sys.stderr)
@@ -175,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if show_traceback:
             raise
-        print(f"bevcc: internal error: {type(exc).__name__}: {exc} (rerun with {TRACEBACK_ENV}=1 "
-              "for the traceback and report it)", file=sys.stderr)
+        print(f"bevcc: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              f"{TRACEBACK_ENV}=1 for the traceback and report it)", file=sys.stderr)
         return 70
 
 

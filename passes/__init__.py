@@ -63,6 +63,12 @@ def bevcc_register_models(registry):
 
 @hookimpl
 def bevcc_register_leaf_modules(registry):
+    from bevcc.quant.modules import QUANT_CLASSES
+    from bevcc.quant.quantizer import TensorQuantizer
     from bevcc.sparse import tracing
 
+    # Models that already hold bevcc quantizers (QAT checkpoints) trace as they were built.
+    registry.add_leaf_module(TensorQuantizer)
+    for quant_class in QUANT_CLASSES.values():
+        registry.add_leaf_module(quant_class)
     tracing.register(registry)

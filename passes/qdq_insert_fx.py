@@ -82,6 +82,9 @@ class QdqInsertFx(Pass):
         config = quant_config(self.options, getattr(self.context, "quant_config", None))
         graph, module = ir.graph, ir.module
         modules = dict(module.named_modules())
+        _refuse_unquantizable(config, {**{n.name: n.op for n in graph.nodes}, **{
+            name: type(m).__name__ for name, m in modules.items()
+            if name and type(m) not in qm.QUANT_CLASSES}}, modules)
         quantized: dict[str, int] = {}
         kept_float: list[str] = []
         floored: list[str] = []
@@ -129,6 +132,19 @@ class QdqInsertFx(Pass):
         names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
         return calibrate(ir.module, calib, names, ir.example_inputs, quantizers=inputs,
                          max_batches=self.options.max_batches)
+
+
+def _refuse_unquantizable(config, kinds: dict[str, str], modules: dict) -> None:
+    """An override naming (exactly, not by glob) something qdq_insert cannot quantize is a
+    mistake worth stopping for: the user asked for a quantizer that would silently not exist."""
+    quantizable = {name for name, m in modules.items() if type(m) in qm.QUANT_CLASSES}
+    for pattern, values in config.overrides:
+        if any(c in pattern for c in "*?[") or pattern in quantizable:
+            continue
+        if pattern in kinds and values.get("enabled", True):
+            raise UsageError(f"qdq_insert: '{pattern}' is a {kinds[pattern]}, which has no "
+                             "quantizer; qdq_insert quantizes Conv1-3d, ConvTranspose1-3d, "
+                             "Linear and matmul/bmm (use a glob or remove the override)")
 
 
 def _quantizable(node: fx.Node, modules: dict):

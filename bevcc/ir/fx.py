@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -135,11 +136,33 @@ class FxIR(IR):
         return ir
 
     def propagate_shapes(self) -> None:
-        """Record dtype/shape of every node by running the example inputs (when there are any)."""
+        """Record dtype/shape of every node by running the example inputs (when there are any).
+
+        torch's ShapeProp prints a traceback before re-raising; bevcc keeps errors to one line
+        naming the node that failed.
+        """
         if self.example_inputs is None:
             return
-        with torch.no_grad():
-            ShapeProp(self.module).propagate(*self.example_inputs)
+        failed = []
+
+        class _Quiet(ShapeProp):
+            def run_node(self, n):
+                try:
+                    return super().run_node(n)
+                except Exception:
+                    failed.append(n)
+                    raise
+
+        try:
+            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+                _Quiet(self.module).propagate(*self.example_inputs)
+        except Exception as exc:
+            cause = exc.__cause__ or exc.__context__ or exc
+            where = f" at node {failed[0].name} ({failed[0].target})" if failed else ""
+            first = next((line.strip() for line in str(cause).splitlines() if line.strip()),
+                         type(cause).__name__)
+            raise InputError(f"running {self.name} on its example inputs failed{where}: "
+                             f"{first}") from exc
 
     def verify(self) -> None:
         try:

@@ -97,7 +97,7 @@ class PassManager:
             wrapped.exit_code = exc.exit_code  # a usage error found by a pass is still one
             raise wrapped from exc
         except Exception as exc:
-            raise PassError(f"{where}: {type(exc).__name__}: {exc}") from exc
+            raise PassError(f"{where}: {type(exc).__name__}: {_first_line(exc)}") from exc
         seconds = time.perf_counter() - start
         if not isinstance(result, PassResult):
             raise PassError(f"{where}: it returned {type(result).__name__}, not a PassResult")
@@ -124,6 +124,12 @@ class PassManager:
         return result.ir, StepRecord(step.label, p.output_kind(), modified, seconds,
                                      verify_seconds, result.ir.node_count(), dict(result.stats),
                                      p.report(result.stats))
+
+
+def _first_line(exc: BaseException) -> str:
+    """torch.fx appends 'While executing ...' notes to exceptions; errors stay one line."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def build_steps(pipeline: Pipeline, registry, input_kind: str, context: PassContext) -> list[Step]:
