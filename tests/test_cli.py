@@ -165,7 +165,8 @@ def test_plugins_json_and_version():
                              # spconv support (spconv is in the dev extra the tests run with)
                              "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
                              "trace_rules": ["spconv.pytorch.modules.SparseSequential"]}
-    assert len(leaf_modules) == 14
-    assert {"bevcc.sparse.conv_bias.SparseConvBias",
+    assert len(leaf_modules) == 22  # 14 for spconv, the quantizer and 7 quantized layers
+    assert {"bevcc.quant.quantizer.TensorQuantizer", "bevcc.quant.modules.QuantConv2d",
+            "bevcc.sparse.conv_bias.SparseConvBias",
             "spconv.pytorch.conv.SparseConvolution", "spconv.pytorch.ToDense"} <= set(leaf_modules)
     assert run_bevcc("--version").stdout.strip() == "bevcc 0.1.0"

@@ -94,7 +94,8 @@ def test_save_is_deterministic_and_leaves_no_temporary_files(tmp_path, tiny_onnx
 def test_a_write_failing_half_way_leaves_the_old_file(tmp_path):
     target = tmp_path / "out.onnx"
     target.write_bytes(b"old")
-    with pytest.raises(OSError), atomic_path(target) as tmp:
+    with pytest.raises(InputError, match="failed half-way \\(disk full\\); nothing was "
+                                         "written"), atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise OSError("disk full")
     assert target.read_bytes() == b"old"
