@@ -67,16 +67,7 @@ class QdqInsertFx(Pass):
     Options = QdqOptions
 
     def report(self, stats: dict) -> list[str]:
-        counts = stats.get("quantized", {})
-        layers = ", ".join(f"{k} {v}" for k, v in counts.items())
-        head = (f"quantized {sum(counts.values())} layers ({layers}), "
-                f"{stats.get('quantizers', 0)} quantizers, calibrated on "
-                f"{stats.get('batches', 0)} batches ({stats.get('calibrator')})")
-        lines = [head]
-        lines += [f"  kept float: {name}" for name in stats.get("kept_float", [])]
-        lines += [f"  amax floored (all-zero values): {name}" for name in stats.get("floored", [])]
-        lines += [f"  override matched nothing: {p}" for p in stats.get("unused_overrides", [])]
-        return lines
+        return report_lines(stats)
 
     def call(self, ir: FxIR) -> PassResult:
         config = quant_config(self.options, getattr(self.context, "quant_config", None))
@@ -132,6 +123,20 @@ class QdqInsertFx(Pass):
         names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
         return calibrate(ir.module, calib, names, ir.example_inputs, quantizers=inputs,
                          max_batches=self.options.max_batches)
+
+
+def report_lines(stats: dict) -> list[str]:
+    """`bevcc compile` lines of both qdq_insert passes."""
+    counts = stats.get("quantized", {})
+    layers = ", ".join(f"{k} {v}" for k, v in counts.items())
+    head = (f"quantized {sum(counts.values())} layers ({layers}), "
+            f"{stats.get('quantizers', 0)} quantizers, calibrated on "
+            f"{stats.get('batches', 0)} batches ({stats.get('calibrator')})")
+    lines = [head]
+    lines += [f"  kept float: {name}" for name in stats.get("kept_float", [])]
+    lines += [f"  amax floored (all-zero values): {name}" for name in stats.get("floored", [])]
+    lines += [f"  override matched nothing: {p}" for p in stats.get("unused_overrides", [])]
+    return lines
 
 
 def _refuse_unquantizable(config, kinds: dict[str, str], modules: dict) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_graphsurgeon as gs
-from bevcc.passes.qdq_insert_fx import QdqOptions, quant_config
+from bevcc.passes.qdq_insert_fx import QdqOptions, quant_config, report_lines
 
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
@@ -45,9 +45,7 @@ class QdqInsertOnnx(Pass):
     Options = OnnxQdqOptions
 
     def report(self, stats: dict) -> list[str]:
-        from bevcc.passes.qdq_insert_fx import QdqInsertFx
-
-        return QdqInsertFx.report(self, stats)
+        return report_lines(stats)
 
     def call(self, ir: OnnxIR) -> PassResult:
         config = quant_config(self.options, getattr(self.context, "quant_config", None))

@@ -101,7 +101,7 @@ class QuantizerUnifyFx(Pass):
         for consumer, index, source, kind in wanted_edges:
             if g.is_activation_quantizer(source, modules):
                 continue  # already quantized on this edge
-            qnode = self._insert(ir, consumer, index, source, template, kind, order)
+            qnode = self._insert(ir, consumer, index, source, template, kind)
             modules[qnode.target] = module.get_submodule(qnode.target)
             new_quantizers.append(qnode)
             domains.union(key(source), key(qnode))
@@ -134,7 +134,7 @@ class QuantizerUnifyFx(Pass):
             return [0] if order[sides[0]] < order[sides[1]] else [1]
         return [0, 1]  # no conv to fuse into: an INT8 Add needs both inputs quantized
 
-    def _insert(self, ir, consumer, index, source, template, kind, order) -> fx.Node:
+    def _insert(self, ir, consumer, index, source, template, kind) -> fx.Node:
         """A new TensorQuantizer on the edge source -> consumer, set up like `template`."""
         name = f"{consumer.name}_{kind}_input{index if isinstance(index, int) else index[1]}" \
                "_quantizer"
@@ -151,7 +151,6 @@ class QuantizerUnifyFx(Pass):
             args = list(consumer.args)
             args[index] = qnode
             consumer.args = tuple(args)
-        order[qnode] = order[consumer] - 0.5
         return qnode
 
     def _share(self, ir, quantizer_nodes, domains, modules):

@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bevcc.distributed import rank_and_world
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.pm.pass_base import Pass, PassResult
@@ -128,7 +129,7 @@ class SensitivityDisable(Pass):
         return evaluator, name
 
     def _score(self, evaluator, units, disabled) -> float:
-        with analysis._all_quantizers(evaluator.module, enabled=True, except_units=disabled):
+        with analysis.switched_quantizers(evaluator.module, enabled=True, except_units=disabled):
             return evaluator.score()
 
     def _greedy(self, evaluator, units, chosen, ordered):
@@ -153,7 +154,7 @@ class SensitivityDisable(Pass):
 
     def _write(self, units, table, disabled, summary, options):
         directory = getattr(self.context, "artifacts_dir", None)
-        rank, _ = analysis._distributed()
+        rank, _ = rank_and_world()
         if directory is None or rank != 0:
             return []
         files = report.write_report(directory, summary.get("metric", options.metric), summary,

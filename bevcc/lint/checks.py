@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from bevcc.lint.domains import QdqGraph
+from bevcc.lint.domains import QdqGraph, commutes
 from bevcc.quant.encoding_check import check_encoding
 
 
@@ -120,8 +120,7 @@ def _from_dq(graph: QdqGraph, name: str) -> bool:
             return False
         if producer.op_type == "DequantizeLinear":
             return True
-        if producer.op_type not in ("Transpose", "Reshape", "Flatten", "MaxPool", "Identity",
-                                    "Squeeze", "Unsqueeze", "Slice", "Resize", "Upsample"):
+        if not commutes(producer) or producer.op_type == "Concat":
             return False
         name, seen = producer.input[0], seen + 1
     return False

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError
 from bevcc.quant.quantizer import QuantizerError, TensorQuantizer
 
@@ -46,7 +47,7 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
         q.enabled = False
     for q in quantizers.values():
         q.start_calibration()
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     try:
         with torch.no_grad():
             for index, batch in enumerate(_progress(calib, progress and rank == 0)):
@@ -77,12 +78,6 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
             q.enabled = True
         module.train(was_training)
     return report
-
-
-def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _merge_across_ranks(quantizers: dict[str, TensorQuantizer]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from bevcc.distributed import rank_and_world
 from bevcc.quant.quantizer import TensorQuantizer
 from bevcc.sensitivity.units import Unit
 
@@ -32,7 +33,7 @@ class Evaluator:
     reference: list = field(default_factory=list)
 
     def __post_init__(self):
-        with _all_quantizers(self.module, enabled=False):
+        with switched_quantizers(self.module, enabled=False):
             self.reference = self._outputs()
 
     def _outputs(self) -> list[tuple[torch.Tensor, ...]]:
@@ -49,7 +50,7 @@ class Evaluator:
         return float(self.metric(self._outputs(), self.reference, self.batches))
 
 
-class _all_quantizers:
+class switched_quantizers:
     """Context: every enabled TensorQuantizer switched on or off, restored afterwards."""
 
     def __init__(self, module, enabled: bool, except_units: list[Unit] = ()):
@@ -72,7 +73,7 @@ class _all_quantizers:
 def measure(evaluator: Evaluator, units: list[Unit], modes=MODES, results_path=None,
             key: str = "", progress: bool = True) -> dict[str, dict[str, float]]:
     """{unit name: {mode: metric}} for every unit, resuming from `results_path`."""
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     done = _resume(results_path, key, rank) if results_path else {}
     mine = [u for i, u in enumerate(units) if i % world == rank]
     todo = [(u, m) for u in mine for m in modes if m not in done.get(u.name, {})]
@@ -82,10 +83,10 @@ def measure(evaluator: Evaluator, units: list[Unit], modes=MODES, results_path=N
                disable=None if progress and rank == 0 else True, leave=False)
     for unit, mode in bar:
         if mode == "alone_quantized":
-            with _all_quantizers(evaluator.module, enabled=False, except_units=[unit]):
+            with switched_quantizers(evaluator.module, enabled=False, except_units=[unit]):
                 value = evaluator.score()
         else:
-            with _all_quantizers(evaluator.module, enabled=True, except_units=[unit]):
+            with switched_quantizers(evaluator.module, enabled=True, except_units=[unit]):
                 value = evaluator.score()
         done.setdefault(unit.name, {})[mode] = value
         if results_path:
@@ -107,12 +108,6 @@ def run_key(ir_fingerprint: str, units: list[Unit], metric: str, batches: int,
     text = json.dumps([ir_fingerprint, [u.quantizers for u in units], metric, batches,
                        list(modes)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _rank_path(path, rank: int) -> Path:

@@ -75,7 +75,3 @@ def quantize_sparse_conv(conv: SparseConvolution) -> int:
     conv.weight_quantizer = quantizer
     return floored
 
-
-def output_channel_amax(conv) -> list[float]:
-    """weight_dynamic_ranges for the file: one amax per output channel, in Cout order."""
-    return [float(v) for v in conv.weight_quantizer.amax.detach().reshape(-1)]
