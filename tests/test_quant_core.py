@@ -143,3 +143,22 @@ def test_unreadable_config_files_are_input_errors(tmp_path):
         load_quant_config(bad)
     with pytest.raises(InputError, match="does not exist"):
         load_quant_config(tmp_path / "missing.toml")
+
+
+def test_weight_fake_quant_is_reused_until_the_weight_or_amax_changes():
+    weight = torch.nn.Parameter(torch.randn(4, 3))
+    q = TensorQuantizer(axis=0)
+    q.set_amax(weight.detach().abs().amax(dim=1))
+    with torch.no_grad():
+        first = q(weight)
+        assert q(weight) is first  # reused: no autograd, nothing changed
+        weight.mul_(2)  # an optimizer step changes the weight in place
+        second = q(weight)
+        assert second is not first
+        np.testing.assert_array_equal(second.numpy(), reference_fake_quant(
+            weight.numpy(), q.amax.numpy(), axis=0))
+        q.set_amax(q.amax * 2)
+        assert q(weight) is not second
+    out = q(weight)  # with autograd: computed fresh, and the gradient reaches the weight
+    out.sum().backward()
+    assert weight.grad is not None

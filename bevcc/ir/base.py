@@ -28,6 +28,11 @@ class IR(abc.ABC):
     def fingerprint(self) -> str:
         """A digest that changes whenever the graph or any of its tensors changes."""
 
+    def verify_and_fingerprint(self) -> str:
+        """verify(), then fingerprint(); IRs whose checks share costly work override it."""
+        self.verify()
+        return self.fingerprint()
+
     @abc.abstractmethod
     def save(self, path) -> None:
         """Write the IR to `path` atomically."""

@@ -68,7 +68,14 @@ class OnnxIR(IR):
 
     # ---- IR interface -------------------------------------------------------------------------
     def verify(self) -> None:
-        model = self.to_model()
+        self._verify_model(self.to_model())
+
+    def verify_and_fingerprint(self) -> str:
+        model = self.to_model()  # exported once for both checks
+        self._verify_model(model)
+        return self._fingerprint_model(model)
+
+    def _verify_model(self, model: onnx.ModelProto) -> None:
         try:
             if model.ByteSize() < _PROTO_LIMIT:
                 onnx.checker.check_model(model)
@@ -83,8 +90,10 @@ class OnnxIR(IR):
         return _OnnxDumper().dump(self.graph, self.metadata_props)
 
     def fingerprint(self) -> str:
+        return self._fingerprint_model(self.to_model())
+
+    def _fingerprint_model(self, model: onnx.ModelProto) -> str:
         # Everything a file would hold (value_info, names, doc strings) counts as a change.
-        model = self.to_model()
         if model.ByteSize() < _PROTO_LIMIT:
             return text_digest(model.SerializeToString())
         names = "\n".join(node.name or "" for node in self.graph.nodes)

@@ -76,6 +76,7 @@ class PassManager:
             raise UsageError(f"pipeline starts on {self.input_kind} but the input is {ir.kind}")
         records: list[StepRecord] = []
         done: list[str] = []
+        self._known = None  # (ir, fingerprint) after the last checked pass
         for step in self.steps:
             ir, record = self._run_step(step, ir, done)
             records.append(record)
@@ -88,7 +89,11 @@ class PassManager:
     def _run_step(self, step: Step, ir: IR, done: list[str]) -> tuple[IR, StepRecord]:
         p = step.pass_
         where = f"pass '{p.name}' failed after [{', '.join(done)}]"
-        before = ir.fingerprint() if self.check_modified and not p.is_conversion() else None
+        before = None
+        if self.check_modified and not p.is_conversion():
+            # Nothing runs between two passes, so the last pass's "after" is this one's "before".
+            known = self._known
+            before = known[1] if known is not None and known[0] is ir else ir.fingerprint()
         start = time.perf_counter()
         try:
             result = p(ir)
@@ -104,14 +109,20 @@ class PassManager:
         if result.ir.kind != p.output_kind():
             raise PassError(f"{where}: it returned {result.ir.kind} IR, expected {p.output_kind()}")
         start = time.perf_counter()
+        after = None
         if self.verify_each:
             try:
-                result.ir.verify()
+                # one serialization serves both checks on IRs where that is the cost
+                after = result.ir.verify_and_fingerprint() if before is not None else None
+                if after is None:
+                    result.ir.verify()
             except IRInvalid as exc:
                 raise PassError(f"pass '{p.name}' broke the IR (after [{', '.join(done)}]): "
                                 f"{exc}") from exc
         if before is not None:
-            changed = result.ir.fingerprint() != before
+            after = after if after is not None else result.ir.fingerprint()
+            self._known = (result.ir, after)
+            changed = after != before
             if changed != result.modified:
                 truth = "changed" if changed else "did not change"
                 raise PassError(f"pass '{p.name}' reported modified={result.modified} but the IR "

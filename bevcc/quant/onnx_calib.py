@@ -141,7 +141,7 @@ def _tensor_bytes(model: onnx.ModelProto, feed: dict) -> dict[str, int]:
                 dim.ClearField("dim_param")
                 dim.dim_value = int(size)
     try:
-        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(fixed)
     except Exception:  # noqa: BLE001 - no sizes means one tensor per run, never a wrong answer
         return {}
     sizes = {}

@@ -86,6 +86,20 @@ class TensorQuantizer(nn.Module):
                                  "calibration data) or disable it")
         if torch.onnx.is_in_onnx_export():
             return self._export_forward(x)
+        if isinstance(x, nn.Parameter) and not torch.is_grad_enabled():
+            # A weight without autograd (evaluation, calibration of the other quantizers,
+            # sensitivity runs) quantizes to the same values until it or amax changes in place
+            # (an optimizer step, copy_, set_amax): reuse them. Costs one copy of the weights.
+            key = (id(x), x._version, id(self.amax), self.amax._version)
+            cached = getattr(self, "_weight_cache", None)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            out = self._fake_quantize(x)
+            self._weight_cache = (key, out)
+            return out
+        return self._fake_quantize(x)
+
+    def _fake_quantize(self, x: torch.Tensor) -> torch.Tensor:
         amax = self.amax.clamp_min(scales.AMAX_FLOOR)  # learned amax must not reach zero either
         scale = amax / (2 ** (self.num_bits - 1) - 1)
         if self.axis is None:
@@ -102,6 +116,12 @@ class TensorQuantizer(nn.Module):
                 x, scale, zero.float(), self.axis, scales.QMIN, scales.QMAX, 1.0)
         return torch.fake_quantize_per_channel_affine(x, scale, zero, self.axis, scales.QMIN,
                                                       scales.QMAX)
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.pop("_weight_cache", None)  # derived; never saved or deep-copied
+        return state
 
     def _export_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same arithmetic with scale and zero point as constants of the trace, so the file
