@@ -32,13 +32,9 @@ class Export(Pass):
         if ir.example_inputs is None:
             raise InputError("export needs example inputs: return (module, example_inputs) from "
                              "the model callable, or give --calib data")
-        from bevcc.quant.quantizer import TensorQuantizer
+        from bevcc.quant.quantizer import check_exportable
 
-        for name, module in ir.module.named_modules():
-            if isinstance(module, TensorQuantizer) and module.enabled and module.amax is None:
-                raise InputError(f"quantizer {name} is enabled but uncalibrated, which would "
-                                 "export a meaningless scale; calibrate it (qdq_insert with "
-                                 "calibration data) or disable it")
+        check_exportable(ir.module, "export")
 
     def call(self, ir: FxIR) -> PassResult:
         import onnx

@@ -27,7 +27,7 @@ from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.libspconv import LibspconvIR
 from bevcc.pm.pass_base import Pass, PassResult
-from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.quant.quantizer import TensorQuantizer, check_exportable
 from bevcc.sparse.conv_bias import SparseConvBias
 
 OUTPUT_BOUND = 200000
@@ -64,9 +64,7 @@ class ExportLibspconv(Pass):
         if ir.example_inputs is None:
             raise InputError("export_libspconv needs example inputs (voxel features and "
                              "coordinates): return (module, example_inputs) or give --calib")
-        for name, module in ir.module.named_modules():
-            if isinstance(module, TensorQuantizer) and module.enabled:
-                _amax(module, name)  # uncalibrated or non-finite: one clear line, no file
+        check_exportable(ir.module, "export_libspconv")
 
     def call(self, ir: FxIR) -> PassResult:
         runtime = _record_runtime(ir)
@@ -340,13 +338,8 @@ class _Writer:
 
 
 def _amax(module: TensorQuantizer, name: str) -> float:
-    if module.amax is None:
-        raise InputError(f"export_libspconv: quantizer {name} is enabled but uncalibrated; "
-                         "calibrate it (sparse_conv_quant with --calib) or disable it")
-    value = float(module.amax.detach().reshape(-1).max())
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"export_libspconv: quantizer {name} has amax {value}; recalibrate")
-    return value
+    """The range a consumer reads (requires() checked it is calibrated and finite)."""
+    return float(module.amax.detach().reshape(-1).max())
 
 
 def _is_relu(node: fx.Node, module) -> bool:

@@ -147,3 +147,21 @@ class TensorQuantizer(nn.Module):
             parts.append(f"amax=[{float(self.amax.min()):.4g}, {float(self.amax.max()):.4g}]")
         parts.append(self.calibrator_name)
         return ", ".join(parts)
+
+
+def check_exportable(module: nn.Module, backend: str) -> None:
+    """Every enabled quantizer has a finite, positive amax; otherwise one InputError line, so a
+    backend never writes a meaningless or engine-rejected scale."""
+    from bevcc.errors import InputError
+
+    for name, q in module.named_modules():
+        if not isinstance(q, TensorQuantizer) or not q.enabled:
+            continue
+        if q.amax is None:
+            raise InputError(f"{backend}: quantizer {name} is enabled but uncalibrated, which "
+                             "would export a meaningless scale; calibrate it (qdq_insert or "
+                             "sparse_conv_quant with calibration data) or disable it")
+        values = q.amax.detach().reshape(-1)
+        if not bool(torch.isfinite(values).all()) or bool((values <= 0).any()):
+            raise InputError(f"{backend}: quantizer {name} has a zero, negative or non-finite "
+                             "amax; recalibrate it")
