@@ -38,7 +38,7 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
             print_ir_after: str | None = None, timing: bool = False,
             stream: TextIO | None = None,
             on_pipeline: Callable[[str], None] | None = None,
-            quant_config=None) -> CompileResult:
+            quant_config=None, artifacts_dir=None) -> CompileResult:
     """Compile `model` with `pipeline` and, if `output` is given, write the result there.
 
     `model`: a path to .onnx, a `file.py:callable` / `package.module:callable` reference or a
@@ -47,6 +47,8 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     Every name and option is checked before the model is loaded; nothing is written on failure.
     `check_modified` (default: same as `verify_each`) checks each pass's `modified` claim.
     `quant_config`: a QuantConfig or dict for qdq_insert (its `config=FILE` option wins).
+    `artifacts_dir`: where passes write their reports (sensitivity_disable's tables, ...);
+    default: the output's directory, none without an output.
     """
     if registry is None:
         from bevcc.plugins import get_registry
@@ -62,7 +64,10 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
                           print_ir_after=print_ir_after, timing=timing,
                           stream=stream or sys.stderr)
     target = resolve_output(output, manager.output_kind) if output is not None else None
-    context.artifacts_dir = target.parent if target is not None else None
+    if artifacts_dir is not None:
+        context.artifacts_dir = Path(artifacts_dir)
+    else:
+        context.artifacts_dir = target.parent if target is not None else None
     if on_pipeline is not None:
         on_pipeline(manager.pipeline.text())
     ir = load_ir(model, registry, calib_data, example_inputs)
