@@ -1,8 +1,15 @@
-"""`bevcc compile --config FILE`: a TOML file holding the compile arguments."""
+"""`bevcc compile --config FILE`: a TOML file holding the compile arguments.
+
+One model: top-level `input`, `pipeline`, `calib`, `output`. A set of deployable files: an array
+of `[[files]]` tables, one per file, with the top-level `pipeline` and `calib` as their defaults
+and `output` the directory they are written to (docs/deploy_sets.md).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
@@ -11,6 +18,23 @@ from bevcc.errors import UsageError
 from bevcc.loading import is_callable_ref
 
 KEYS = ("input", "pipeline", "calib", "output")
+FILE_KEYS = ("name", "input", "calib", "pipeline", "precision", "trtexec")
+PRECISIONS = ("int8", "fp16", "fp32", "libspconv")
+# A name becomes `DIR/<name>.onnx`, `<name>.plan` in a shell script and `reports/<name>/`:
+# keep it to characters that need no quoting anywhere and cannot leave DIR.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class FileSpec:
+    """One deployable file of a set config (a `[[files]]` table), defaults already applied."""
+
+    name: str  # written as DIR/<name>.onnx
+    input: str
+    pipeline: str
+    precision: str  # int8 | fp16 | fp32 | libspconv: how the engine is built from the file
+    calib: str | None = None
+    trtexec: str = ""  # extra trtexec flags, shell words
 
 
 @dataclass
@@ -19,6 +43,12 @@ class CompileConfig:
     pipeline: str | None = None
     calib: str | None = None
     output: str | None = None
+    files: list[FileSpec] = field(default_factory=list)  # a set config when not empty
+    source: str | None = None  # the config file, for messages and reports
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.files)
 
 
 def load_config(path: str | Path) -> CompileConfig:
@@ -30,19 +60,89 @@ def load_config(path: str | Path) -> CompileConfig:
         raise UsageError(f"config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config {path}: not valid TOML ({exc})") from None
+    tables = data.pop("files", None)
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise UsageError(f"config {path}: unknown key(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(KEYS)}")
+                         f"{', '.join(KEYS)} (and [[files]] tables for a set of files)")
     for key, value in data.items():
         if not isinstance(value, str):
             raise UsageError(f"config {path}: '{key}' must be a string")
-    config = CompileConfig(**data)
+    config = CompileConfig(**data, source=str(path))
     for key in ("input", "calib", "output"):
         value = getattr(config, key)
         if value is not None:
             setattr(config, key, _relative_to(path.parent, value))
+    if tables is not None:
+        config.files = _parse_files(path, tables, config)
+        check_files(config.files, f"config {path}")
     return config
+
+
+def _parse_files(path: Path, tables, config: CompileConfig) -> list[FileSpec]:
+    if isinstance(tables, dict):
+        raise UsageError(f"config {path}: 'files' is one table; write [[files]] (double "
+                         "brackets), one table per deployable file")
+    if not isinstance(tables, list) or not tables or \
+            not all(isinstance(t, dict) for t in tables):
+        raise UsageError(f"config {path}: 'files' must be one or more [[files]] tables")
+    if config.input is not None:
+        raise UsageError(f"config {path}: a set config takes `input` in each [[files]] table, "
+                         "not at the top level; move it into the tables")
+    specs = []
+    for index, table in enumerate(tables, 1):
+        where = f"config {path}: [[files]] entry {index}"
+        if isinstance(table.get("name"), str):
+            where += f" ('{table['name']}')"
+        unknown = sorted(set(table) - set(FILE_KEYS))
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(FILE_KEYS)}")
+        for key, value in table.items():
+            if not isinstance(value, str):
+                raise UsageError(f"{where}: '{key}' must be a string")
+        values = {"pipeline": config.pipeline, "calib": config.calib, **table}
+        for key in ("name", "input", "pipeline", "precision"):
+            if not values.get(key):
+                hint = " (or a top-level default)" if key == "pipeline" else ""
+                raise UsageError(f"{where}: missing '{key}'; add {key} = \"...\" to the "
+                                 f"table{hint}")
+        for key in ("input", "calib"):
+            if values.get(key) is not None:
+                values[key] = _relative_to(path.parent, values[key])
+        specs.append(FileSpec(**values))
+    return specs
+
+
+def check_files(files: list[FileSpec], where: str) -> None:
+    """The checks a set config's entries pass however they were made (TOML or Python)."""
+    if not files:
+        raise UsageError(f"{where}: no files; a set needs at least one [[files]] entry")
+    seen = set()
+    for index, spec in enumerate(files, 1):
+        entry = f"{where}: [[files]] entry {index} ('{spec.name}')"
+        if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name):
+            raise UsageError(f"{entry}: name must be letters, digits, '.', '_' or '-' (not "
+                             "starting with '.' or '-'), since it names DIR/<name>.onnx")
+        if spec.name.endswith(".onnx"):
+            raise UsageError(f"{entry}: give the name without '.onnx' (the file is written as "
+                             "DIR/<name>.onnx)")
+        if spec.name in seen:
+            raise UsageError(f"{entry}: name used twice; each file needs its own name")
+        seen.add(spec.name)
+        if not spec.input or not spec.pipeline:
+            raise UsageError(f"{entry}: needs an input and a pipeline")
+        if spec.precision not in PRECISIONS:
+            raise UsageError(f"{entry}: precision '{spec.precision}' is not one of "
+                             f"{', '.join(PRECISIONS)}")
+        try:
+            shlex.split(spec.trtexec or "")
+        except ValueError as exc:
+            raise UsageError(f"{entry}: trtexec flags are not valid shell words ({exc}); "
+                             "check the quotes") from None
+        if spec.trtexec and spec.precision == "libspconv":
+            raise UsageError(f"{entry}: trtexec flags given, but libspconv loads this file "
+                             "itself and no engine is built; remove trtexec")
 
 
 def _relative_to(base: Path, value: str) -> str:
