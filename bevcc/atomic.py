@@ -1,9 +1,10 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it."""
+"""Atomic output: build a file (or a directory) beside the target, then rename it over it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -48,3 +49,68 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike):
+    """Yield a new empty directory beside `target`; on success it replaces `target` whole.
+
+    The directory is a sibling (same parent, so the final rename stays on one file system). On any
+    failure inside the block it is removed, as are parent directories made for it, and `target`
+    is left as it was. An existing `target` is swapped out by two renames and then deleted: for an
+    instant between them no directory has the target's name (POSIX has no portable exchange).
+    """
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    made = _missing_parents(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        _remove_empty(made)
+        raise InputError(
+            f"cannot write {target}: {exc.strerror or exc}; choose a writable output directory"
+        ) from exc
+    try:
+        yield tmp
+        try:
+            _swap_in(tmp, target)
+        except OSError as exc:
+            raise InputError(f"replacing {target} failed ({exc.strerror or exc}); it was left "
+                             "as it was: check permissions on it and its parent") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
+        raise
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    try:
+        os.replace(target, old)  # rename(2) may replace an empty directory
+    except OSError:
+        old.rmdir()
+        raise
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing  # deepest first
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
