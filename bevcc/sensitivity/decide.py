@@ -15,13 +15,20 @@ from bevcc.sensitivity.units import Unit
 
 
 def sensitivity_order(units: list[Unit], table: dict[str, dict[str, float]]) -> list[Unit]:
-    def key(unit: Unit):
-        row = table.get(unit.name, {})
-        if "alone_quantized" in row:
-            return (0, row["alone_quantized"], unit.name)
-        return (1, -row.get("alone_float", 0.0), unit.name)
+    return sorted(units, key=lambda unit: _sensitivity_key(unit.name, table))
 
-    return sorted(units, key=key)
+
+def ranked_names(table: dict[str, dict[str, float]]) -> list[str]:
+    """The measured units' names, most sensitive first (the order of `sensitivity_order`), from
+    a table alone: what reports read back from the pass's stats."""
+    return sorted(table, key=lambda name: _sensitivity_key(name, table))
+
+
+def _sensitivity_key(name: str, table: dict[str, dict[str, float]]):
+    row = table.get(name, {})
+    if "alone_quantized" in row:
+        return (0, row["alone_quantized"], name)
+    return (1, -row.get("alone_float", 0.0), name)
 
 
 def match_units(units: list[Unit], patterns: list[str]) -> tuple[list[Unit], list[str]]:
