@@ -5,6 +5,7 @@ from __future__ import annotations
 import pluggy
 
 from bevcc.compiler import CompileResult, compile
+from bevcc.deploy_set import SetResult, compile_set
 from bevcc.errors import BevccError, InputError, PassError, PluginError, UsageError
 from bevcc.pm.pass_base import NoOptions, Pass, PassContext, PassResult
 
@@ -43,5 +44,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["BevccError", "CompileResult", "InputError", "NoOptions", "Pass", "PassContext",
-           "PassError", "PassResult", "PluginError", "UsageError", "compile", "hookimpl",
-           "register_leaf_module", "register_pass"]
+           "PassError", "PassResult", "PluginError", "SetResult", "UsageError", "compile",
+           "compile_set", "hookimpl", "register_leaf_module", "register_pass"]

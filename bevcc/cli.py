@@ -27,9 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="run a pipeline of passes and write the result")
     c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
-    c.add_argument("-o", "--output", help="output file (.onnx / .pt) or directory")
+    c.add_argument("-o", "--output", help="output file (.onnx / .pt) or directory (for a set "
+                                          "config: the directory of the set)")
     c.add_argument("--pipeline", help="pipeline text, e.g. 'fx(dce),export,onnx(check)'")
-    c.add_argument("--config", help="TOML file with input, pipeline, calib, output")
+    c.add_argument("--config", help="TOML file with input, pipeline, calib, output, or a set "
+                                    "of [[files]] (docs/deploy_sets.md)")
     c.add_argument("--calib", help=".npz, directory of .npz, or file.py:callable yielding batches")
     c.add_argument("--print-pipeline", action="store_true", help="print the pipeline text")
     c.add_argument("--timing", action="store_true", help="print time per pass")
@@ -76,6 +78,8 @@ def cmd_compile(args) -> int:
     from bevcc.config import CompileConfig, load_config
 
     config = load_config(args.config) if args.config else CompileConfig()
+    if config.is_set:
+        return _compile_set(args, config)
     model = args.input or config.input
     output = args.output or config.output
     if model is None:
@@ -91,6 +95,24 @@ def cmd_compile(args) -> int:
         for line in record.report:
             print(f"{record.name}: {line}", file=sys.stderr)
     print(f"wrote {result.output}", file=sys.stderr)
+    return 0
+
+
+def _compile_set(args, config) -> int:
+    """A config with [[files]] tables: several deployable files into one directory."""
+    from bevcc.deploy_set import compile_set
+
+    given = [flag for flag, value in (("INPUT", args.input), ("--pipeline", args.pipeline),
+                                      ("--calib", args.calib)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} given with {args.config}, a set config "
+                         "([[files]] tables); set input, pipeline and calib in the config")
+    result = compile_set(
+        config, output=args.output, verify_each=not args.no_verify, timing=args.timing,
+        print_ir_after=args.print_ir_after, stream=sys.stderr,
+        on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
+    print(f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",
+          file=sys.stderr)
     return 0
 
 

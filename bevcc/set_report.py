@@ -1,0 +1,234 @@
+"""`report.json` and `report.md` of a set compile: what each deployable file holds and how it
+was made.
+
+report.json, schema "bevcc-set-report/1" (a field that changes meaning or goes away bumps the
+number; new fields may appear). Paths are relative to the output directory DIR.
+
+    {
+      "schema": "bevcc-set-report/1",
+      "bevcc_version": "0.1.0",
+      "config": "path/of/set.toml" | null,       # null: compile_set was given an object
+      "engine_script": "build_trt_engines.sh",
+      "files": [                                 # in config order
+        {
+          "name": "camera.backbone",
+          "file": "camera.backbone.onnx",
+          "engine": "camera.backbone.plan" | null,   # what the script builds; null: libspconv
+          "precision": "int8" | "fp16" | "fp32" | "libspconv",
+          "input": "...", "calib": "..." | null,     # as resolved from the config
+          "pipeline": "fx(bn_fold,...),export,onnx(check)",   # canonical text
+          "seconds": 3.21,                           # wall time of this file's compile
+          "qdq": {"quantize_linear": 17, "dequantize_linear": 17},   # node counts in the file
+          "lint": {                                  # bevcc.lint.checks.lint_model
+            "kind": "qdq" | "libspconv",             # libspconv: the libspconv parser's checks
+            "errors": 0,                             # encoding/parser problems + Reformats
+            "problems": ["..."],
+            "predicted_reformats": 0 | null,         # null for libspconv (no TensorRT engine)
+            "int8_macs": 123, "total_macs": 456, "int8_mac_share": 0.27,
+            "float_layers": ["..."]                  # MAC layers not in INT8 (fp16 for libspconv)
+          },
+          "kept_float": ["head"] | null,             # units sensitivity_disable kept float;
+                                                     # null: the pass did not run
+          "sensitivity": null | {                    # the last sensitivity_disable run
+            "metric": "sqnr" | null, "all_int8": 40.0 | null, "final": 41.3 | null,
+            "units": 7,                              # quantized units it found
+            "ranking": [                             # most sensitive first, at most 10 rows
+              {"unit": "head", "alone_quantized": 45.6 | null, "alone_float": 41.3 | null,
+               "decision": "float" | "int8"}],
+            "report": "reports/camera.backbone/sensitivity.md" | null
+          },
+          "bn_fold": null | {"folded": 6, "by_pattern": {"Conv2d+BatchNorm2d": 5}, "skipped": 0},
+                                                     # summed over bn_fold runs; null: none ran
+          "passes": [{"name": "fx(bn_fold)", "ir": "fx", "modified": true, "seconds": 0.002,
+                      "verify_seconds": 0.001, "nodes_after": 40, "report": ["..."]}],
+          "artifacts": ["reports/camera.backbone/sensitivity.md"]   # what the passes wrote
+        }
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from bevcc.compiler import CompileResult
+from bevcc.config import FileSpec
+from bevcc.pm.pipeline import parse_pipeline
+from bevcc.trtexec_script import SCRIPT_NAME, engine_name
+
+SCHEMA = "bevcc-set-report/1"
+RANKING_ROWS = 10
+
+
+def reports_dir(build_dir: Path, spec: FileSpec) -> Path:
+    """Where a file's pass artifacts go, so two files' sensitivity reports cannot collide."""
+    return build_dir / "reports" / spec.name
+
+
+def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: float) -> dict:
+    """The report.json entry of one compiled file (reads the written file back)."""
+    import onnx
+
+    from bevcc.lint.checks import lint_model
+
+    path = build_dir / f"{spec.name}.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    ops = [node.op_type for node in model.graph.node]
+    lint = lint_model(model, path.name)
+    steps = list(zip(parse_pipeline(result.pipeline).step_names(), result.records, strict=True))
+    artifacts = reports_dir(build_dir, spec)
+    entry = {
+        "name": spec.name, "file": path.name,
+        "engine": None if spec.precision == "libspconv" else engine_name(spec),
+        "precision": spec.precision, "input": spec.input, "calib": spec.calib,
+        "pipeline": result.pipeline, "seconds": round(seconds, 3),
+        "qdq": {"quantize_linear": ops.count("QuantizeLinear"),
+                "dequantize_linear": ops.count("DequantizeLinear")},
+        "lint": {"kind": lint.kind, "errors": lint.errors, "problems": lint.problems,
+                 "predicted_reformats": None if lint.kind == "libspconv" else lint.reformats,
+                 "int8_macs": lint.int8_macs, "total_macs": lint.total_macs,
+                 "int8_mac_share": round(lint.int8_mac_share, 6),
+                 "float_layers": lint.float_layers},
+        "kept_float": None, "sensitivity": None, "bn_fold": None,
+        "passes": [{"name": r.name, "ir": r.ir, "modified": r.modified,
+                    "seconds": round(r.seconds, 4), "verify_seconds": round(r.verify_seconds, 4),
+                    "nodes_after": r.nodes_after, "report": r.report} for _, r in steps],
+        "artifacts": sorted(str(p.relative_to(build_dir)) for p in artifacts.rglob("*")
+                            if p.is_file()) if artifacts.is_dir() else [],
+    }
+    sensitivity = [r for name, r in steps if name == "sensitivity_disable"]
+    if sensitivity:
+        entry["kept_float"] = list(sensitivity[-1].stats.get("disabled", []))
+        entry["sensitivity"] = _sensitivity(sensitivity[-1].stats, artifacts, build_dir)
+    folds = [r.stats for name, r in steps if name == "bn_fold"]
+    if folds:
+        entry["bn_fold"] = _bn_fold(folds)
+    # Passes name the files they wrote by absolute path inside the temporary build directory;
+    # the report names them relative to DIR, where they end up.
+    return retarget(entry, f"{build_dir}{os.sep}", "")
+
+
+def _sensitivity(stats: dict, artifacts: Path, build_dir: Path) -> dict:
+    from bevcc.sensitivity.decide import ranked_names
+
+    table, disabled = stats.get("table", {}), set(stats.get("disabled", []))
+    ranking = [{"unit": name, "alone_quantized": table[name].get("alone_quantized"),
+                "alone_float": table[name].get("alone_float"),
+                "decision": "float" if name in disabled else "int8"}
+               for name in ranked_names(table)[:RANKING_ROWS]]
+    markdown = artifacts / "sensitivity.md"
+    return {"metric": stats.get("metric"), "all_int8": stats.get("all_int8"),
+            "final": stats.get("final"), "units": stats.get("units", 0), "ranking": ranking,
+            "report": str(markdown.relative_to(build_dir)) if markdown.is_file() else None}
+
+
+def _bn_fold(runs: list[dict]) -> dict:
+    by_pattern: dict[str, int] = {}
+    for stats in runs:
+        for pattern, count in stats.get("folded", {}).items():
+            by_pattern[pattern] = by_pattern.get(pattern, 0) + count
+    return {"folded": sum(by_pattern.values()), "by_pattern": by_pattern,
+            "skipped": sum(len(stats.get("skipped", [])) for stats in runs)}
+
+
+def retarget(value, old: str, new: str):
+    """`value` (strings, lists, dicts) with the path prefix `old` replaced by `new`."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [retarget(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: retarget(v, old, new) for k, v in value.items()}
+    return value
+
+
+def report_json(entries: list[dict], config_source: str | None) -> str:
+    from bevcc import __version__
+
+    data = {"schema": SCHEMA, "bevcc_version": __version__, "config": config_source,
+            "engine_script": SCRIPT_NAME, "files": entries}
+    return json.dumps(data, indent=2) + "\n"
+
+
+# ---- report.md --------------------------------------------------------------------------------
+def _qdq(entry: dict) -> str:
+    q, dq = entry["qdq"]["quantize_linear"], entry["qdq"]["dequantize_linear"]
+    return str(q) if q == dq else f"{q} Q / {dq} DQ"
+
+
+def _share(entry: dict) -> str:
+    return f"{100 * entry['lint']['int8_mac_share']:.1f}%"
+
+
+def _kept(entry: dict) -> str:
+    if entry["kept_float"] is None:
+        return "-"  # sensitivity_disable did not run
+    return ", ".join(entry["kept_float"]) or "none"
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def report_markdown(entries: list[dict], config_source: str | None) -> str:
+    lines = ["# Deployable set", ""]
+    if config_source:
+        lines += [f"Built from `{config_source}`. Engines: `./{SCRIPT_NAME}`.", ""]
+    lines += [("| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
+              "INT8 MAC share | kept float |"), "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        reformats = e["lint"]["predicted_reformats"]
+        lines.append(f"| {e['file']} | {e['precision']} | {_qdq(e)} | {e['lint']['errors']} | "
+                     f"{'-' if reformats is None else reformats} | {_share(e)} | {_kept(e)} |")
+    for e in entries:
+        lines += ["", *_section(e)]
+    return "\n".join(lines) + "\n"
+
+
+def _section(e: dict) -> list[str]:
+    lint = e["lint"]
+    lines = [f"## {e['name']}", "",
+             f"- file: `{e['file']}` ({e['precision']}; "
+             + (f"engine `{e['engine']}`)" if e["engine"] else "loaded by libspconv)"),
+             f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
+             f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
+             (f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
+             f"{e['qdq']['dequantize_linear']} DequantizeLinear"),
+             f"- lint ({lint['kind']}): {lint['errors']} error(s), INT8 MAC share {_share(e)}"
+             + ("" if lint["predicted_reformats"] is None
+                else f", {lint['predicted_reformats']} predicted Reformat(s)")]
+    lines += [f"  - {problem}" for problem in lint["problems"]]
+    if lint["float_layers"] and e["precision"] in ("int8", "libspconv"):  # else: all of them
+        lines.append(f"- layers not in INT8: {', '.join(lint['float_layers'])}")
+    if e["bn_fold"] is not None:
+        fold = e["bn_fold"]
+        patterns = ", ".join(f"{k} {v}" for k, v in fold["by_pattern"].items())
+        lines.append(f"- bn_fold: folded {fold['folded']}" + (f" ({patterns})" if patterns
+                                                                else "")
+                     + f", skipped {fold['skipped']}")
+    if e["sensitivity"] is not None:
+        lines += _sensitivity_lines(e)
+    lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
+    for p in e["passes"]:
+        report = "<br>".join(line.strip().replace("|", "\\|") for line in p["report"])
+        lines.append(f"| `{p['name']}` | {p['seconds']:.3f} | {p['verify_seconds']:.3f} | "
+                     f"{'yes' if p['modified'] else 'no'} | {report} |")
+    return lines
+
+
+def _sensitivity_lines(e: dict) -> list[str]:
+    s = e["sensitivity"]
+    lines = [f"- kept float by sensitivity_disable: {_kept(e)} (of {s['units']} units"
+             + (f"; full table `{s['report']}`)" if s["report"] else ")")]
+    if s["metric"] is None:
+        return lines  # explicit names only: nothing was measured
+    lines += [(f"- {s['metric']} vs the float model: all INT8 {_number(s['all_int8'])}, "
+              f"after {_number(s['final'])}"), "",
+              (f"| rank | unit | {s['metric']} alone quantized | {s['metric']} alone float | "
+              "decision |"), "|---|---|---|---|---|"]
+    lines += [f"| {i} | {row['unit']} | {_number(row['alone_quantized'])} | "
+              f"{_number(row['alone_float'])} | {row['decision']} |"
+              for i, row in enumerate(s["ranking"], 1)]
+    return lines
