@@ -15,7 +15,8 @@ def is_callable_ref(text: str) -> bool:
 
 
 def load_callable(ref: str, what: str):
-    """Import the object named by `ref` ("file.py:name" or "pkg.mod:name") and check it is callable."""
+    """Import the object named by `ref` ("file.py:name", "pkg.mod:name" or "pkg.mod:obj.attr")
+    and check it is callable."""
     location, _, attr = ref.rpartition(":")
     if location.endswith(".py"):
         module = _import_file(Path(location), what)
@@ -25,11 +26,14 @@ def load_callable(ref: str, what: str):
         except ImportError as exc:
             raise InputError(f"{what} '{ref}': cannot import module '{location}' ({exc}); check "
                              "the name or install the package") from exc
-    obj = getattr(module, attr, None)
-    if obj is None:
-        names = ", ".join(n for n in dir(module) if not n.startswith("_") and
-                          callable(getattr(module, n)))[:200]
-        raise InputError(f"{what} '{ref}': '{location}' has no '{attr}' (it has: {names})")
+    obj = module
+    for part in attr.split("."):  # "module:obj.method" names a bound method of a module object
+        owner, obj = obj, getattr(obj, part, None)
+        if obj is None:
+            names = ", ".join(n for n in dir(owner) if not n.startswith("_") and
+                              callable(getattr(owner, n)))[:200]
+            where = location if owner is module else attr.rpartition(".")[0]
+            raise InputError(f"{what} '{ref}': '{where}' has no '{part}' (it has: {names})")
     if not callable(obj):
         raise InputError(f"{what} '{ref}': '{attr}' is not callable")
     return obj

@@ -5,7 +5,7 @@ in 5 channels, sparse_shape [1440, 1440, 41] (x, y, z), encoder channels
 [[16, 16, 32], [32, 32, 64], [64, 64, 128], [128, 128]] with residual sparse basic blocks, a
 strided (1, 1, 3) output conv, and the dense BEV map: 128 channels x 2 z-cells = 256 channels at
 180 x 180. That is 21 sparse convs and 8 residual Adds. `sparse_shape` can be made smaller for
-tests; channels and layer structure stay the real ones.
+tests. `base_channels` scales every width (16 is the real network); the layer structure stays.
 """
 
 from __future__ import annotations
@@ -32,17 +32,18 @@ def _conv_bn_relu(conv):
 
 class SparseEncoder(nn.Module):
     def __init__(self, in_channels: int = 5, sparse_shape=(1440, 1440, 41),
-                 output_channels: int = 128):
+                 output_channels: int = 128, base_channels: int = 16):
         super().__init__()
         spconv = _spconv()
         self.sparse_shape = list(sparse_shape)
-        self.conv_input = _conv_bn_relu(spconv.SubMConv3d(in_channels, 16, 3, padding=1,
+        in_ch = base_channels
+        self.conv_input = _conv_bn_relu(spconv.SubMConv3d(in_channels, in_ch, 3, padding=1,
                                                           bias=False, indice_key="subm1"))
         stages = []
-        in_ch = 16
         for i, (channels, paddings) in enumerate(zip(ENCODER_CHANNELS, ENCODER_PADDINGS)):
             layers = []
-            for j, (out_ch, padding) in enumerate(zip(channels, paddings)):
+            for j, (real_ch, padding) in enumerate(zip(channels, paddings)):
+                out_ch = real_ch * base_channels // 16
                 last = j == len(channels) - 1
                 if last and i != len(ENCODER_CHANNELS) - 1:
                     layers.append(_conv_bn_relu(spconv.SparseConv3d(

@@ -1,0 +1,148 @@
+"""The accuracy table: float vs PTQ INT8 (all layers) vs PTQ + sensitivity_disable vs QAT, on the
+synthetic validation split, with the pipelines `bevfusion.toml` ships (their fx part).
+
+    python -m bevcc_bevfusion.accuracy [--scenes 100] [--json FILE]
+
+INT8 rows run bevcc's fake-quant PyTorch modules in place of the float subnets. QAT fine-tunes
+the PTQ + disable model briefly (camera and fuser quantized; the lidar backbone stays frozen:
+spconv's backward is CUDA-only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+
+import bevcc
+from bevcc.pm.pipeline import IRGroup, parse_pipeline
+from bevcc_bevfusion.dataset import VAL_SCENES, load_split
+from bevcc_bevfusion.deploy import small
+from bevcc_bevfusion.evaluate import bev_map
+from bevcc_bevfusion.lidar import voxelize
+from bevcc_bevfusion.model import SUBNETS, BEVFusion, scene_inputs
+from bevcc_bevfusion.targets import head_loss
+
+CONFIG = Path(__file__).parent / "bevfusion.toml"
+GOAL_RELATIVE_DROP = 0.005
+
+
+def fx_pipelines(with_sensitivity: bool) -> dict[str, str]:
+    """file name -> the fx passes its config pipeline runs (the part before export)."""
+    files = tomllib.loads(CONFIG.read_text())["files"]
+    result = {}
+    for entry in files:
+        group = next(e for e in parse_pipeline(entry["pipeline"]).elements
+                     if isinstance(e, IRGroup) and e.ir == "fx")
+        steps = [s for s in group.steps if with_sensitivity or s.name != "sensitivity_disable"]
+        result[entry["name"]] = IRGroup("fx", steps).text()
+    return result
+
+
+def quantized(pipelines: dict[str, str], log) -> BEVFusion:
+    """The float model with each subnet replaced by what its fx pipeline makes of it."""
+    model = copy.deepcopy(small.model)
+    for attribute, file in SUBNETS.items():
+        start = time.time()
+        builder = getattr(small, attribute)
+        calib = getattr(small, f"{attribute}_calib")()
+        result = bevcc.compile(builder(), pipeline=pipelines[file], calib=calib, stream=log)
+        setattr(model, attribute, result.ir.module)
+        print(f"  {file}: {pipelines[file]} ({time.time() - start:.1f} s)", file=log,
+              flush=True)
+    return model.eval()
+
+
+def fine_tune(model: BEVFusion, scenes, lr: float = 2e-4, seed: int = 0) -> BEVFusion:
+    """QAT: a short fine-tune of every trainable subnet through the fake quantizers."""
+    torch.manual_seed(seed)
+    model = copy.deepcopy(model)
+    trainable = ("camera_backbone", "camera_vtransform", "fuser", "head")
+    params = [p for name in trainable for p in getattr(model, name).parameters()
+              if p.is_floating_point()]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    steps = len(scenes)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+    order = list(range(len(scenes)))
+    random.Random(seed).shuffle(order)
+    lidar = {}  # the frozen lidar backbone's output per scene, computed once
+    for name in trainable:
+        getattr(model, name).train()
+    for i in order:
+        s = scenes[i]
+        images, depth, points = scene_inputs(s)
+        if i not in lidar:
+            with torch.no_grad():
+                lidar[i] = model.lidar_backbone(*voxelize(points, model.preset))
+        camera = model.camera_vtransform(model.bev_pool(*model.camera_backbone(images, depth)))
+        loss = head_loss(model.head(model.fuser(camera, lidar[i])), s.boxes, s.labels,
+                         model.preset)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        optimizer.step()
+        schedule.step()
+    return model.eval()
+
+
+def measure(scenes: int, qat_scenes: int, log=sys.stderr) -> dict:
+    val = load_split("val", scenes, small.preset)
+    run = lambda model: bev_map(lambda s: model(*scene_inputs(s)), val, small.preset)  # noqa: E731
+    rows = {}
+    print("float", file=log, flush=True)
+    rows["float"] = run(small.model)
+    print("PTQ INT8, all layers", file=log, flush=True)
+    rows["ptq_int8"] = run(quantized(fx_pipelines(with_sensitivity=False), log))
+    print("PTQ INT8 + sensitivity_disable", file=log, flush=True)
+    ptq_disable = quantized(fx_pipelines(with_sensitivity=True), log)
+    rows["ptq_disable"] = run(ptq_disable)
+    print(f"QAT: fine-tune on {qat_scenes} training scenes", file=log, flush=True)
+    qat = fine_tune(ptq_disable, load_split("train", qat_scenes, small.preset))
+    rows["qat"] = run(qat)
+    return {"scenes": scenes, "qat_scenes": qat_scenes, "rows": rows}
+
+
+LABELS = {"float": "float (PyTorch)", "ptq_int8": "PTQ INT8, all layers",
+          "ptq_disable": "PTQ INT8 + sensitivity_disable", "qat": "QAT (short fine-tune)"}
+
+
+def table(result: dict) -> str:
+    base = result["rows"]["float"]["mAP"]
+    lines = ["| model | BEV mAP | relative to float | car | truck | pedestrian |",
+             "|---|---|---|---|---|---|"]
+    for key, row in result["rows"].items():
+        per = row["per_class"]
+        lines.append(f"| {LABELS[key]} | {row['mAP']:.4f} | {row['mAP'] / base - 1:+.2%} | "
+                     f"{per['car']:.4f} | {per['truck']:.4f} | {per['pedestrian']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=VAL_SCENES)
+    parser.add_argument("--qat-scenes", type=int, default=200)
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    result = measure(args.scenes, args.qat_scenes)
+    sys.stdout.write(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    drop = 1 - result["rows"]["ptq_disable"]["mAP"] / result["rows"]["float"]["mAP"]
+    print(f"PTQ + disable vs float: {drop:.2%} relative drop (goal <= "
+          f"{GOAL_RELATIVE_DROP:.1%})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
