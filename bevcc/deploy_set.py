@@ -146,10 +146,6 @@ def _check_replaceable(target: Path, config: CompileConfig) -> None:
     if target.exists() and not target.is_dir():
         raise UsageError(f"output {target} is a file; a set compile writes a directory: choose "
                          "another -o")
-    if target.is_dir() and any(target.iterdir()) and not _is_set_output(target):
-        raise UsageError(f"output {target} exists and is not a set compile's output (no "
-                         f"report.json with schema {SCHEMA}); it would be replaced whole: "
-                         "choose a new directory or empty it")
     root = target.resolve()
     sources = [config.source] + [v for s in config.files for v in (s.input, s.calib)]
     for value in sources:
@@ -157,6 +153,10 @@ def _check_replaceable(target: Path, config: CompileConfig) -> None:
         if path is not None and path.resolve().is_relative_to(root):
             raise UsageError(f"{value} lies inside the output directory {target}, which a set "
                              "compile replaces whole; write the set to another directory")
+    if target.is_dir() and any(target.iterdir()) and not _is_set_output(target):
+        raise UsageError(f"output {target} exists and is not a set compile's output (no "
+                         f"report.json with schema {SCHEMA}); it would be replaced whole: "
+                         "choose a new directory or empty it")
 
 
 def _is_set_output(directory: Path) -> bool:
