@@ -39,9 +39,9 @@ def tiny_onnx(tmp_path, tiny):
     return path
 
 
-def run_bevcc(*args, env_extra=None, cwd=None):
+def run_bevcc(*args, env_extra=None, cwd=None, timeout=300):
     """Run the installed `bevcc` console script in a subprocess, as a user would."""
     env = dict(os.environ, **(env_extra or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300, check=False)
+                          cwd=cwd, timeout=timeout, check=False)

@@ -17,19 +17,19 @@ import math
 import random
 import sys
 import time
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
-
-import bevcc
-from bevcc.pm.pipeline import IRGroup, parse_pipeline
 from bevcc_bevfusion.dataset import VAL_SCENES, load_split
 from bevcc_bevfusion.deploy import small
 from bevcc_bevfusion.evaluate import bev_map
 from bevcc_bevfusion.lidar import voxelize
 from bevcc_bevfusion.model import SUBNETS, BEVFusion, scene_inputs
 from bevcc_bevfusion.targets import head_loss
+
+import bevcc
+from bevcc.pm.pipeline import IRGroup, parse_pipeline
 
 CONFIG = Path(__file__).parent / "bevfusion.toml"
 GOAL_RELATIVE_DROP = 0.005
@@ -98,7 +98,7 @@ def fine_tune(model: BEVFusion, scenes, lr: float = 2e-4, seed: int = 0) -> BEVF
 
 def measure(scenes: int, qat_scenes: int, log=sys.stderr) -> dict:
     val = load_split("val", scenes, small.preset)
-    run = lambda model: bev_map(lambda s: model(*scene_inputs(s)), val, small.preset)  # noqa: E731
+    run = lambda model: bev_map(lambda s: model(*scene_inputs(s)), val, small.preset)
     rows = {}
     print("float", file=log, flush=True)
     rows["float"] = run(small.model)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from bevcc_bevfusion.presets import Preset
 from bevcc_bevfusion.rig import cameras
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from bevcc_bevfusion.layers import conv_bn_relu
+from bevcc_bevfusion.presets import Preset
 from torch import nn
 
 from bevcc.reference.resnet import ResNet50
-from bevcc_bevfusion.layers import conv_bn_relu
-from bevcc_bevfusion.presets import Preset
 
 
 class GeneralizedLSSFPN(nn.Module):

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from bevcc_bevfusion.presets import Preset
 from bevcc_bevfusion.scenes import Scene, scene
 

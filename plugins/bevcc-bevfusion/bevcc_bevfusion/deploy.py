@@ -16,7 +16,6 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-
 from bevcc_bevfusion.dataset import CALIB_SCENES, load_scene
 from bevcc_bevfusion.model import SUBNETS, BEVFusion, scene_inputs
 from bevcc_bevfusion.presets import FULL, SMALL, Preset

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from bevcc_bevfusion.head import decode
 from bevcc_bevfusion.metric import Detections, mean_ap
 from bevcc_bevfusion.presets import CLASSES, Preset

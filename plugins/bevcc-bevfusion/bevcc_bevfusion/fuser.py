@@ -5,10 +5,9 @@ stride 1, a ConvTranspose for stride 2 -- with BN + ReLU, then concat), as BEVFu
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from bevcc_bevfusion.layers import conv_bn_relu
 from bevcc_bevfusion.presets import Preset
+from torch import nn
 
 SECOND_LAYERS = (5, 5)
 SECOND_STRIDES = (1, 2)

@@ -11,10 +11,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from bevcc_bevfusion.layers import conv_bn_relu
 from bevcc_bevfusion.presets import CLASSES, Preset
+from torch import nn
 
 HEATMAP_PRIOR = -2.19  # sigmoid = 0.1: TransFusion's heatmap bias init
 REGRESSION = {"center": 2, "height": 1, "dim": 3, "rot": 2}

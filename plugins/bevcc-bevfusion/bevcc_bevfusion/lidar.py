@@ -4,9 +4,9 @@ becomes lidar.backbone.xyz.onnx."""
 from __future__ import annotations
 
 import torch
+from bevcc_bevfusion.presets import Preset
 
 from bevcc.reference.sparse_encoder import SparseEncoder
-from bevcc_bevfusion.presets import Preset
 
 
 def lidar_backbone(preset: Preset) -> SparseEncoder:

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from bevcc_bevfusion.bevpool import BEVPool
 from bevcc_bevfusion.camera import CameraBackbone, CameraVTransform
 from bevcc_bevfusion.fuser import FuserDecoder
 from bevcc_bevfusion.head import TransFusionHead
 from bevcc_bevfusion.lidar import lidar_backbone, voxelize
 from bevcc_bevfusion.presets import Preset
+from torch import nn
 
 # attribute name -> deployed file name (CUDA-BEVFusion's)
 SUBNETS = {"camera_backbone": "camera.backbone", "camera_vtransform": "camera.vtransform",

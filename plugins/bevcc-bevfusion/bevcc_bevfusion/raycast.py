@@ -4,7 +4,6 @@ and the lidar sweep, so both sensors see exactly the same scene."""
 from __future__ import annotations
 
 import numpy as np
-
 from bevcc_bevfusion.rig import GROUND_Z
 
 NO_HIT = -2

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from bevcc_bevfusion import raycast
 from bevcc_bevfusion.presets import CLASSES, Preset
 from bevcc_bevfusion.rig import GROUND_Z, cameras, lidar_rays

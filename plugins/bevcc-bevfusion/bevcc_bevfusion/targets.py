@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from bevcc_bevfusion.head import as_dict
 from bevcc_bevfusion.presets import CLASSES, Preset
 

@@ -8,7 +8,6 @@ known. Fuser outputs go through the float head first; head outputs are scored di
 from __future__ import annotations
 
 import torch
-
 from bevcc_bevfusion.dataset import load_scene
 from bevcc_bevfusion.evaluate import detections, truth
 from bevcc_bevfusion.metric import mean_ap

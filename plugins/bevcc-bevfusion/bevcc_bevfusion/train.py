@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from bevcc_bevfusion.dataset import VAL_SCENES, load_split
 from bevcc_bevfusion.evaluate import bev_map
 from bevcc_bevfusion.lidar import voxelize
