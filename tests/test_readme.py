@@ -1,20 +1,70 @@
-"""The README's main job runs as written (minus the setup step) and emits a lint-clean INT8 file."""
+"""The README's commands run as written (minus the setup step) and emit lint-clean files."""
 
+import json
 import re
 import shlex
 from pathlib import Path
 
 import onnx
+import pytest
 
 from bevcc.lint.checks import lint_model
 from tests.conftest import run_bevcc
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = README.parent
+FILES = {"camera.backbone": "int8", "camera.vtransform": "fp16", "lidar.backbone.xyz": "libspconv",
+         "fuser": "int8", "head.bbox": "fp16"}
 
 
-def test_readme_main_job_compiles_tiny_cnn_to_int8(tmp_path):
-    command = re.search(r"\./scripts/setup && \.venv/bin/bevcc (compile .+)", README.read_text())
-    args = shlex.split(command.group(1))
+def readme_command(pattern: str) -> list[str]:
+    match = re.search(pattern, README.read_text())
+    assert match, f"README lost the command matching {pattern}"
+    return shlex.split(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory):
+    args = readme_command(r"\./scripts/setup && \.venv/bin/bevcc (compile .+)")
+    out = tmp_path_factory.mktemp("main") / "bevfusion"
+    args[args.index("-o") + 1] = str(out)
+    proc = run_bevcc(*args, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_main_job_writes_the_five_files_and_the_report(main_job):
+    out, proc = main_job
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}.onnx" for name in FILES] + ["report.json", "report.md",
+                                              "build_trt_engines.sh", "reports"])
+    for position, name in enumerate(FILES, 1):  # progress, file by file
+        assert f"[{position}/5] {name}: " in proc.stderr
+    script = (out / "build_trt_engines.sh").read_text()
+    assert script.count("--onnx=") == 4 and "lidar.backbone.xyz.onnx" in script
+
+
+def test_main_job_files_are_lint_clean(main_job):
+    out, _ = main_job
+    report = {f["name"]: f for f in json.loads((out / "report.json").read_text())["files"]}
+    assert list(report) == list(FILES)
+    for name, precision in FILES.items():
+        lint = lint_model(onnx.load(out / f"{name}.onnx"), name)
+        assert lint.errors == 0, (name, lint.problems)
+        assert report[name]["precision"] == precision
+        if precision == "int8":
+            assert lint.reformats == 0 and lint.qdq_pairs > 0
+            assert report[name]["qdq"]["quantize_linear"] == lint.qdq_pairs
+        elif precision == "fp16":
+            assert lint.qdq_pairs == 0
+    # the sensitivity pass ran on both INT8 files and its decision is in the report
+    assert report["camera.backbone"]["sensitivity"]["metric"] == "sqnr"
+    assert report["fuser"]["sensitivity"]["metric"] == "bevfusion_map"
+    assert (out / "reports" / "camera.backbone" / "sensitivity.md").is_file()
+
+
+def test_single_model_example_compiles_tiny_cnn_to_int8(tmp_path):
+    args = readme_command(r"\n\.venv/bin/bevcc (compile tiny_cnn .+)")
     out = tmp_path / "main.onnx"
     args[args.index("-o") + 1] = str(out)
     proc = run_bevcc(*args)

@@ -9,8 +9,8 @@ import numpy as np
 from bevcc_bevfusion.presets import Preset
 from bevcc_bevfusion.scenes import Scene, scene
 
-VAL_SCENES = 100
-CALIB_SCENES = 8
+VAL_SCENES = 300
+CALIB_SCENES = 32
 
 
 def cache_dir(preset: Preset) -> Path:
