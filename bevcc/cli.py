@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print-pipeline", action="store_true", help="print the pipeline text")
     c.add_argument("--timing", action="store_true", help="print time per pass")
     c.add_argument("--print-ir-after", metavar="WHAT", help="NAME[,NAME], all, or change")
+    c.add_argument("--fp16-set", action="store_true",
+                   help="set config: also write DIR/fp16/, every file without its quantization "
+                        "passes (the config key fp16_set = true does the same)")
     c.add_argument("--no-verify", action="store_true",
                    help="skip IR verification and the modified check after each pass")
 
@@ -68,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="expected per-channel axis of ConvTranspose weights (default 0, "
                            "TensorRT's)")
 
+    ev = sub.add_parser("evaluate", help="run a set's files as the deployment chains them; "
+                                         "task metric and per-file parity against PyTorch")
+    ev.add_argument("directory", help="a directory written by a set compile")
+    ev.add_argument("--scenes", type=int, default=100, help="evaluation scenes/batches "
+                                                            "(default: %(default)s)")
+    ev.add_argument("--config", help="the set config (default: the one report.json records)")
+    ev.add_argument("--json", metavar="FILE", help="also write the result as JSON here")
+
     g = sub.add_parser("plugins", help="list loaded plugins and what they added")
     g.add_argument("--json", action="store_true")
     return parser
@@ -80,6 +91,8 @@ def cmd_compile(args) -> int:
     config = load_config(args.config) if args.config else CompileConfig()
     if config.is_set:
         return _compile_set(args, config)
+    if args.fp16_set:
+        raise UsageError("--fp16-set applies to a set config ([[files]] tables)")
     model = args.input or config.input
     output = args.output or config.output
     if model is None:
@@ -107,6 +120,8 @@ def _compile_set(args, config) -> int:
     if given:
         raise UsageError(f"{', '.join(given)} given with {args.config}, a set config "
                          "([[files]] tables); set input, pipeline and calib in the config")
+    if args.fp16_set:
+        config.fp16_set = True
     result = compile_set(
         config, output=args.output, verify_each=not args.no_verify, timing=args.timing,
         print_ir_after=args.print_ir_after, stream=sys.stderr,
@@ -145,6 +160,41 @@ def cmd_sensitivity(args) -> int:
                          stream=sys.stderr)
     for line in result.records[-1].report:
         print(line)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from pathlib import Path
+
+    from bevcc.atomic import write_text_atomic
+    from bevcc.config import load_config
+    from bevcc.evaluation import set_report
+    from bevcc.loading import load_callable
+
+    directory = Path(args.directory)
+    report = set_report(directory)
+    source = args.config or report.get("config")
+    if not source or not Path(source).is_file():
+        raise UsageError(f"{directory}: its set config {source!r} is not there (paths in "
+                         "report.json are as given when compiling); pass --config SET.toml")
+    config = load_config(source)
+    if not config.evaluate:
+        raise UsageError(f"config {source} names no `evaluate`; add evaluate = "
+                         "\"package.module:function\" (the function that chains the files)")
+    if args.scenes < 1:
+        raise UsageError("--scenes must be at least 1")
+    evaluate = load_callable(config.evaluate, "evaluate")
+    result = evaluate(directory=directory, config=config, scenes=args.scenes, stream=sys.stderr)
+    sys.stdout.write(result.markdown())
+    if args.json:
+        write_text_atomic(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
+    failures = result.failures()
+    if failures:
+        more = f" (and {len(failures) - 1} more above)" if len(failures) > 1 else ""
+        for line in failures[1:]:
+            print(f"bevcc: also: {line}", file=sys.stderr)
+        print(f"bevcc: error: evaluation failed: {failures[0]}{more}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -189,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"compile": cmd_compile, "passes": cmd_passes, "plugins": cmd_plugins,
-                   "lint": cmd_lint, "sensitivity": cmd_sensitivity}
+                   "lint": cmd_lint, "sensitivity": cmd_sensitivity,
+                   "evaluate": cmd_evaluate}
         return handler[args.command](args)
     except BevccError as exc:
         if show_traceback:

@@ -17,7 +17,8 @@ import tomllib
 from bevcc.errors import UsageError
 from bevcc.loading import is_callable_ref
 
-KEYS = ("input", "pipeline", "calib", "output")
+KEYS = ("input", "pipeline", "calib", "output", "fp16_set", "evaluate")
+SET_ONLY_KEYS = ("fp16_set", "evaluate")
 FILE_KEYS = ("name", "input", "calib", "pipeline", "precision", "trtexec")
 PRECISIONS = ("int8", "fp16", "fp32", "libspconv")
 # A name becomes `DIR/<name>.onnx`, `<name>.plan` in a shell script and `reports/<name>/`:
@@ -44,6 +45,8 @@ class CompileConfig:
     calib: str | None = None
     output: str | None = None
     files: list[FileSpec] = field(default_factory=list)  # a set config when not empty
+    fp16_set: bool = False  # also write DIR/fp16/: every file without its quantization passes
+    evaluate: str | None = None  # callable that runs the written files (`bevcc evaluate DIR`)
     source: str | None = None  # the config file, for messages and reports
 
     @property
@@ -66,10 +69,15 @@ def load_config(path: str | Path) -> CompileConfig:
         raise UsageError(f"config {path}: unknown key(s) {', '.join(unknown)}; known: "
                          f"{', '.join(KEYS)} (and [[files]] tables for a set of files)")
     for key, value in data.items():
-        if not isinstance(value, str):
-            raise UsageError(f"config {path}: '{key}' must be a string")
+        wanted = bool if key == "fp16_set" else str
+        if not isinstance(value, wanted):
+            kind = "true or false" if wanted is bool else "a string"
+            raise UsageError(f"config {path}: '{key}' must be {kind}")
+    if tables is None and any(key in data for key in SET_ONLY_KEYS):
+        raise UsageError(f"config {path}: {', '.join(k for k in SET_ONLY_KEYS if k in data)} "
+                         "only apply to a set config ([[files]] tables)")
     config = CompileConfig(**data, source=str(path))
-    for key in ("input", "calib", "output"):
+    for key in ("input", "calib", "output", "evaluate"):
         value = getattr(config, key)
         if value is not None:
             setattr(config, key, _relative_to(path.parent, value))

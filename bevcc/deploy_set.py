@@ -24,7 +24,7 @@ from bevcc.frontend import input_kind
 from bevcc.loading import is_callable_ref
 from bevcc.pm.manager import build_steps
 from bevcc.pm.pass_base import PassContext
-from bevcc.pm.pipeline import parse_pipeline
+from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
 from bevcc.set_report import (
     SCHEMA,
     file_entry,
@@ -34,6 +34,8 @@ from bevcc.set_report import (
     retarget,
 )
 from bevcc.trtexec_script import SCRIPT_NAME, trtexec_script
+
+FP16_DIR = "fp16"  # the FP16 set's sub-directory of DIR
 
 
 @dataclass
@@ -87,35 +89,63 @@ def compile_set(config: str | os.PathLike | CompileConfig, output: str | os.Path
                  for i, spec in enumerate(config.files, 1)]
     _check_replaceable(target, config)
     stream = stream or sys.stderr
-    done: list[tuple[FileSpec, CompileResult, float]] = []
+    options = {"registry": registry, "verify_each": verify_each, "timing": timing,
+               "print_ir_after": print_ir_after, "stream": stream, "on_pipeline": on_pipeline}
+    float_specs = [float_spec(spec, registry) for spec in config.files] if config.fp16_set else []
     with atomic_directory(target) as build_dir:
-        entries = []
-        for index, (spec, pipeline) in enumerate(zip(config.files, pipelines), 1):
-            print(f"[{index}/{len(config.files)}] {spec.name}: {pipeline}", file=stream,
-                  flush=True)
-            label = f"file '{spec.name}' ({index}/{len(config.files)})"  # for errors
-            start = time.perf_counter()
-            result = _compile_one(spec, pipeline, build_dir, label, registry=registry,
-                                  verify_each=verify_each, timing=timing,
-                                  print_ir_after=print_ir_after, stream=stream,
-                                  on_pipeline=on_pipeline)
-            seconds = time.perf_counter() - start
-            entry = file_entry(spec, result, build_dir, seconds)
-            _check_precision(spec, entry, label)
-            entries.append(entry)
-            done.append((spec, result, seconds))
-            print(f"wrote {target / result.output.name} ({seconds:.1f} s)", file=stream,
-                  flush=True)
-        (build_dir / "report.json").write_text(report_json(entries, config.source))
-        (build_dir / "report.md").write_text(report_markdown(entries, config.source))
-        script = build_dir / SCRIPT_NAME
-        script.write_text(trtexec_script(config.files, _script_header(config)))
-        script.chmod(0o755)
+        done = _build(config.files, pipelines, build_dir, target, config, **options)
+        if float_specs:
+            print(f"FP16 set ({FP16_DIR}/): the same files without their quantization passes",
+                  file=stream, flush=True)
+            _build(float_specs, [s.pipeline for s in float_specs], build_dir / FP16_DIR,
+                   target / FP16_DIR, config, **options)
     files = [SetFile(spec, _moved(result, build_dir, target), target / result.output.name,
                      seconds, entry)
-             for (spec, result, seconds), entry in zip(done, entries)]
+             for spec, result, seconds, entry in done]
     return SetResult(target, files, target / "report.json", target / "report.md",
                      target / SCRIPT_NAME)
+
+
+def float_spec(spec: FileSpec, registry) -> FileSpec:
+    """The entry for the FP16 set: its pipeline without the passes that quantize (weights still
+    folded), built as FP16; a libspconv file stays libspconv, with every conv in FP16."""
+    pipeline = parse_pipeline(spec.pipeline)
+    kept = []
+    for element in pipeline.elements:
+        if isinstance(element, IRGroup):
+            steps = [s for s in element.steps
+                     if not registry.lookup(s.name, element.ir, conversion=False).quantizes]
+            if steps:
+                kept.append(IRGroup(element.ir, steps))
+        else:
+            kept.append(element)
+    precision = "libspconv" if spec.precision == "libspconv" else "fp16"
+    return replace(spec, pipeline=Pipeline(kept).text(), precision=precision)
+
+
+def _build(specs, pipelines, build_dir: Path, target: Path, config: CompileConfig,
+           **options) -> list[tuple[FileSpec, CompileResult, float, dict]]:
+    """Compile `specs` into `build_dir` (later renamed to `target`) with the report and script."""
+    stream = options["stream"]
+    build_dir.mkdir(exist_ok=True)
+    done, entries = [], []
+    for index, (spec, pipeline) in enumerate(zip(specs, pipelines), 1):
+        print(f"[{index}/{len(specs)}] {spec.name}: {pipeline}", file=stream, flush=True)
+        label = f"file '{spec.name}' ({index}/{len(specs)})"  # for errors
+        start = time.perf_counter()
+        result = _compile_one(spec, pipeline, build_dir, label, **options)
+        seconds = time.perf_counter() - start
+        entry = file_entry(spec, result, build_dir, seconds)
+        _check_precision(spec, entry, label)
+        entries.append(entry)
+        done.append((spec, result, seconds, entry))
+        print(f"wrote {target / result.output.name} ({seconds:.1f} s)", file=stream, flush=True)
+    (build_dir / "report.json").write_text(report_json(entries, config.source))
+    (build_dir / "report.md").write_text(report_markdown(entries, config.source))
+    script = build_dir / SCRIPT_NAME
+    script.write_text(trtexec_script(specs, _script_header(config)))
+    script.chmod(0o755)
+    return done
 
 
 def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:

@@ -109,13 +109,32 @@ class _Writer:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[str] = []
         self.int8_convs = 0
+        self.int8_reads: dict[str, list[tuple[str, float]]] = {}  # tensor -> (reader, range)
 
     # ---- graph walk ---------------------------------------------------------------------------
     def build(self) -> onnx.ModelProto:
         for node in self.ir.graph.nodes:
             self._visit(node)
+        self._check_one_range_per_tensor()
         self._finish_convs()
         return self._model()
+
+    def _read_int8(self, tensor: str, reader: str, amax: float | None) -> None:
+        if amax is not None:
+            self.int8_reads.setdefault(tensor, []).append((reader, amax))
+
+    def _check_one_range_per_tensor(self) -> None:
+        """libspconv stores a tensor once, in INT8 with one scale, however many layers read it;
+        a PyTorch model whose readers quantize it with different ranges is not what the file
+        would compute (sparse_conv_quant gives each reader its own quantizer; quantizer_unify
+        makes them one)."""
+        for tensor, reads in self.int8_reads.items():
+            ranges = [amax for _, amax in reads]
+            if max(ranges) > min(ranges) * (1 + 1e-6):
+                readers = ", ".join(f"{name} {amax:.4g}" for name, amax in reads)
+                raise InputError(f"export_libspconv: {tensor} is read in INT8 with different "
+                                 f"ranges ({readers}), but libspconv stores it once with one "
+                                 "scale; run quantizer_unify before export_libspconv")
 
     def _visit(self, node: fx.Node) -> None:
         module = self.modules.get(node.target) if node.op == "call_module" else None
@@ -178,6 +197,8 @@ class _Writer:
         out = f"{node.target}.output"
         conv = _Conv(node, module, self.value[source], out, self.ranges.get(source),
                      bias=module.bias.detach().clone() if module.bias is not None else None)
+        if hasattr(module, "weight_quantizer") and module.weight_quantizer.enabled:
+            self._read_int8(conv.x, str(node.target), conv.input_range)
         self.convs.append(conv)
         self.conv_of[out] = conv
         self.value[node] = out
@@ -207,6 +228,8 @@ class _Writer:
         if all(r is not None for r in ranges):
             attrs = {"input0_dynamic_range": ranges[0], "input1_dynamic_range": ranges[1],
                      "precision": "int8"}
+            for value, amax in zip((a, b), ranges):
+                self._read_int8(self.value[value], node.name, amax)
         else:
             attrs = {"precision": "fp16"}
         self._emit(node, "Add", [self.value[a], self.value[b]], attrs)

@@ -64,6 +64,7 @@ class QdqInsertFx(Pass):
     summary = ("Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
                "inputs (per tensor) and weights (per channel) (FX).")
     ir = "fx"
+    quantizes = True
     Options = QdqOptions
 
     def report(self, stats: dict) -> list[str]:

@@ -42,6 +42,7 @@ class QdqInsertOnnx(Pass):
     summary = ("Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per tensor) "
                "and initializer weights (per channel), calibrated with onnxruntime (ONNX).")
     ir = "onnx"
+    quantizes = True
     Options = OnnxQdqOptions
 
     def report(self, stats: dict) -> list[str]:

@@ -43,6 +43,7 @@ class QuantizerUnifyFx(Pass):
     summary = ("Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
                "data-movement ops) so TensorRT inserts no Reformat layers (FX).")
     ir = "fx"
+    quantizes = True
     Options = UnifyOptions
 
     def report(self, stats: dict) -> list[str]:

@@ -24,6 +24,7 @@ class QuantizerUnifyOnnx(Pass):
     summary = ("Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ on "
                "Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX).")
     ir = "onnx"
+    quantizes = True
     Options = UnifyOptions
 
     def report(self, stats: dict) -> list[str]:

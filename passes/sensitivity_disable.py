@@ -54,6 +54,7 @@ class SensitivityDisable(Pass):
     summary = ("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
                "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX).")
     ir = "fx"
+    quantizes = True
     Options = SensitivityOptions
 
     def report(self, stats: dict) -> list[str]:

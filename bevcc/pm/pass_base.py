@@ -50,6 +50,9 @@ class Pass:
     ir: ClassVar[str]
     produces: ClassVar[str | None] = None
     Options: ClassVar[type] = NoOptions
+    # True for passes that add, share or switch quantizers: a float (FP16) set drops them and
+    # keeps the rest of the pipeline (folding, cleanup, export).
+    quantizes: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, context: PassContext | None = None):
         if options is None:
