@@ -37,7 +37,7 @@ def test_main_job_writes_the_five_files_and_the_report(main_job):
     out, proc = main_job
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{name}.onnx" for name in FILES] + ["report.json", "report.md",
-                                              "build_trt_engines.sh", "reports"])
+                                              "build_trt_engines.sh", "reports", "fp16"])
     for position, name in enumerate(FILES, 1):  # progress, file by file
         assert f"[{position}/5] {name}: " in proc.stderr
     script = (out / "build_trt_engines.sh").read_text()

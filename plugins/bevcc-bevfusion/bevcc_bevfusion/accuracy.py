@@ -1,21 +1,26 @@
 """The accuracy table: float vs PTQ INT8 (all layers) vs PTQ + sensitivity_disable vs QAT, on the
-synthetic validation split, with the pipelines `bevfusion.toml` ships (their fx part).
+synthetic validation split, with the pipelines `bevfusion.toml` ships (their fx part), plus the
+deployed files: the main job's INT8 and FP16 sets run as the deployment chains them.
 
-    python -m bevcc_bevfusion.accuracy [--scenes 100] [--json FILE]
+    python -m bevcc_bevfusion.accuracy [--scenes 300] [--json FILE]
 
 INT8 rows run bevcc's fake-quant PyTorch modules in place of the float subnets. QAT fine-tunes
 the PTQ + disable model briefly (camera and fuser quantized; the lidar backbone stays frozen:
-spconv's backward is CUDA-only).
+spconv's backward is CUDA-only). The "deployed files" column compiles the set with
+`bevfusion.toml` into a temporary directory and evaluates it (`bevcc evaluate`); the command
+fails when the files and their PyTorch model differ by more than the stated tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,12 +28,14 @@ import tomllib
 import torch
 from bevcc_bevfusion.dataset import VAL_SCENES, load_split
 from bevcc_bevfusion.deploy import small
+from bevcc_bevfusion.deployed import evaluate as evaluate_files
 from bevcc_bevfusion.evaluate import bev_map
 from bevcc_bevfusion.lidar import voxelize
 from bevcc_bevfusion.model import SUBNETS, BEVFusion, scene_inputs
 from bevcc_bevfusion.targets import head_loss
 
 import bevcc
+from bevcc.config import load_config
 from bevcc.pm.pipeline import IRGroup, parse_pipeline
 
 CONFIG = Path(__file__).parent / "bevfusion.toml"
@@ -110,21 +117,40 @@ def measure(scenes: int, qat_scenes: int, log=sys.stderr) -> dict:
     print(f"QAT: fine-tune on {qat_scenes} training scenes", file=log, flush=True)
     qat = fine_tune(ptq_disable, load_split("train", qat_scenes, small.preset))
     rows["qat"] = run(qat)
-    return {"scenes": scenes, "qat_scenes": qat_scenes, "rows": rows}
+    print("deployed files: the main job's set, chained as deployed", file=log, flush=True)
+    evaluation = deployed_files(scenes, log)
+    files = {"float": evaluation.rows[0].files, "ptq_disable": evaluation.rows[1].files}
+    return {"scenes": scenes, "qat_scenes": qat_scenes, "rows": rows, "files": files,
+            "evaluation": evaluation.to_json(), "failures": evaluation.failures(),
+            "evaluation_markdown": evaluation.markdown()}
+
+
+def deployed_files(scenes: int, log):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bevfusion"
+        config = load_config(CONFIG)
+        bevcc.compile_set(config, output=out, stream=io.StringIO())
+        return evaluate_files(out, config, scenes, log)
 
 
 LABELS = {"float": "float (PyTorch)", "ptq_int8": "PTQ INT8, all layers",
           "ptq_disable": "PTQ INT8 + sensitivity_disable", "qat": "QAT (short fine-tune)"}
 
 
+FILE_LABELS = {"float": "FP16 set", "ptq_disable": "INT8 set"}
+
+
 def table(result: dict) -> str:
     base = result["rows"]["float"]["mAP"]
-    lines = ["| model | BEV mAP | relative to float | car | truck | pedestrian |",
-             "|---|---|---|---|---|---|"]
+    lines = [("| model | BEV mAP (PyTorch) | relative to float | deployed files | car | truck | "
+             "pedestrian |"), "|---|---|---|---|---|---|---|"]
     for key, row in result["rows"].items():
         per = row["per_class"]
+        files = result.get("files", {}).get(key)
+        shipped = f"{files:.4f} ({FILE_LABELS[key]})" if files is not None else "-"
         lines.append(f"| {LABELS[key]} | {row['mAP']:.4f} | {row['mAP'] / base - 1:+.2%} | "
-                     f"{per['car']:.4f} | {per['truck']:.4f} | {per['pedestrian']:.4f} |")
+                     f"{shipped} | {per['car']:.4f} | {per['truck']:.4f} | "
+                     f"{per['pedestrian']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -135,13 +161,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     result = measure(args.scenes, args.qat_scenes)
-    sys.stdout.write(table(result))
+    sys.stdout.write(table(result) + "\n" + result["evaluation_markdown"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     drop = 1 - result["rows"]["ptq_disable"]["mAP"] / result["rows"]["float"]["mAP"]
     print(f"PTQ + disable vs float: {drop:.2%} relative drop (goal <= "
           f"{GOAL_RELATIVE_DROP:.1%})", file=sys.stderr)
-    return 0
+    for failure in result["failures"]:
+        print(f"deployed files: {failure}", file=sys.stderr)
+    return 1 if result["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""`bevcc evaluate` on the main job's output: the deployed files (INT8 and FP16 sets) agree with
+their PyTorch models, and a deliberately broken export is caught by the parity table."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+import bevcc
+
+CONFIG = Path(__file__).resolve().parents[1] / "bevcc_bevfusion" / "bevfusion.toml"
+
+
+def run_bevcc(*args, timeout=600):
+    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def main_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("set") / "bevfusion"
+    bevcc.compile_set(str(CONFIG), output=out)
+    return out
+
+
+def evaluate(directory, tmp_path, scenes=3):
+    result = tmp_path / "evaluation.json"
+    proc = run_bevcc("evaluate", directory, "--scenes", scenes, "--json", result, timeout=600)
+    return proc, json.loads(result.read_text()) if result.is_file() else None
+
+
+def test_the_main_job_writes_an_fp16_set_without_quantization(main_set):
+    fp16 = main_set / "fp16"
+    assert sorted(p.name for p in fp16.glob("*.onnx")) == sorted(p.name for p in
+                                                                main_set.glob("*.onnx"))
+    for path in fp16.glob("*.onnx"):
+        ops = {n.op_type for n in onnx.load(path).graph.node}
+        assert not ops & {"QuantizeLinear", "DequantizeLinear"}, path.name
+    lidar = onnx.load(fp16 / "lidar.backbone.xyz.onnx")
+    precisions = {a.s for n in lidar.graph.node for a in n.attribute if a.name == "precision"}
+    assert precisions == {b"fp16"}
+    assert "--int8" not in (fp16 / "build_trt_engines.sh").read_text()
+
+
+def test_deployed_files_match_their_pytorch_models(main_set, tmp_path):
+    proc, result = evaluate(main_set, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert result["failures"] == []
+    assert "| PTQ INT8 + sensitivity_disable (INT8 files) |" in proc.stdout
+    parity = {(p["set"], p["file"]): p for p in result["parity"]}
+    assert len(parity) == 10  # five files in each set
+    # the lidar file in the interpreter is the fake-quant PyTorch model bit for bit (sparse
+    # weights are rounded to fp16 as the file stores them)
+    assert parity[("int8", "lidar.backbone.xyz.onnx")]["max_abs"] == 0.0
+    for (set_name, _), row in parity.items():
+        assert row["sqnr_db"] >= (100 if set_name == "fp16" and row["file"] != "lidar.backbone"
+                                  ".xyz.onnx" else 25), row
+    for row in result["rows"]:
+        assert abs(row["files"] - row["pytorch"]) <= 0.005
+
+
+def drop_first_relu(path: Path) -> str:
+    model = onnx.load(path)
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    for node in model.graph.node:
+        node.input[:] = [relu.input[0] if name == relu.output[0] else name for name in node.input]
+    model.graph.node.remove(relu)
+    onnx.save(model, path)
+    return relu.name
+
+
+def test_a_dropped_activation_in_the_fuser_is_caught(main_set, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(main_set, broken)
+    drop_first_relu(broken / "fuser.onnx")
+    proc, result = evaluate(broken, tmp_path)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("bevcc: error: evaluation failed: int8 set: fuser.onnx is ")
+    bad = [p for p in result["parity"] if p["sqnr_db"] < 25]
+    assert [(p["set"], p["file"]) for p in bad] == [("int8", "fuser.onnx")]
+
+
+def test_evaluate_needs_a_set_directory(tmp_path):
+    proc = run_bevcc("evaluate", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "no readable report.json" in proc.stderr
