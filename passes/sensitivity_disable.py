@@ -84,7 +84,9 @@ class SensitivityDisable(Pass):
         if sum(budgets) > 1:
             raise UsageError("sensitivity_disable: give one of top_k, min_sqnr_db, max_drop")
         table, summary, files = {}, {}, []
-        measuring = any(budgets) or not explicit
+        # a disable list is a decision already made, even an empty one: replaying it measures
+        # nothing
+        measuring = any(budgets) or not (explicit or options.list)
         if measuring:
             evaluator, metric_name = self._evaluator(ir, options.min_sqnr_db is not None)
             modes = analysis.MODES if options.mode == "both" else (options.mode,)
