@@ -7,9 +7,11 @@ of them float while the shared scale stays would not be a real choice. Union-fin
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import fx, nn
 
 from bevcc.ir.fx import FxIR
@@ -35,6 +37,14 @@ def find_units(ir: FxIR) -> list[Unit]:
     groups = UnionFind()
     layers: list[tuple[str, fx.Node]] = []
     for node in graph.nodes:
+        if node.op == "call_function" and node.target in (operator.add, torch.add):
+            # an Add whose inputs are all quantized runs INT8 as a whole or not at all (libspconv's
+            # Add has one precision; TensorRT fuses it into the conv): one unit
+            quantized = [a.target for a in node.all_input_nodes if a.op == "call_module" and
+                         isinstance(modules.get(a.target), TensorQuantizer)]
+            for other in quantized[1:]:
+                groups.union("q:" + quantized[0], "q:" + other)
+            continue
         if node.op != "call_module":
             continue
         target = modules.get(node.target)
