@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,14 @@ class Evaluation:
                 found.append(f"{row.label}: {self.metric} of the files {row.files:.4f} vs "
                              f"PyTorch {row.pytorch:.4f} (tolerance {self.max_metric_diff:g})")
         return found
+
+    def merged(self, other: Evaluation) -> Evaluation:
+        """One table for two evaluations of the same metric and scenes (e.g. two sets)."""
+        if (other.metric, other.scenes) != (self.metric, self.scenes):
+            raise ValueError(f"cannot merge {other.metric} on {other.scenes} scenes into "
+                             f"{self.metric} on {self.scenes} scenes")
+        return replace(self, rows=self.rows + other.rows, parity=self.parity + other.parity,
+                       notes=self.notes + [n for n in other.notes if n not in self.notes])
 
     def to_json(self) -> dict:
         return {**asdict(self), "failures": self.failures()}

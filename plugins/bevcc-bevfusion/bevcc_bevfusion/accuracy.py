@@ -7,14 +7,16 @@ deployed files: the main job's INT8 and FP16 sets run as the deployment chains t
 INT8 rows run bevcc's fake-quant PyTorch modules in place of the float subnets. QAT fine-tunes
 the PTQ + disable model briefly (camera and fuser quantized; the lidar backbone stays frozen:
 spconv's backward is CUDA-only). The "deployed files" column compiles the set with
-`bevfusion.toml` into a temporary directory and evaluates it (`bevcc evaluate`); the command
-fails when the files and their PyTorch model differ by more than the stated tolerance.
+`bevfusion.toml` into a temporary directory and evaluates it (`bevcc evaluate`), then does the
+same for that set with every sensitivity_disable step dropped (the all-INT8 files); the command
+fails when any files and their PyTorch model differ by more than the stated tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -35,8 +37,9 @@ from bevcc_bevfusion.model import SUBNETS, BEVFusion, scene_inputs
 from bevcc_bevfusion.targets import head_loss
 
 import bevcc
-from bevcc.config import load_config
-from bevcc.pm.pipeline import IRGroup, parse_pipeline
+from bevcc.config import CompileConfig, load_config
+from bevcc.evaluation import Evaluation
+from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
 
 CONFIG = Path(__file__).parent / "bevfusion.toml"
 GOAL_RELATIVE_DROP = 0.005
@@ -117,18 +120,38 @@ def measure(scenes: int, qat_scenes: int, log=sys.stderr) -> dict:
     print(f"QAT: fine-tune on {qat_scenes} training scenes", file=log, flush=True)
     qat = fine_tune(ptq_disable, load_split("train", qat_scenes, small.preset))
     rows["qat"] = run(qat)
-    print("deployed files: the main job's set, chained as deployed", file=log, flush=True)
-    evaluation = deployed_files(scenes, log)
-    files = {"float": evaluation.rows[0].files, "ptq_disable": evaluation.rows[1].files}
+    print("deployed files: the main job's set (INT8 + FP16), chained as deployed", file=log,
+          flush=True)
+    shipped = deployed_files(load_config(CONFIG), scenes, log)
+    print("deployed files: the same set with every layer INT8 (no sensitivity_disable)",
+          file=log, flush=True)
+    all_int8 = deployed_files(without_sensitivity(load_config(CONFIG)), scenes, log)
+    evaluation = shipped.merged(all_int8)
+    files = {"float": shipped.rows[0].files, "ptq_int8": all_int8.rows[0].files,
+             "ptq_disable": shipped.rows[1].files}
     return {"scenes": scenes, "qat_scenes": qat_scenes, "rows": rows, "files": files,
             "evaluation": evaluation.to_json(), "failures": evaluation.failures(),
             "evaluation_markdown": evaluation.markdown()}
 
 
-def deployed_files(scenes: int, log):
+def without_sensitivity(config: CompileConfig) -> CompileConfig:
+    """The set config with every sensitivity_disable step dropped and no FP16 set: the
+    all-layers INT8 files."""
+    files = []
+    for spec in config.files:
+        elements = []
+        for element in parse_pipeline(spec.pipeline).elements:
+            if isinstance(element, IRGroup):
+                element = IRGroup(element.ir, [s for s in element.steps
+                                               if s.name != "sensitivity_disable"])
+            elements.append(element)
+        files.append(dataclasses.replace(spec, pipeline=Pipeline(elements).text()))
+    return dataclasses.replace(config, files=files, fp16_set=False)
+
+
+def deployed_files(config: CompileConfig, scenes: int, log) -> Evaluation:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bevfusion"
-        config = load_config(CONFIG)
         bevcc.compile_set(config, output=out, stream=io.StringIO())
         return evaluate_files(out, config, scenes, log)
 
@@ -137,7 +160,7 @@ LABELS = {"float": "float (PyTorch)", "ptq_int8": "PTQ INT8, all layers",
           "ptq_disable": "PTQ INT8 + sensitivity_disable", "qat": "QAT (short fine-tune)"}
 
 
-FILE_LABELS = {"float": "FP16 set", "ptq_disable": "INT8 set"}
+FILE_LABELS = {"float": "FP16 set", "ptq_int8": "all-INT8 set", "ptq_disable": "INT8 set"}
 
 
 def table(result: dict) -> str:

@@ -124,6 +124,14 @@ def reference_model(config, directory: Path, quantized: bool):
     return model.eval()
 
 
+def int8_names(config) -> tuple[str, str]:
+    """(table row, parity set name) for the INT8 set this config compiles: with or without
+    layers kept float by sensitivity_disable."""
+    if any("sensitivity_disable" in spec.pipeline for spec in config.files):
+        return "PTQ INT8 + sensitivity_disable", "int8"
+    return "PTQ INT8, all layers", "int8-all"
+
+
 def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
     """The `evaluate` function bevfusion.toml names: the INT8 set in DIR and, when the set was
     compiled with an FP16 set, DIR/fp16."""
@@ -139,9 +147,10 @@ def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
         parity += rows_parity
     print("INT8 set: the files vs the PyTorch fake-quant model", file=stream, flush=True)
     reference = reference_model(config, directory, quantized=True)
-    torch_map, files_map, rows_parity = evaluate_set(directory, reference, "int8", val, "int8",
+    label, set_name = int8_names(config)
+    torch_map, files_map, rows_parity = evaluate_set(directory, reference, "int8", val, set_name,
                                                      stream)
-    rows.append(MetricRow("PTQ INT8 + sensitivity_disable (INT8 files)", torch_map, files_map))
+    rows.append(MetricRow(f"{label} (INT8 files)", torch_map, files_map))
     parity += rows_parity
     return Evaluation("BEV mAP", scenes, rows, parity, notes=[
         ("onnxruntime runs the ONNX files with all graph optimizations (Q/DQ as integer "

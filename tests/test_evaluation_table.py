@@ -1,0 +1,58 @@
+"""The `bevcc evaluate` table: parity statistics, tolerances and merging two sets' evaluations
+(checked against numbers computed here by hand, independent of the accumulation)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bevcc.evaluation import Evaluation, FileParity, MetricRow, Parity
+
+
+def test_parity_accumulates_over_batches_like_one_concatenated_batch():
+    rng = np.random.default_rng(0)
+    want = [rng.normal(size=7), rng.normal(size=(2, 3))]
+    got = [w + rng.normal(scale=0.01, size=w.shape) for w in want]
+    parity = Parity()
+    for g, w in zip(got, want):
+        parity.add(g, w)
+    g, w = np.concatenate([x.ravel() for x in got]), np.concatenate([x.ravel() for x in want])
+    assert parity.max_abs == pytest.approx(np.abs(g - w).max())
+    assert parity.sqnr_db == pytest.approx(10 * math.log10((w @ w) / ((g - w) @ (g - w))))
+    assert parity.cosine == pytest.approx((g @ w) / np.linalg.norm(g) / np.linalg.norm(w))
+
+
+def test_identical_outputs_have_infinite_sqnr():
+    parity = Parity()
+    parity.add([1.0, -2.0], [1.0, -2.0])
+    assert parity.sqnr_db == math.inf and parity.max_abs == 0.0
+
+
+def evaluation(set_name, sqnr, pytorch, files, label="row"):
+    return Evaluation("mAP", 10, [MetricRow(label, pytorch, files)],
+                      [FileParity(set_name, "a.onnx", 0.1, 0.99, sqnr, None)], notes=["n"])
+
+
+def test_failures_name_the_file_under_tolerance_and_the_metric_row_off_by_more_than_it():
+    good = evaluation("int8", 25.0, 0.5, 0.5049)
+    assert good.failures() == []
+    bad = evaluation("int8", 24.9, 0.5, 0.5051, label="PTQ")
+    assert len(bad.failures()) == 2
+    assert bad.failures()[0].startswith("int8 set: a.onnx is 24.9 dB SQNR")
+    assert bad.failures()[1].startswith("PTQ: mAP of the files 0.5051 vs PyTorch 0.5000")
+
+
+def test_merged_evaluations_keep_both_sets_rows_parity_and_failures():
+    merged = evaluation("int8", 30.0, 0.5, 0.5, "a").merged(evaluation("int8-all", 20.0, 0.4,
+                                                                         0.4, "b"))
+    assert [r.label for r in merged.rows] == ["a", "b"]
+    assert [p.set for p in merged.parity] == ["int8", "int8-all"]
+    assert merged.notes == ["n"]
+    assert len(merged.failures()) == 1 and merged.failures()[0].startswith("int8-all set")
+    assert "| int8-all | a.onnx |" in merged.markdown()
+
+
+def test_evaluations_of_different_metrics_or_scenes_do_not_merge():
+    other = Evaluation("NDS", 10, [], [])
+    with pytest.raises(ValueError, match="cannot merge NDS on 10 scenes into mAP on 10 scenes"):
+        evaluation("int8", 30.0, 0.5, 0.5).merged(other)
