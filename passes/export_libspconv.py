@@ -36,8 +36,11 @@ OUTPUT_BOUND = 200000
 @dataclass
 class ExportSparseOptions:
     order: Literal["xyz", "zyx"] = field(default="xyz", metadata={
-        "help": "coordinate order of the file (zyx reverses kernel/stride/padding/dilation and "
-                "the weight's kernel axes)"})
+        "help": "coordinate order of the file (when it differs from model_order, kernel/stride/"
+                "padding/dilation, spatial shapes and the weight's kernel axes are reversed)"})
+    model_order: Literal["xyz", "zyx"] = field(default="xyz", metadata={
+        "help": "coordinate order the model's voxel coordinates and sparse_shape use (mmdet3d's "
+                "SparseEncoder: zyx)"})
     output_bound: int = field(default=OUTPUT_BOUND, metadata={"help": "max output voxels per "
                                                                       "layer"})
 
@@ -99,6 +102,8 @@ def _record_runtime(ir: FxIR) -> dict[fx.Node, object]:
 class _Writer:
     def __init__(self, ir: FxIR, runtime, options: ExportSparseOptions):
         self.ir, self.runtime, self.options = ir, runtime, options
+        # the file's axes are the model's, reversed when the two orders differ
+        self.flip = options.order != options.model_order
         self.modules = dict(ir.module.named_modules())
         self.value: dict[fx.Node, str] = {}  # fx node -> file tensor name
         self.conv_of: dict[str, _Conv] = {}  # tensor written by a conv -> the conv
@@ -237,14 +242,26 @@ class _Writer:
     def _scatter_dense(self, node: fx.Node) -> None:
         source = node.args[0]
         _, _, spatial = self.runtime[source]
-        order = self.options.order
-        attrs = {"input_spatial_shape": _order(spatial, order),
-                 "output_shape": list(self.runtime[node][1]), "format": order}
+        model_layout = list(self.runtime[node][1])
+        if self.options.model_order == "zyx":  # ScatterDense writes N,C,x,y,z whatever the order
+            dense_layout = model_layout[:2] + model_layout[2:][::-1]
+        else:
+            dense_layout = model_layout
+        attrs = {"input_spatial_shape": _order(spatial, self.flip),
+                 "output_shape": dense_layout, "format": self.options.order}
         self._emit(node, "ScatterDense", [self.value[source]], attrs)
+        if self.options.model_order == "zyx":
+            # back to the N,C,z,y,x the model's dense() gave, which its later ops assume
+            self._emit(node, "Transpose", [self.value[node]], {"dims": [0, 1, 4, 3, 2]},
+                       name=f"{node.name}_to_model_order")
 
-    def _emit(self, node: fx.Node, op: str, inputs: list[str], attrs: dict) -> None:
-        out = f"{node.name}.output"
-        self.nodes.append((op, inputs, [out], dict(attrs, _name=node.name)))
+    def _emit(self, node: fx.Node, op: str, inputs: list[str], attrs: dict,
+              name: str | None = None) -> None:
+        """One file node for `node`; a second one for the same fx node passes its own name and
+        follows the first (the final sort is stable and keys on the fx node)."""
+        out = f"{name or node.name}.output"
+        self.nodes.append((op, inputs, [out], dict(attrs, _name=name or node.name,
+                                                   _fx=node.name)))
         self.value[node] = out
 
     # ---- convs, once all their readers are known ---------------------------------------------
@@ -268,7 +285,7 @@ class _Writer:
             w_name, b_name = f"{conv.node.target}.weight", f"{conv.node.target}.bias"
             self.initializers += [_fp16(w_name, weight), _fp16(b_name, bias)]
             entries.append(("SparseConvolution", [conv.x, w_name, b_name], [conv.out],
-                            dict(attrs, _name=conv.node.name)))
+                            dict(attrs, _name=conv.node.name, _fx=conv.node.name)))
         for op, _inputs, outputs, attrs in self.nodes:
             if op == "Add":
                 int8_out = attrs["precision"] == "int8" and self._reads_int8(
@@ -277,7 +294,7 @@ class _Writer:
         # one list in the order the graph computes it
         graph_order = {n.name: i for i, n in enumerate(self.ir.graph.nodes)}
         everything = entries + self.nodes
-        self.nodes = sorted(everything, key=lambda entry: graph_order[entry[3]["_name"]])
+        self.nodes = sorted(everything, key=lambda entry: graph_order[entry[3]["_fx"]])
 
     def _reads_int8(self, tensor: str, readers, conv_inputs) -> bool:
         """Every consumer reads `tensor` in INT8 (looking through Relu, which the engine fuses);
@@ -296,21 +313,21 @@ class _Writer:
         return bool(consumers) and all(consumers)
 
     def _conv_attrs(self, conv: _Conv, int8: bool, out_int8: bool) -> dict:
-        m, order = conv.module, self.options.order
+        m, flip = conv.module, self.flip
         _, in_features, in_spatial = self.runtime[conv.node.args[0]]
         _, out_features, out_spatial = self.runtime[conv.node]
         attrs = {
-            "ndim": 3, "kernel_size": _order(m.kernel_size, order),
-            "stride": _order(m.stride, order), "padding": _order(m.padding, order),
-            "dilation": _order(m.dilation, order),
-            "output_padding": _order(m.output_padding, order),
+            "ndim": 3, "kernel_size": _order(m.kernel_size, flip),
+            "stride": _order(m.stride, flip), "padding": _order(m.padding, flip),
+            "dilation": _order(m.dilation, flip),
+            "output_padding": _order(m.output_padding, flip),
             "subm": int(m.subm), "inverse": int(m.inverse), "transposed": int(m.transposed),
             "groups": int(m.groups), "in_channels": int(m.in_channels),
             "out_channels": int(m.out_channels), "rulebook": m.indice_key or "",
             "activation": "ReLU" if conv.relu else "None",
             "output_bound": int(self.options.output_bound),
-            "input_spatial_shape": _order(in_spatial, order),
-            "output_spatial_shape": _order(out_spatial, order),
+            "input_spatial_shape": _order(in_spatial, flip),
+            "output_spatial_shape": _order(out_spatial, flip),
             "input_shape": list(in_features), "output_shape": list(out_features),
             "precision": "int8" if int8 else "fp16",
             # an fp16 layer may still write INT8 for INT8 readers (the engine quantizes its output
@@ -330,7 +347,7 @@ class _Writer:
         weight = m.weight.detach().cpu().double().numpy()
         if m.conv1x1:  # spconv computes 1x1 with the memory read as [Cin, Cout] (spconv#450)
             weight = weight.reshape(m.in_channels, m.out_channels).T.reshape(weight.shape)
-        if self.options.order == "zyx":
+        if self.flip:
             weight = weight.transpose(0, 3, 2, 1, 4)
         bias = conv.bias.detach().cpu().double().numpy() if conv.bias is not None else \
             np.zeros(m.out_channels)
@@ -345,6 +362,7 @@ class _Writer:
         nodes = []
         for op, inputs, outputs, attrs in self.nodes:
             name = attrs.pop("_name")
+            attrs.pop("_fx")
             nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
         outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT16, None)
                    for o in self.outputs]
@@ -375,9 +393,9 @@ def _only_reader(value: fx.Node, reader: fx.Node) -> bool:
     return all(u is reader for u in value.users)
 
 
-def _order(values, order: str) -> list[int]:
+def _order(values, flip: bool) -> list[int]:
     values = [int(v) for v in values]
-    return values[::-1] if order == "zyx" else values
+    return values[::-1] if flip else values
 
 
 def _fp16(name: str, array: np.ndarray) -> onnx.TensorProto:

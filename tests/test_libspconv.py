@@ -191,6 +191,12 @@ def test_zyx_order_reverses_kernel_attributes_and_weight_axes(tmp_path, encoder,
     np.testing.assert_array_equal(w["zyx"]["conv_out.0.weight"],
                                   w["xyz"]["conv_out.0.weight"].transpose(0, 3, 2, 1, 4))
     assert check_libspconv(files["zyx"]) == []
+    # the zyx file is the same network: fed (b, z, y, x) coordinates, it computes the model
+    features, coors = example
+    with torch.no_grad():
+        want = model(*example)
+    (got,) = LibspconvInterpreter(files["zyx"], "float")(features, coors[:, [0, 3, 2, 1]])
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-3)
 
 
 # ---- a file the engine would reject is never written ------------------------------------------
