@@ -1,0 +1,1 @@
+"""bevcc-swin: a Swin-Transformer camera backbone for bevcc, and the attention Q/DQ it needs."""
