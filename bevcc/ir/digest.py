@@ -18,6 +18,21 @@ def array_digest(array: np.ndarray) -> str:
     return h.hexdigest()[:DIGEST_CHARS]
 
 
+def value_summary(array: np.ndarray) -> str:
+    """How an IR dump (and so a golden file) shows a tensor: an exact digest for integers and
+    booleans; for floats, three significant digits of the value (scalars) or of the mean
+    magnitude. Computed floats (folded weights, calibrated scales) differ in their last bits
+    between CPUs (AVX2 vs AVX-512 kernels), so an exact digest of them would tie a golden file
+    to the machine that wrote it; numerics are tested against references, not by goldens."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        return f"#{array_digest(array)}"
+    values = array.astype(np.float64)
+    if values.size == 1:
+        return f"={float(values.reshape(())):.3g}"
+    return f"~{float(np.abs(values).mean()) if values.size else 0.0:.3g}"
+
+
 def text_digest(*parts: str | bytes) -> str:
     h = hashlib.sha256()
     for part in parts:

@@ -12,7 +12,7 @@ import onnx
 
 from bevcc.atomic import atomic_path
 from bevcc.ir.base import IR, IRInvalid
-from bevcc.ir.digest import array_digest, shape_text
+from bevcc.ir.digest import shape_text, value_summary
 
 
 class LibspconvIR(IR):
@@ -37,7 +37,7 @@ class LibspconvIR(IR):
         for t in graph.initializer:
             array = onnx.numpy_helper.to_array(t)
             lines.append(f"const %{t.name} : {array.dtype.name}{shape_text(array.shape)} "
-                         f"#{array_digest(array)}")
+                         f"{value_summary(array)}")
         for node in graph.node:
             attrs = ", ".join(f"{a.name}={_value(onnx.helper.get_attribute_value(a))}"
                               for a in sorted(node.attribute, key=lambda a: a.name))

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from bevcc.atomic import atomic_path
 from bevcc.errors import InputError
 from bevcc.ir.base import IR, IRInvalid
-from bevcc.ir.digest import array_digest, shape_text, text_digest
+from bevcc.ir.digest import array_digest, shape_text, text_digest, value_summary
 from bevcc.ir.topo import stable_toposort
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,11 @@ class OnnxIR(IR):
         if model.ByteSize() < _PROTO_LIMIT:
             return text_digest(model.SerializeToString())
         names = "\n".join(node.name or "" for node in self.graph.nodes)
-        return text_digest(self.dump(), names)
+        # the dump shows float tensors approximately; the fingerprint must see every bit
+        constants = [f"{name}#{array_digest(np.asarray(t.values))}"
+                     for name, t in sorted(self.graph.tensors().items())
+                     if isinstance(t, gs.Constant)]
+        return text_digest(self.dump(), names, *constants)
 
     def node_count(self) -> int:
         return len(self.graph.nodes)
@@ -230,14 +234,14 @@ class _OnnxDumper:
 
 def _constant(tensor: gs.Constant) -> str:
     values = np.asarray(tensor.values)
-    return f"{values.dtype.name}{shape_text(values.shape)} #{array_digest(values)}"
+    return f"{values.dtype.name}{shape_text(values.shape)} {value_summary(values)}"
 
 
 def _attr(value) -> str:
     if isinstance(value, gs.Tensor):
         return _constant(value) if isinstance(value, gs.Constant) else f"%{value.name}"
     if isinstance(value, np.ndarray):
-        return f"{value.dtype.name}{shape_text(value.shape)} #{array_digest(value)}"
+        return f"{value.dtype.name}{shape_text(value.shape)} {value_summary(value)}"
     if isinstance(value, float):
         return repr(float(np.float32(value)))
     if isinstance(value, (list, tuple)):
