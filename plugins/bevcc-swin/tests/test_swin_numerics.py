@@ -60,7 +60,9 @@ def test_onnxruntime_matches_the_fake_quant_model_within_one_step(compiled, eval
                 flips += 1
                 break
         noise = sqnr_db(want, outputs[0])
-        assert noise > 35.0  # vs about 28 dB for INT8 vs float: far below quantization noise
+        # vs about 28.5 dB for INT8 vs float: well below quantization noise. Which images flip
+        # depends on the CPU's float kernels (34.5 dB worst seen on an AVX2 machine).
+        assert noise > 32.0
     print(f"\nonnxruntime vs fake-quant: {len(eval_images) - flips} of {len(eval_images)} "
           "images identical in every quantized tensor; the others first differ by one step")
 
