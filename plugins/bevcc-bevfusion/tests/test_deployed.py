@@ -11,10 +11,6 @@ from pathlib import Path
 import onnx
 import pytest
 
-import bevcc
-
-CONFIG = Path(__file__).resolve().parents[1] / "bevcc_bevfusion" / "bevfusion.toml"
-
 
 def run_bevcc(*args, timeout=600):
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
@@ -23,9 +19,10 @@ def run_bevcc(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def main_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("set") / "bevfusion"
-    bevcc.compile_set(str(CONFIG), output=out)
+def main_set(readme_main_job):
+    """The README's main job output (root conftest.py: compiled once per session, from this
+    plugin's bevfusion.toml)."""
+    out, _ = readme_main_job
     return out
 
 

@@ -1,0 +1,34 @@
+"""Fixtures shared by the core tests and the plugins' tests: the README's main job, compiled once
+per session (it takes about 3 minutes; tests/test_readme.py checks what it writes and
+plugins/bevcc-bevfusion/tests/test_deployed.py evaluates it). Tests must not modify its output."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+README = ROOT / "README.md"
+
+
+def readme_command(pattern: str) -> list[str]:
+    match = re.search(pattern, README.read_text())
+    assert match, f"README lost the command matching {pattern}"
+    return shlex.split(match.group(1))
+
+
+@pytest.fixture(scope="session")
+def readme_main_job(tmp_path_factory):
+    """(output directory, finished process) of the README's main command, run as written."""
+    args = readme_command(r"\./scripts/setup && \.venv/bin/bevcc (compile .+)")
+    out = tmp_path_factory.mktemp("main") / "bevfusion"
+    args[args.index("-o") + 1] = str(out)
+    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
