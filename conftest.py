@@ -22,6 +22,12 @@ def readme_command(pattern: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def readme_commands():
+    """readme_command, for tests that run another README command as written."""
+    return readme_command
+
+
+@pytest.fixture(scope="session")
 def readme_main_job(tmp_path_factory):
     """(output directory, finished process) of the README's main command, run as written."""
     args = readme_command(r"\./scripts/setup && \.venv/bin/bevcc (compile .+)")

@@ -1,9 +1,6 @@
 """The README's commands run as written (minus the setup step) and emit lint-clean files."""
 
 import json
-import re
-import shlex
-from pathlib import Path
 
 import onnx
 import pytest
@@ -11,16 +8,8 @@ import pytest
 from bevcc.lint.checks import lint_model
 from tests.conftest import run_bevcc
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-ROOT = README.parent
 FILES = {"camera.backbone": "int8", "camera.vtransform": "fp16", "lidar.backbone.xyz": "libspconv",
          "fuser": "int8", "head.bbox": "fp16"}
-
-
-def readme_command(pattern: str) -> list[str]:
-    match = re.search(pattern, README.read_text())
-    assert match, f"README lost the command matching {pattern}"
-    return shlex.split(match.group(1))
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +49,8 @@ def test_main_job_files_are_lint_clean(main_job):
     assert (out / "reports" / "camera.backbone" / "sensitivity.md").is_file()
 
 
-def test_single_model_example_compiles_tiny_cnn_to_int8(tmp_path):
-    args = readme_command(r"\n\.venv/bin/bevcc (compile tiny_cnn .+)")
+def test_single_model_example_compiles_tiny_cnn_to_int8(tmp_path, readme_commands):
+    args = readme_commands(r"\n\.venv/bin/bevcc (compile tiny_cnn .+)")
     out = tmp_path / "main.onnx"
     args[args.index("-o") + 1] = str(out)
     proc = run_bevcc(*args)
