@@ -11,11 +11,13 @@ from bevcc.sensitivity.units import Unit
 
 
 def rows(units: list[Unit], table: dict, disabled: set[str]) -> list[dict]:
-    total = sum(u.macs for u in units) or 1
+    # Sparse layers count no MACs (their cost depends on the voxels): a model of sparse layers
+    # only has no MAC share to report, which is not the same as 0%.
+    total = sum(u.macs for u in units)
     return [{"unit": u.name, "layers": u.layers,
              "alone_quantized": table.get(u.name, {}).get("alone_quantized"),
              "alone_float": table.get(u.name, {}).get("alone_float"),
-             "mac_share": u.macs / total,
+             "mac_share": u.macs / total if total else None,
              "decision": "float" if u.name in disabled else "int8"} for u in units]
 
 
@@ -35,6 +37,10 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _percent(share) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
 def markdown(metric: str, summary: dict, table_rows: list[dict]) -> str:
     lines = [f"# Sensitivity ({metric}, higher is better)", ""]
     lines += [f"- {k.replace('_', ' ')}: {_fmt(v) if isinstance(v, float) else v}"
@@ -44,7 +50,7 @@ def markdown(metric: str, summary: dict, table_rows: list[dict]) -> str:
     for row in table_rows:
         lines.append(f"| {row['unit']} | {', '.join(row['layers']) or '-'} | "
                      f"{_fmt(row['alone_quantized'])} | {_fmt(row['alone_float'])} | "
-                     f"{100 * row['mac_share']:.1f}% | {row['decision']} |")
+                     f"{_percent(row['mac_share'])} | {row['decision']} |")
     return "\n".join(lines) + "\n"
 
 
