@@ -83,6 +83,15 @@ class Evaluation:
     min_file_sqnr_db: float = MIN_FILE_SQNR_DB
     max_metric_diff: float = MAX_METRIC_DIFF
     notes: list[str] = field(default_factory=list)
+    # The largest change of the task metric one detection can make on these scenes (the plugin
+    # knows its metric and ground truth). On a few scenes a single near-tie that two runtimes
+    # order differently moves the metric more than max_metric_diff, so the tolerance is never
+    # finer than this step.
+    metric_step: float = 0.0
+
+    @property
+    def metric_tolerance(self) -> float:
+        return max(self.max_metric_diff, self.metric_step)
 
     def failures(self) -> list[str]:
         found = [f"{p.set} set: {p.file} is {p.sqnr_db:.1f} dB SQNR from its PyTorch subnet "
@@ -90,21 +99,23 @@ class Evaluation:
                  for p in self.parity if not p.sqnr_db >= self.min_file_sqnr_db]
         for row in self.rows:
             if row.pytorch is not None and row.files is not None and \
-                    not abs(row.files - row.pytorch) <= self.max_metric_diff:
+                    not abs(row.files - row.pytorch) <= self.metric_tolerance:
                 found.append(f"{row.label}: {self.metric} of the files {row.files:.4f} vs "
-                             f"PyTorch {row.pytorch:.4f} (tolerance {self.max_metric_diff:g})")
+                             f"PyTorch {row.pytorch:.4f} (tolerance {self.metric_tolerance:.4g})")
         return found
 
     def merged(self, other: Evaluation) -> Evaluation:
         """One table for two evaluations of the same metric and scenes (e.g. two sets)."""
-        if (other.metric, other.scenes) != (self.metric, self.scenes):
+        if (other.metric, other.scenes, other.metric_step) != (self.metric, self.scenes,
+                                                                self.metric_step):
             raise ValueError(f"cannot merge {other.metric} on {other.scenes} scenes into "
                              f"{self.metric} on {self.scenes} scenes")
         return replace(self, rows=self.rows + other.rows, parity=self.parity + other.parity,
                        notes=self.notes + [n for n in other.notes if n not in self.notes])
 
     def to_json(self) -> dict:
-        return {**asdict(self), "failures": self.failures()}
+        return {**asdict(self), "metric_tolerance": self.metric_tolerance,
+                "failures": self.failures()}
 
     def markdown(self) -> str:
         lines = [(f"| model | {self.metric} (PyTorch) | {self.metric} (deployed files) | "
@@ -121,8 +132,12 @@ class Evaluation:
         for p in self.parity:
             lines.append(f"| {p.set} | {p.file} | {p.max_abs:.3g} | {p.cosine:.6f} | "
                          f"{p.sqnr_db:.1f} | {_num(p.chained_sqnr_db, '.1f')} |")
+        within = f"{self.max_metric_diff:g}"
+        if self.metric_step > self.max_metric_diff:
+            within = (f"{self.metric_tolerance:.4g}, what one detection changes on "
+                      f"{self.scenes} scenes (on larger evaluations {within})")
         lines += ["", (f"Tolerances: every file >= {self.min_file_sqnr_db:g} dB alone; task metric "
-                  f"of the files within {self.max_metric_diff:g} of PyTorch.")]
+                  f"of the files within {within} of PyTorch.")]
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 

@@ -42,6 +42,20 @@ def test_failures_name_the_file_under_tolerance_and_the_metric_row_off_by_more_t
     assert bad.failures()[1].startswith("PTQ: mAP of the files 0.5051 vs PyTorch 0.5000")
 
 
+def test_the_metric_tolerance_is_never_finer_than_one_detection():
+    few = evaluation("int8", 30.0, 0.5, 0.515)
+    assert len(few.failures()) == 1  # 0.015 off, tolerance 0.005
+    few.metric_step = 0.02  # e.g. 5 scenes: one flipped detection moves mAP by 0.02
+    assert few.metric_tolerance == 0.02 and few.failures() == []
+    assert "within 0.02, what one detection changes on 10 scenes" in few.markdown()
+    few.rows[0].files = 0.521
+    assert few.failures() == ["row: mAP of the files 0.5210 vs PyTorch 0.5000 (tolerance 0.02)"]
+    many = evaluation("int8", 30.0, 0.5, 0.5)
+    many.metric_step = 0.001  # a large evaluation: the stated tolerance holds
+    assert many.metric_tolerance == 0.005 and "within 0.005 of PyTorch" in many.markdown()
+    assert many.to_json()["metric_tolerance"] == 0.005
+
+
 def test_merged_evaluations_keep_both_sets_rows_parity_and_failures():
     merged = evaluation("int8", 30.0, 0.5, 0.5, "a").merged(evaluation("int8-all", 20.0, 0.4,
                                                                          0.4, "b"))

@@ -24,7 +24,7 @@ from bevcc_bevfusion.deploy import small
 from bevcc_bevfusion.evaluate import detections, truth
 from bevcc_bevfusion.head import OUTPUTS
 from bevcc_bevfusion.lidar import voxelize
-from bevcc_bevfusion.metric import mean_ap
+from bevcc_bevfusion.metric import mean_ap, one_detection_step
 from bevcc_bevfusion.model import SUBNETS, scene_inputs
 from bevcc_bevfusion.presets import CLASSES
 
@@ -152,7 +152,8 @@ def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
                                                      stream)
     rows.append(MetricRow(f"{label} (INT8 files)", torch_map, files_map))
     parity += rows_parity
-    return Evaluation("BEV mAP", scenes, rows, parity, notes=[
+    step = one_detection_step([truth(s) for s in val], CLASSES)
+    return Evaluation("BEV mAP", scenes, rows, parity, metric_step=step, notes=[
         ("onnxruntime runs the ONNX files with all graph optimizations (Q/DQ as integer "
         "kernels); bevcc's libspconv interpreter runs the lidar file."),
         ("head.bbox: compared on its dense heatmap and its sorted query scores (top-K breaks "

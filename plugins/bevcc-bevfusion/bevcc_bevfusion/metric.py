@@ -55,3 +55,15 @@ def mean_ap(predictions: list[Detections], truths: list[Detections], classes) ->
         per_class[name] = float(np.mean(aps))
     present = [v for v in per_class.values() if not np.isnan(v)]
     return {"mAP": float(np.mean(present)) if present else float("nan"), "per_class": per_class}
+
+
+def one_detection_step(truths: list[Detections], classes) -> float:
+    """About the most one detection can move mAP on these truths: a match gained or lost shifts
+    its class's recall by 1/n (n boxes of that class), which moves AP by up to 1/n of the
+    sampled recall range (above MIN_RECALL) at each threshold, and mAP by that over the number
+    of classes averaged."""
+    counts = [sum(int((t.label == label).sum()) for t in truths) for label in range(len(classes))]
+    present = [n for n in counts if n]
+    if not present:
+        return 0.0
+    return 1.0 / ((1 - MIN_RECALL) * len(present) * min(present))

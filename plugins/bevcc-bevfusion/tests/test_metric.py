@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from bevcc_bevfusion.metric import Detections, average_precision, mean_ap
+from bevcc_bevfusion.metric import Detections, average_precision, mean_ap, one_detection_step
 
 
 def dets(xy, label, score=None):
@@ -56,3 +56,18 @@ def test_mean_ap_skips_absent_classes():
     truth = [dets([[0, 0]], [0])]
     result = mean_ap(truth, truth, ("car", "truck"))
     assert result["mAP"] == pytest.approx(1.0) and math.isnan(result["per_class"]["truck"])
+
+
+def test_one_detection_step_is_what_losing_one_match_of_the_rarest_class_costs():
+    # 2 cars, 4 trucks, no pedestrian: mAP averages 2 classes, and a lost car is the largest step
+    truth = [dets([[0, 0], [20, 0], [0, 20], [20, 20]], [0, 1, 1, 1]),
+             dets([[0, 0], [20, 0]], [0, 1])]
+    classes = ("car", "truck", "pedestrian")
+    step = one_detection_step(truth, classes)
+    assert step == pytest.approx(1 / (0.9 * 2 * 2))
+    one_car_lost = [truth[0], dets([[20, 0]], [1])]
+    drop = mean_ap(truth, truth, classes)["mAP"] - mean_ap(one_car_lost, truth, classes)["mAP"]
+    # car AP at every threshold falls from 1 to 40/90 (precision 1 up to recall 0.5): a step of
+    # 50/90 = 1/(0.9 * 2) on one class of two
+    assert drop == pytest.approx(step)
+    assert one_detection_step([dets([], [])], classes) == 0.0
