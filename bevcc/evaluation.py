@@ -108,8 +108,9 @@ class Evaluation:
         """One table for two evaluations of the same metric and scenes (e.g. two sets)."""
         if (other.metric, other.scenes, other.metric_step) != (self.metric, self.scenes,
                                                                 self.metric_step):
-            raise ValueError(f"cannot merge {other.metric} on {other.scenes} scenes into "
-                             f"{self.metric} on {self.scenes} scenes")
+            raise ValueError(f"cannot merge {other.metric} on {other.scenes} scenes (step "
+                             f"{other.metric_step:g}) into {self.metric} on {self.scenes} "
+                             f"scenes (step {self.metric_step:g})")
         return replace(self, rows=self.rows + other.rows, parity=self.parity + other.parity,
                        notes=self.notes + [n for n in other.notes if n not in self.notes])
 
