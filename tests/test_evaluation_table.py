@@ -68,5 +68,6 @@ def test_merged_evaluations_keep_both_sets_rows_parity_and_failures():
 
 def test_evaluations_of_different_metrics_or_scenes_do_not_merge():
     other = Evaluation("NDS", 10, [], [])
-    with pytest.raises(ValueError, match=r"cannot merge NDS on 10 scenes \(step 0\) into mAP on 10 scenes \(step 0\)"):
+    expected = r"cannot merge NDS on 10 scenes \(step 0\) into mAP on 10 scenes \(step 0\)"
+    with pytest.raises(ValueError, match=expected):
         evaluation("int8", 30.0, 0.5, 0.5).merged(other)
