@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", help="TOML file with input, pipeline, calib, output, or a set "
                                     "of [[files]] (docs/deploy_sets.md)")
     c.add_argument("--calib", help=".npz, directory of .npz, or file.py:callable yielding batches")
+    c.add_argument("--calib-batch-size", type=int, metavar="N",
+                   help="samples per calibration batch for a model whose batch is dynamic "
+                        "(a static batch always splits the data into batches of its size)")
     c.add_argument("--print-pipeline", action="store_true", help="print the pipeline text")
     c.add_argument("--timing", action="store_true", help="print time per pass")
     c.add_argument("--print-ir-after", metavar="WHAT", help="NAME[,NAME], all, or change")
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sens.add_argument("-o", "--output", required=True, help="directory for the report, the "
                                                             "disable list and the model")
     sens.add_argument("--calib", required=True, help="calibration / evaluation data")
+    sens.add_argument("--calib-batch-size", type=int, metavar="N",
+                      help="samples per batch for a model whose batch is dynamic")
     sens.add_argument("--prefix", default="bn_fold,qdq_insert,quantizer_unify",
                       help="fx passes before the analysis (default: %(default)s)")
     budget = sens.add_mutually_exclusive_group()
@@ -102,7 +107,7 @@ def cmd_compile(args) -> int:
     result = run_compile(
         model, pipeline=args.pipeline or config.pipeline, calib=args.calib or config.calib,
         output=output, verify_each=not args.no_verify, print_ir_after=args.print_ir_after,
-        timing=args.timing, stream=sys.stderr,
+        timing=args.timing, stream=sys.stderr, calib_batch_size=args.calib_batch_size,
         on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
     for record in result.records:
         for line in record.report:
@@ -116,7 +121,8 @@ def _compile_set(args, config) -> int:
     from bevcc.deploy_set import compile_set
 
     given = [flag for flag, value in (("INPUT", args.input), ("--pipeline", args.pipeline),
-                                      ("--calib", args.calib)) if value]
+                                      ("--calib", args.calib),
+                                      ("--calib-batch-size", args.calib_batch_size)) if value]
     if given:
         raise UsageError(f"{', '.join(given)} given with {args.config}, a set config "
                          "([[files]] tables); set input, pipeline and calib in the config")
@@ -157,7 +163,7 @@ def cmd_sensitivity(args) -> int:
     pipeline = f"fx({args.prefix},sensitivity_disable{{{text}}})"
     output = Path(args.output) / "model.pt"
     result = run_compile(args.input, pipeline=pipeline, calib=args.calib, output=output,
-                         stream=sys.stderr)
+                         stream=sys.stderr, calib_batch_size=args.calib_batch_size)
     for line in result.records[-1].report:
         print(line)
     return 0

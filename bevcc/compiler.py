@@ -38,7 +38,8 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
             print_ir_after: str | None = None, timing: bool = False,
             stream: TextIO | None = None,
             on_pipeline: Callable[[str], None] | None = None,
-            quant_config=None, artifacts_dir=None) -> CompileResult:
+            quant_config=None, artifacts_dir=None,
+            calib_batch_size: int | None = None) -> CompileResult:
     """Compile `model` with `pipeline` and, if `output` is given, write the result there.
 
     `model`: a path to .onnx, a `file.py:callable` / `package.module:callable` reference or a
@@ -49,6 +50,8 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     `quant_config`: a QuantConfig or dict for qdq_insert (its `config=FILE` option wins).
     `artifacts_dir`: where passes write their reports (sensitivity_disable's tables, ...);
     default: the output's directory, none without an output.
+    `calib_batch_size`: samples per batch for a model whose batch is free; a model with a static
+    batch gets its calibration samples in batches of that size whatever this says.
     """
     if registry is None:
         from bevcc.plugins import get_registry
@@ -57,6 +60,13 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     kind = input_kind(model)
     text = pipeline if pipeline is not None else DEFAULT_PIPELINES[kind]
     calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
+    if calib_batch_size is not None:
+        if calib_data is None:
+            raise UsageError("a calibration batch size was given without calibration data; "
+                             "add --calib DATA")
+        if calib_batch_size < 1:
+            raise UsageError(f"calibration batch size {calib_batch_size} must be at least 1")
+        calib_data.batch_size = calib_batch_size
     context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
     manager = PassManager(parse_pipeline(text), registry, kind, context=context,
                           verify_each=verify_each,

@@ -20,8 +20,12 @@ class CalibData:
     when the model is known; until then they are keyed "0", "1", ...
     """
 
-    def __init__(self, source: str | Path | Iterable, description: str | None = None):
+    def __init__(self, source: str | Path | Iterable, description: str | None = None,
+                 batch_size: int | None = None):
         self.source = source
+        # Samples per batch for a model whose batch is free (bevcc.batching); a static batch
+        # always wins, and the data is split to it whatever this says.
+        self.batch_size = batch_size
         self.description = description or (str(source) if isinstance(source, (str, Path))
                                            else "the given batches")
         self.input_names: list[str] | None = None

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import fx
 
+from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.pm.pass_base import Pass, PassResult
@@ -112,7 +113,8 @@ class QdqInsertFx(Pass):
         return PassResult(ir, modified=True, stats={
             "quantized": dict(sorted(quantized.items())),
             "quantizers": len(inputs) + weight_quantizers,
-            "batches": report.batches, "calibrator": config.default.calibrator,
+            "batches": report.batches, "unused_samples": report.unused_samples,
+            "calibrator": config.default.calibrator,
             "kept_float": kept_float, "floored": floored + report.floored,
             "unused_overrides": config.unused_overrides(names_seen)})
 
@@ -122,7 +124,8 @@ class QdqInsertFx(Pass):
             raise UsageError("qdq_insert needs calibration data for its activation quantizers: "
                              "give --calib DATA (bevcc.compile(..., calib=...))")
         names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
-        return calibrate(ir.module, calib, names, ir.example_inputs, quantizers=inputs,
+        return calibrate(ir.module, fit_batches(calib, fx_input_shapes(ir)), names,
+                         ir.example_inputs, quantizers=inputs,
                          max_batches=self.options.max_batches)
 
 
@@ -134,6 +137,9 @@ def report_lines(stats: dict) -> list[str]:
             f"{stats.get('quantizers', 0)} quantizers, calibrated on "
             f"{stats.get('batches', 0)} batches ({stats.get('calibrator')})")
     lines = [head]
+    if stats.get("unused_samples"):
+        lines.append(f"  {stats['unused_samples']} calibration sample(s) left over after the last "
+                     "full batch were not used")
     lines += [f"  kept float: {name}" for name in stats.get("kept_float", [])]
     lines += [f"  amax floored (all-zero values): {name}" for name in stats.get("floored", [])]
     lines += [f"  override matched nothing: {p}" for p in stats.get("unused_overrides", [])]

@@ -14,12 +14,13 @@ import numpy as np
 import onnx_graphsurgeon as gs
 from bevcc.passes.qdq_insert_fx import QdqOptions, quant_config, report_lines
 
+from bevcc.batching import fit_batches
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import scales
 from bevcc.quant.calibrators import make_calibrator
-from bevcc.quant.onnx_calib import calibrate_tensors
+from bevcc.quant.onnx_calib import calibrate_tensors, input_shapes
 
 
 @dataclass
@@ -74,7 +75,7 @@ class QdqInsertOnnx(Pass):
                 key = (tensor.name, spec.calibrator, spec.percentile)
                 groups.setdefault(key, []).append((target.node, index))
         calibrators = {key: make_calibrator(key[1], None, key[2]) for key in groups}
-        batches = self._calibrate(ir, calibrators)
+        batches, unused = self._calibrate(ir, calibrators)
         floored: list[str] = []
         quantized: dict[str, int] = {}
         uniq = _Names(graph)
@@ -109,10 +110,12 @@ class QdqInsertOnnx(Pass):
         return PassResult(ir, modified=True, stats={
             "quantized": dict(sorted(quantized.items())),
             "quantizers": len(groups) + len(weights_done), "batches": batches,
+            "unused_samples": unused,
             "calibrator": config.default.calibrator, "kept_float": kept_float,
             "floored": floored, "unused_overrides": config.unused_overrides(names)})
 
-    def _calibrate(self, ir: OnnxIR, calibrators: dict) -> int:
+    def _calibrate(self, ir: OnnxIR, calibrators: dict) -> tuple[int, int]:
+        """(batches used, samples left over after the last full batch)."""
         calib = self.context.calib if self.context is not None else None
         if calib is None:
             raise UsageError("qdq_insert needs calibration data for its activation quantizers: "
@@ -121,9 +124,12 @@ class QdqInsertOnnx(Pass):
         for key, calibrator in calibrators.items():
             by_tensor.setdefault(key[0], []).append(calibrator)
         fan_out = {name: _FanOut(cals) for name, cals in by_tensor.items()}
-        return calibrate_tensors(ir.to_model(), fan_out, calib,
+        model = ir.to_model()
+        calib = fit_batches(calib, input_shapes(model))
+        used = calibrate_tensors(model, fan_out, calib,
                                  budget_bytes=self.options.calib_memory_mb << 20,
                                  max_batches=self.options.max_batches)
+        return used, getattr(calib, "dropped", 0)
 
 
 class _FanOut:

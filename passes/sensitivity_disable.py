@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.distributed import rank_and_world
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
@@ -123,7 +124,7 @@ class SensitivityDisable(Pass):
         names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
         calib.input_names = names
         batches = []
-        for batch in calib:
+        for batch in fit_batches(calib, fx_input_shapes(ir)):
             batches.append(batch)
             if len(batches) >= self.options.eval_batches:
                 break

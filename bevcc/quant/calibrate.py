@@ -23,6 +23,7 @@ class CalibrationReport:
     batches: int = 0
     quantizers: int = 0
     floored: list[str] = field(default_factory=list)  # quantizers whose amax hit the floor
+    unused_samples: int = 0  # left over after the last full batch (bevcc.batching)
 
 
 def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=None, *,
@@ -62,6 +63,7 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
                     raise _batch_error(exc, index, calib, inputs, input_names,
                                        example_inputs) from exc
                 report.batches += 1
+        report.unused_samples = getattr(calib, "dropped", 0)
         if world > 1:
             _merge_across_ranks(quantizers)
         for name, q in quantizers.items():

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import torch
 
+from bevcc.batching import fit_batches
 from bevcc.errors import InputError
 
 _ELEMENT_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2,
@@ -32,6 +33,7 @@ def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
     """
     input_names = [i.name for i in model.graph.input
                    if i.name not in {t.name for t in model.graph.initializer}]
+    calib = fit_batches(calib, input_shapes(model))
     calib.input_names = input_names
     wanted = [name for name in calibrators if name not in input_names]
     first = _feed(calib.first(), input_names, None, 0, calib)
@@ -57,6 +59,19 @@ def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
     finally:
         bar.close()
     return used
+
+
+def input_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """The graph inputs' declared dims (None where free), for inputs that declare a shape."""
+    initializers = {t.name for t in model.graph.initializer}
+    shapes = {}
+    for graph_input in model.graph.input:
+        tensor_type = graph_input.type.tensor_type
+        if graph_input.name in initializers or not tensor_type.HasField("shape"):
+            continue
+        shapes[graph_input.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                         for d in tensor_type.shape.dim)
+    return shapes
 
 
 def _bar(enabled: bool, groups: int):
