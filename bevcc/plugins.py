@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import warnings
@@ -63,18 +64,45 @@ def load_plugins(autoload: bool | None = None) -> Plugins:
             if pm.is_registered(module):
                 continue
             pm.register(module, name=info.name)
+            _check_hook_names(pm, module, info.name)
             for hook in HOOKS:
                 for impl in getattr(pm.hook, hook).get_hookimpls():
                     if impl.plugin_name == info.name:
                         impl.function(registry=registry)
         except Exception as exc:  # noqa: BLE001
             registry.drop_plugin(info.name)
+            if pm.has_plugin(info.name):
+                pm.unregister(name=info.name)
             _fail(info, exc, hint)
         else:
             info.contributions = registry.contributions(info.name)
         infos.append(info)
     registry.current_plugin = LOCAL_PLUGIN
     return Plugins(registry, infos)
+
+
+class UnknownHookError(Exception):
+    """A plugin implements a hook bevcc does not have (a misspelling registers nothing)."""
+
+
+def _check_hook_names(pm: pluggy.PluginManager, module, name: str) -> None:
+    """pluggy's check_pending, for one plugin: every `bevcc_*` function it defines must be a
+    known hook marked with @bevcc.hookimpl, else it would load as "ok" and register nothing."""
+    unknown = sorted(hook for hook, caller in vars(pm.hook).items()
+                     if not caller.has_spec() and
+                     any(impl.plugin_name == name for impl in caller.get_hookimpls()))
+    unmarked = sorted(attr for attr in dir(module) if attr in HOOKS and callable(
+        getattr(module, attr)) and not hasattr(getattr(module, attr), f"{ENTRY_POINT_GROUP}_impl"))
+    unknown += sorted(attr for attr in dir(module) if attr.startswith("bevcc_register")
+                      and attr not in HOOKS and attr not in unknown
+                      and callable(getattr(module, attr)))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], HOOKS, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"the hooks are {', '.join(HOOKS)}"
+        raise UnknownHookError(f"{unknown[0]} is not a bevcc hook ({hint})")
+    if unmarked:
+        raise UnknownHookError(f"{unmarked[0]} is not marked @bevcc.hookimpl, so pluggy never "
+                               "calls it; decorate it")
 
 
 def _candidates(autoload: bool):

@@ -21,6 +21,24 @@ def _pip_install(target: Path, source: Path) -> None:
                     str(source)], check=True, capture_output=True, timeout=300)
 
 
+def _write_misspelt_plugin(root: Path) -> Path:
+    """A plugin whose hook name lacks the final s: pluggy alone would load it and call nothing."""
+    (root / "bevcc_misspelt").mkdir(parents=True)
+    (root / "bevcc_misspelt" / "__init__.py").write_text(
+        "import bevcc\n"
+        "from bevcc.passes.check import Check\n"
+        "class Mine(Check):\n    name = 'mine'\n"
+        "@bevcc.hookimpl\n"
+        "def bevcc_register_pass(registry):\n"
+        "    registry.add_pass(Mine)\n")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "bevcc-misspelt"\nversion = "0.0.2"\n'
+        '[project.entry-points.bevcc]\nmisspelt = "bevcc_misspelt"\n'
+        '[tool.setuptools]\npackages = ["bevcc_misspelt"]\n')
+    return root
+
+
 def _write_broken_plugin(root: Path) -> Path:
     (root / "bevcc_broken").mkdir(parents=True)
     (root / "bevcc_broken" / "__init__.py").write_text("import a_module_that_does_not_exist\n")
@@ -38,6 +56,7 @@ def site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     _pip_install(target, ROOT / "plugins" / "bevcc-example")
     _pip_install(target, _write_broken_plugin(tmp_path_factory.mktemp("broken_src")))
+    _pip_install(target, _write_misspelt_plugin(tmp_path_factory.mktemp("misspelt_src")))
     return target
 
 
@@ -72,6 +91,30 @@ def test_plugins_lists_versions_contributions_and_the_broken_one(site):
                        "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'; "
                        "skipped. Fix or uninstall it, or set BEVCC_DISABLE_PLUGIN_AUTOLOAD=1")]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_misspelt_hook_is_named_and_the_plugin_listed_as_failed(site):
+    proc = run_bevcc("plugins", "--json", env_extra=_env(site))
+    info = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}["misspelt"]
+    assert (info["status"], info["contributions"]) == ("failed", {})
+    assert info["error"] == ("UnknownHookError: bevcc_register_pass is not a bevcc hook (did you "
+                             "mean bevcc_register_passes?)")
+    warning = [line for line in proc.stderr.splitlines() if "misspelt" in line]
+    assert len(warning) == 1 and "bevcc_register_pass is not a bevcc hook" in warning[0]
+    table = run_bevcc("plugins", env_extra=_env(site)).stdout
+    assert any(line.startswith("misspelt 0.0.2") and "FAILED: UnknownHookError" in line
+               for line in table.splitlines())
+
+
+def test_an_unmarked_hook_function_is_named(monkeypatch, tmp_path):
+    (tmp_path / "unmarked_plugin.py").write_text("def bevcc_register_passes(registry):\n"
+                                                 "    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BEVCC_PLUGINS", "unmarked_plugin")
+    with pytest.warns(plugins.PluginLoadWarning, match="bevcc_register_passes is not marked "
+                                                       "@bevcc.hookimpl"):
+        loaded = plugins.load_plugins(autoload=False)
+    assert [i.status for i in loaded.infos] == ["ok", "failed"]
 
 
 def test_autoload_can_be_disabled_and_plugins_named_explicitly(site):
