@@ -205,3 +205,38 @@ def _take(buffer: list[dict], count: int, names: list[str]) -> tuple[dict, list[
     out.update(others)
     held = sum(next((b[n].shape[0] for n in names if n in b), 0) for b in rest)
     return out, rest, held
+
+
+def run_in_batches(session, feed: Mapping[str, np.ndarray], description: str = "the inputs"):
+    """Run an onnxruntime session on `feed` whose batched inputs may hold any number of samples.
+
+    Evaluation (`bevcc evaluate`, sensitivity) needs an output for every sample, so unlike
+    calibration the last partial batch runs too: it is filled up with copies of its own last
+    sample, whose outputs are cut off again (a model in eval mode computes each sample alone).
+    """
+    expected = {i.name: tuple(d if isinstance(d, int) else None for d in i.shape)
+                for i in session.get_inputs()}
+    fitted = FittedBatches([dict(feed)], expected)
+    fitted.description = description
+    if fitted.batch_size is None:
+        fitted._check(feed, 0)
+        return session.run(None, dict(feed))
+    size = fitted.batch_size
+    names = fitted._split_names
+    count = fitted._samples(dict(feed), 0)
+    fitted._check(feed, 0)
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, count, size):
+        chunk = {}
+        for name, value in feed.items():
+            if name not in names:
+                chunk[name] = value
+                continue
+            piece = value[start:start + size]
+            if len(piece) < size:  # the last partial batch, filled with its own last sample
+                piece = np.concatenate([piece, np.repeat(piece[-1:], size - len(piece), 0)])
+            chunk[name] = piece
+        parts.append(session.run(None, chunk))
+    if count == size:
+        return parts[0]
+    return [np.concatenate([p[i] for p in parts])[:count] for i in range(len(parts[0]))]

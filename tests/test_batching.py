@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 import bevcc
-from bevcc.batching import CalibRemainderWarning, FittedBatches, fit_batches
+from bevcc.batching import CalibRemainderWarning, FittedBatches, fit_batches, run_in_batches
 from bevcc.data import CalibData
 from bevcc.errors import InputError
 from tests.conftest import run_bevcc
@@ -145,3 +145,27 @@ def test_calib_batch_size_rechunks_the_fx_path(tmp_path, registry):
                                calib_batch_size=3, registry=registry)
     stats = result.records[-1].stats
     assert (stats["batches"], stats["unused_samples"]) == (2, 1)
+
+
+def test_evaluation_runs_every_sample_through_a_static_batch(tmp_path, tiny):
+    """run_in_batches (what `bevcc evaluate` runs files with): 5 samples through a batch-2 file
+    give the 5 outputs of running each sample alone, the partial batch included."""
+    import onnxruntime as ort
+    import torch
+
+    model, _ = tiny
+    path = tmp_path / "batch2.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), dynamo=False,
+                          opset_version=17, input_names=["x"], output_names=["y"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    data = _samples(5, seed=7)
+    (got,) = run_in_batches(session, {"x": data})
+    with torch.no_grad():
+        want = model(torch.from_numpy(data)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match=r"input 'x' has shape \(5, 3, 16, 16\), the model "
+                                         r"expects \(2, 3, 32, 32\)"):
+        run_in_batches(session, {"x": _samples(5, shape=(3, 16, 16))}, "batch2.onnx")

@@ -28,6 +28,7 @@ from bevcc_bevfusion.metric import mean_ap, one_detection_step
 from bevcc_bevfusion.model import SUBNETS, scene_inputs
 from bevcc_bevfusion.presets import CLASSES
 
+from bevcc.batching import run_in_batches
 from bevcc.evaluation import Evaluation, FileParity, MetricRow, Parity, reference_modules
 from bevcc.sparse.interpreter import LibspconvInterpreter
 
@@ -59,7 +60,8 @@ class FileChain:
             return tuple(self.lidar(*inputs))
         session = self.sessions[name]
         feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
-        return tuple(torch.from_numpy(out) for out in session.run(None, feeds))
+        outputs = run_in_batches(session, feeds, f"{self.directory / name}.onnx")
+        return tuple(torch.from_numpy(out) for out in outputs)
 
     @torch.no_grad()
     def __call__(self, images, depth, points, record: dict):
