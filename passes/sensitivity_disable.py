@@ -1,5 +1,9 @@
 """fx `sensitivity_disable`: find the quantized units whose INT8 costs accuracy; keep them float.
 
+`SensitivityFlow` holds what does not depend on the IR (options, decisions, measurement loop,
+report); the FX pass here and the ONNX one (sensitivity_disable_onnx) give it the units, an
+evaluator and the way to keep units float.
+
 Decisions, in the order they apply:
   list=FILE          a disable list written by an earlier run (portable JSON)
   disable="a,b*"     names or globs of units/layers/quantizers (never substrings; a glob that
@@ -22,11 +26,10 @@ from typing import Literal
 from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.distributed import rank_and_world
 from bevcc.errors import UsageError
-from bevcc.ir.fx import FxIR
+from bevcc.ir.base import IR
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.sensitivity import analysis, decide, report
 from bevcc.sensitivity.metrics import BUILTIN
-from bevcc.sensitivity.units import find_units
 
 
 @dataclass
@@ -50,15 +53,37 @@ class SensitivityOptions:
                 "sensitivity.jsonl next to the output)"})
 
 
-class SensitivityDisable(Pass):
+class SensitivityFlow(Pass):
+    """The IR-independent part of sensitivity_disable; subclasses implement the four hooks."""
+
     name = "sensitivity_disable"
-    summary = ("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
-               "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX).")
-    ir = "fx"
     quantizes = True
     Options = SensitivityOptions
 
+    def _units(self, ir: IR) -> list:
+        """The units, in graph order (each has name, layers, quantizers, macs)."""
+        raise NotImplementedError
+
+    def _input_names(self, ir: IR) -> list[str]:
+        """The model's inputs, in call order (names for positional batches)."""
+        raise NotImplementedError
+
+    def _input_shapes(self, ir: IR):
+        """Input name -> dims (None where free), for `fit_batches`; None when unknown."""
+        raise NotImplementedError
+
+    def _make_evaluator(self, ir: IR, units: list, batches: list[dict], metric):
+        """An analysis.Evaluator over `batches`."""
+        raise NotImplementedError
+
+    def _disable(self, ir: IR, units: list, chosen: list) -> IR:
+        """`ir` with the `chosen` units kept float (called only when there are some)."""
+        raise NotImplementedError
+
     def report(self, stats: dict) -> list[str]:
+        if not stats.get("units"):
+            return [("no quantized units: nothing to measure (quantize first, e.g. with "
+                    "qdq_insert)")]
         lines = [(f"{stats.get('units', 0)} units; kept float: "
                  f"{', '.join(stats.get('disabled', [])) or 'none'}")]
         if stats.get("final") is not None:
@@ -68,9 +93,9 @@ class SensitivityDisable(Pass):
         lines += [f"  wrote {p}" for p in stats.get("files", [])]
         return lines
 
-    def call(self, ir: FxIR) -> PassResult:
+    def call(self, ir: IR) -> PassResult:
         options = self.options
-        units = find_units(ir)
+        units = self._units(ir)
         if not units:
             return PassResult(ir, modified=False, stats={"units": 0})
         explicit = [p for p in re.split(r"[,\s]+", options.disable.strip()) if p]
@@ -89,7 +114,7 @@ class SensitivityDisable(Pass):
         # nothing
         measuring = any(budgets) or not (explicit or options.list)
         if measuring:
-            evaluator, metric_name = self._evaluator(ir, options.min_sqnr_db is not None)
+            evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
             modes = analysis.MODES if options.mode == "both" else (options.mode,)
             key = analysis.run_key(ir.fingerprint(), units, metric_name, len(evaluator.batches),
                                    modes)
@@ -102,8 +127,8 @@ class SensitivityDisable(Pass):
                 chosen = self._greedy(evaluator, units, chosen, ordered)
             summary["final"] = self._score(evaluator, units, chosen)
             summary["metric"] = metric_name
-        for unit in chosen:
-            unit.set_enabled(ir.module, False)
+        if chosen:
+            ir = self._disable(ir, units, chosen)
         disabled = {u.name for u in chosen}
         files = self._write(units, table, disabled, summary, options)
         return PassResult(ir, modified=bool(chosen), stats={
@@ -111,7 +136,7 @@ class SensitivityDisable(Pass):
             "table": table, "files": [str(f) for f in files], **summary})
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _evaluator(self, ir: FxIR, sqnr_budget: bool):
+    def _evaluator(self, ir: IR, units: list, sqnr_budget: bool):
         calib = self.context.calib if self.context is not None else None
         if calib is None:
             raise UsageError("sensitivity_disable needs evaluation data: give --calib DATA")
@@ -121,20 +146,18 @@ class SensitivityDisable(Pass):
         if name not in metrics:
             raise UsageError(f"sensitivity_disable: unknown metric '{name}' (known: "
                              f"{', '.join(sorted(metrics))})")
-        names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
-        calib.input_names = names
+        calib.input_names = self._input_names(ir)
         batches = []
-        for batch in fit_batches(calib, fx_input_shapes(ir)):
+        for batch in fit_batches(calib, self._input_shapes(ir)):
             batches.append(batch)
             if len(batches) >= self.options.eval_batches:
                 break
-        evaluator = analysis.Evaluator(ir.module, batches, names, metrics[name])
+        evaluator = self._make_evaluator(ir, units, batches, metrics[name])
         self._float_score = evaluator.metric(evaluator.reference, evaluator.reference, batches)
         return evaluator, name
 
     def _score(self, evaluator, units, disabled) -> float:
-        with analysis.switched_quantizers(evaluator.module, enabled=True, except_units=disabled):
-            return evaluator.score()
+        return evaluator.score(quantized=True, except_units=disabled)
 
     def _greedy(self, evaluator, units, chosen, ordered):
         def holds(score: float) -> bool:
@@ -169,3 +192,30 @@ class SensitivityDisable(Pass):
                               "max_drop": options.max_drop, "disable": options.disable,
                               "metric": summary.get("metric")}.items() if v})
         return [*files, directory / "disable_list.json"]
+
+
+class SensitivityDisable(SensitivityFlow):
+    summary = ("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
+               "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX).")
+    ir = "fx"
+
+    def _units(self, ir):
+        from bevcc.sensitivity.units import find_units
+
+        return find_units(ir)
+
+    def _input_names(self, ir):
+        return [n.name for n in ir.graph.nodes if n.op == "placeholder"]
+
+    def _input_shapes(self, ir):
+        return fx_input_shapes(ir)
+
+    def _make_evaluator(self, ir, units, batches, metric):
+        from bevcc.sensitivity.fx_eval import FxEvaluator
+
+        return FxEvaluator(ir.module, batches, self._input_names(ir), metric)
+
+    def _disable(self, ir, units, chosen):
+        for unit in chosen:
+            unit.set_enabled(ir.module, False)
+        return ir

@@ -1,6 +1,8 @@
 """Measure each unit: the metric with only that unit quantized and with only that unit float.
 
-Float outputs are computed once and cached; every evaluation reuses the calibrated quantizers.
+The IR-specific work is behind an evaluator (fx_eval.FxEvaluator switches TensorQuantizers,
+onnx_eval.OnnxEvaluator runs onnxruntime on the file with units' Q/DQ removed): `batches`,
+`reference` (float outputs, computed once), `metric`, and `score(quantized, except_units)`.
 Results are appended to a JSONL file as they come, so an interrupted run resumes where it
 stopped. Under torch.distributed (torchrun; gloo on CPU, nccl on GPUs) each rank measures its
 share of the units and the results are gathered, so every rank ends with the same table.
@@ -12,65 +14,25 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import Protocol
 
 from bevcc.distributed import rank_and_world
-from bevcc.quant.quantizer import TensorQuantizer
-from bevcc.sensitivity.units import Unit
 
 MODES = ("alone_quantized", "alone_float")
 
 
-@dataclass
-class Evaluator:
-    module: torch.nn.Module
+class Evaluator(Protocol):
     batches: list[dict]  # evaluation batches: input arrays (and labels for task metrics)
-    input_names: list[str]
+    reference: list  # the float model's outputs, one tuple of tensors per batch
     metric: object  # fn(outputs, reference, batches) -> float
-    reference: list = field(default_factory=list)
 
-    def __post_init__(self):
-        with switched_quantizers(self.module, enabled=False):
-            self.reference = self._outputs()
-
-    def _outputs(self) -> list[tuple[torch.Tensor, ...]]:
-        results = []
-        self.module.eval()
-        with torch.no_grad():
-            for batch in self.batches:
-                inputs = [torch.from_numpy(batch[n]) for n in self.input_names]
-                out = self.module(*inputs)
-                results.append(tuple(out) if isinstance(out, (tuple, list)) else (out,))
-        return results
-
-    def score(self) -> float:
-        return float(self.metric(self._outputs(), self.reference, self.batches))
+    def score(self, quantized: bool = True, except_units=()) -> float:
+        """The metric with every unit INT8 (`quantized`) or float, except `except_units`,
+        which get the opposite."""
 
 
-class switched_quantizers:
-    """Context: every enabled TensorQuantizer switched on or off, restored afterwards."""
-
-    def __init__(self, module, enabled: bool, except_units: list[Unit] = ()):
-        self.quantizers = [q for q in module.modules() if isinstance(q, TensorQuantizer)]
-        self.saved = [q.enabled for q in self.quantizers]
-        self.enabled, self.module, self.except_units = enabled, module, except_units
-
-    def __enter__(self):
-        for q, was in zip(self.quantizers, self.saved):
-            q.enabled = self.enabled and was
-        for unit in self.except_units:
-            unit.set_enabled(self.module, not self.enabled)
-        return self
-
-    def __exit__(self, *exc):
-        for q, was in zip(self.quantizers, self.saved):
-            q.enabled = was
-
-
-def measure(evaluator: Evaluator, units: list[Unit], modes=MODES, results_path=None,
+def measure(evaluator: Evaluator, units: list, modes=MODES, results_path=None,
             key: str = "", progress: bool = True) -> dict[str, dict[str, float]]:
     """{unit name: {mode: metric}} for every unit, resuming from `results_path`."""
     rank, world = rank_and_world()
@@ -82,16 +44,13 @@ def measure(evaluator: Evaluator, units: list[Unit], modes=MODES, results_path=N
     bar = tqdm(todo, desc="sensitivity", unit="eval", file=sys.stderr,
                disable=None if progress and rank == 0 else True, leave=False)
     for unit, mode in bar:
-        if mode == "alone_quantized":
-            with switched_quantizers(evaluator.module, enabled=False, except_units=[unit]):
-                value = evaluator.score()
-        else:
-            with switched_quantizers(evaluator.module, enabled=True, except_units=[unit]):
-                value = evaluator.score()
+        value = evaluator.score(quantized=mode != "alone_quantized", except_units=[unit])
         done.setdefault(unit.name, {})[mode] = value
         if results_path:
             _append(results_path, rank, {"unit": unit.name, "mode": mode, "value": value})
     if world > 1:
+        import torch
+
         gathered = [None] * world
         torch.distributed.all_gather_object(gathered, done)
         merged: dict[str, dict[str, float]] = {}
@@ -102,7 +61,7 @@ def measure(evaluator: Evaluator, units: list[Unit], modes=MODES, results_path=N
     return {u.name: done.get(u.name, {}) for u in units}
 
 
-def run_key(ir_fingerprint: str, units: list[Unit], metric: str, batches: int,
+def run_key(ir_fingerprint: str, units: list, metric: str, batches: int,
             modes) -> str:
     """What a resumed result must match: the model, its units, the metric, the data size."""
     text = json.dumps([ir_fingerprint, [u.quantizers for u in units], metric, batches,

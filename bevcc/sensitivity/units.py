@@ -90,7 +90,7 @@ def layer_macs(ir: FxIR) -> dict[str, int]:
             continue
         out = int(np.prod(meta.shape))
         if isinstance(layer, nn.modules.conv._ConvTransposeNd):
-            x = node.all_input_nodes[0].meta.get("tensor_meta")
+            x = _input_meta(node.all_input_nodes[0], modules)
             if x is not None:
                 macs[node.target] = int(np.prod(x.shape)) * int(np.prod(layer.weight.shape[1:]))
         elif isinstance(layer, nn.modules.conv._ConvNd):
@@ -99,3 +99,12 @@ def layer_macs(ir: FxIR) -> dict[str, int]:
             macs[node.target] = out * layer.in_features
     return macs
 
+
+
+def _input_meta(node: fx.Node, modules: dict):
+    """The input's recorded shape, looking through quantizers: those inserted after tracing
+    (quantizer_unify's) carry none, and a quantizer keeps its input's shape."""
+    while "tensor_meta" not in node.meta and node.op == "call_module" and \
+            isinstance(modules.get(node.target), TensorQuantizer) and node.all_input_nodes:
+        node = node.all_input_nodes[0]
+    return node.meta.get("tensor_meta")
