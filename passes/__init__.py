@@ -15,6 +15,7 @@ def bevcc_register_passes(registry):
     from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
     from bevcc.passes.quantizer_unify_onnx import QuantizerUnifyOnnx
     from bevcc.passes.sensitivity_disable import SensitivityDisable
+    from bevcc.passes.sensitivity_disable_onnx import SensitivityDisableOnnx
     from bevcc.passes.sparse_conv_quant import SparseConvQuant
 
     registry.add_pass(DeadCodeElimination)
@@ -26,6 +27,7 @@ def bevcc_register_passes(registry):
     registry.add_pass(QuantizerUnifyOnnx)
     registry.add_pass(SparseConvQuant)
     registry.add_pass(SensitivityDisable)
+    registry.add_pass(SensitivityDisableOnnx)
     registry.add_pass(Check)
     registry.add_pass(Cleanup)
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.distributed import rank_and_world
-from bevcc.errors import UsageError
+from bevcc.errors import InputError, UsageError
 from bevcc.ir.base import IR
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.sensitivity import analysis, decide, report
@@ -99,8 +99,10 @@ class SensitivityFlow(Pass):
         if not units:
             return PassResult(ir, modified=False, stats={"units": 0})
         explicit = [p for p in re.split(r"[,\s]+", options.disable.strip()) if p]
+        self._listed_reason: dict = {}
         if options.list:
-            explicit += decide.read_disable_list(options.list)
+            listed, self._listed_reason = decide.read_disable_file(options.list)
+            explicit += listed
         chosen, unused = decide.match_units(units, explicit)
         for pattern in unused:  # likely a typo: say so where the user looks, not only in stats
             warnings.warn(f"sensitivity_disable: '{pattern}' matches no quantized unit",
@@ -152,6 +154,10 @@ class SensitivityFlow(Pass):
             batches.append(batch)
             if len(batches) >= self.options.eval_batches:
                 break
+        if not batches:  # e.g. batches that lack the model's inputs
+            raise InputError(f"calibration data {getattr(calib, 'description', '')} gave no "
+                             f"evaluation batch for the model's inputs "
+                             f"({', '.join(self._input_names(ir))}); give arrays keyed by them")
         evaluator = self._make_evaluator(ir, units, batches, metrics[name])
         self._float_score = evaluator.metric(evaluator.reference, evaluator.reference, batches)
         return evaluator, name
@@ -187,10 +193,11 @@ class SensitivityFlow(Pass):
         files = report.write_report(directory, summary.get("metric", options.metric), summary,
                                     report.rows(units, table, disabled))
         listed = [u for u in units if u.name in disabled]
-        decide.write_disable_list(directory / "disable_list.json", listed, {
-            k: v for k, v in {"top_k": options.top_k, "min_sqnr_db": options.min_sqnr_db,
-                              "max_drop": options.max_drop, "disable": options.disable,
-                              "metric": summary.get("metric")}.items() if v})
+        reason = {k: v for k, v in {"top_k": options.top_k, "min_sqnr_db": options.min_sqnr_db,
+                                    "max_drop": options.max_drop, "disable": options.disable,
+                                    "metric": summary.get("metric")}.items() if v}
+        decide.write_disable_list(directory / "disable_list.json", listed,
+                                  {**self._listed_reason, **reason})
         return [*files, directory / "disable_list.json"]
 
 

@@ -54,6 +54,12 @@ def write_disable_list(path, units: list[Unit], reason: dict) -> None:
 
 
 def read_disable_list(path) -> list[str]:
+    return read_disable_file(path)[0]
+
+
+def read_disable_file(path) -> tuple[list[str], dict]:
+    """(unit names, the `decided_by` record) of a disable list. Replaying a list keeps its
+    record: the decision is still the one that run made, so the list round-trips unchanged."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -62,4 +68,5 @@ def read_disable_list(path) -> list[str]:
     names = data.get("disable") if isinstance(data, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise InputError(f"disable list {path}: expected {{\"disable\": [names]}}")
-    return names
+    decided_by = data.get("decided_by")
+    return names, decided_by if isinstance(decided_by, dict) else {}
