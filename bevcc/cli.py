@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--calib-batch-size", type=int, metavar="N",
                       help="samples per batch for a model whose batch is dynamic")
     sens.add_argument("--prefix", default="bn_fold,qdq_insert,quantizer_unify",
-                      help="fx passes before the analysis (default: %(default)s)")
+                      help="passes before the analysis, on the input's IR: fx for a model, "
+                           "onnx for an .onnx file; '' for a file that is already Q/DQ "
+                           "(default: %(default)s)")
     budget = sens.add_mutually_exclusive_group()
     budget.add_argument("--top-k", type=int, help="keep the K most sensitive units float")
     budget.add_argument("--min-sqnr-db", type=float, help="greedy until SQNR >= D dB")
@@ -154,14 +156,18 @@ def cmd_sensitivity(args) -> int:
     from pathlib import Path
 
     from bevcc.compiler import compile as run_compile
+    from bevcc.frontend import input_kind
 
     options = {"metric": args.metric, "mode": args.mode, "eval_batches": args.eval_batches}
     for key in ("top_k", "min_sqnr_db", "max_drop"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     text = ",".join(f"{k}={v}" for k, v in options.items())
-    pipeline = f"fx({args.prefix},sensitivity_disable{{{text}}})"
-    output = Path(args.output) / "model.pt"
+    # an .onnx input is analysed as ONNX (onnxruntime), anything else as FX
+    kind = input_kind(args.input)
+    prefix = f"{args.prefix.strip().rstrip(',')}," if args.prefix.strip() else ""
+    pipeline = f"{kind}({prefix}sensitivity_disable{{{text}}})"
+    output = Path(args.output) / ("model.onnx" if kind == "onnx" else "model.pt")
     result = run_compile(args.input, pipeline=pipeline, calib=args.calib, output=output,
                          stream=sys.stderr, calib_batch_size=args.calib_batch_size)
     for line in result.records[-1].report:
