@@ -70,9 +70,9 @@ class QuantizerUnifyOnnx(Pass):
                 continue
             node.inputs[index] = _qdq(graph, tensor, scale_of_domain[root], tensors)
             inserted[kind] += 1
-        rescaled = self._share_scales(graph, view, scale_of_domain, tensors)
+        rescaled, repointed = self._share_scales(graph, view, scale_of_domain, tensors)
         merged = _merge_twins(graph)
-        changed = bool(rescaled or merged or any(inserted.values()))
+        changed = bool(repointed or merged or any(inserted.values()))
         if changed:
             graph.cleanup(remove_unused_graph_inputs=False)
             graph.toposort()
@@ -96,39 +96,57 @@ class QuantizerUnifyOnnx(Pass):
         return [0, 1]
 
     @staticmethod
-    def _share_scales(graph: gs.Graph, view: QdqGraph, scale_of_domain, tensors) -> int:
-        """Point every activation Q/DQ at its domain's one scale initializer."""
-        shared: dict[str, gs.Constant] = {}
-        zero = {}
-        rescaled = 0
+    def _share_scales(graph: gs.Graph, view: QdqGraph, scale_of_domain, tensors) -> tuple[int, int]:
+        """Point every activation Q/DQ at its domain's one scale initializer.
+
+        Returns (rescaled, repointed): Q/DQ whose scale value changed, and Q/DQ moved to another
+        scale or zero-point initializer. A domain whose Q/DQ already read one scale and one zero
+        point is left as it is: renaming its initializers would change the file for nothing.
+        """
+        members: dict[str, list[gs.Node]] = {}
         for node in graph.nodes:
-            if node.op not in ("QuantizeLinear", "DequantizeLinear") or len(node.inputs) < 2:
-                continue
-            scale = node.inputs[1]
-            if not isinstance(scale, gs.Constant) or np.asarray(scale.values).size != 1:
-                continue
-            if node.op == "QuantizeLinear":
-                source = node.inputs[0]
-            elif node.inputs[0].inputs and node.inputs[0].inputs[0].op == "QuantizeLinear":
-                source = node.inputs[0].inputs[0].inputs[0]
-            else:
-                continue  # a DQ of stored int8 values: no float source to place
-            if isinstance(source, gs.Constant):
-                continue  # a weight
-            root = view.domains.find(source.name)
-            if root not in scale_of_domain:
-                continue
-            if root not in shared:
-                value = np.asarray(scale_of_domain[root], np.float32).reshape(())
-                shared[root] = gs.Constant(_unique(f"{root}_shared_scale", tensors), value)
-                zero[root] = gs.Constant(_unique(f"{root}_shared_zero_point", tensors),
-                                         np.zeros((), np.int8))
-            if float(np.asarray(scale.values)) != float(shared[root].values):
-                rescaled += 1
-            node.inputs[1] = shared[root]
-            if len(node.inputs) > 2:
-                node.inputs[2] = zero[root]
-        return rescaled
+            root = _activation_domain(node, view)
+            if root in scale_of_domain:
+                members.setdefault(root, []).append(node)
+        rescaled = repointed = 0
+        for root, nodes in members.items():
+            if len({_qparams(node) for node in nodes}) == 1:
+                continue  # one (scale, zero point) pair: its value is the domain's maximum
+            value = np.asarray(scale_of_domain[root], np.float32).reshape(())
+            scale = gs.Constant(_unique(f"{root}_shared_scale", tensors), value)
+            zero = gs.Constant(_unique(f"{root}_shared_zero_point", tensors),
+                               np.zeros((), np.int8))
+            for node in nodes:
+                if float(np.asarray(node.inputs[1].values)) != float(value):
+                    rescaled += 1
+                node.inputs[1] = scale
+                if len(node.inputs) > 2:
+                    node.inputs[2] = zero
+                repointed += 1
+        return rescaled, repointed
+
+
+def _activation_domain(node: gs.Node, view: QdqGraph) -> str | None:
+    """The scale domain of a per-tensor activation Q or DQ (None for anything else)."""
+    if node.op not in ("QuantizeLinear", "DequantizeLinear") or len(node.inputs) < 2:
+        return None
+    scale = node.inputs[1]
+    if not isinstance(scale, gs.Constant) or np.asarray(scale.values).size != 1:
+        return None
+    if node.op == "QuantizeLinear":
+        source = node.inputs[0]
+    elif node.inputs[0].inputs and node.inputs[0].inputs[0].op == "QuantizeLinear":
+        source = node.inputs[0].inputs[0].inputs[0]
+    else:
+        return None  # a DQ of stored int8 values: no float source to place
+    if isinstance(source, gs.Constant):
+        return None  # a weight
+    return view.domains.find(source.name)
+
+
+def _qparams(node: gs.Node) -> tuple[int, int | None]:
+    """Which scale and zero-point initializers (by identity) a Q/DQ reads."""
+    return id(node.inputs[1]), id(node.inputs[2]) if len(node.inputs) > 2 else None
 
 
 def _merge_twins(graph: gs.Graph) -> int:
