@@ -2,7 +2,8 @@
 onnxruntime's, modelopt's). Every activation Q/DQ in a domain reads one scale initializer;
 the domain's scale is the widest of its members' (nothing that fit before clips after; with max
 calibration it is exactly the max over all the domain's values, as on the FX path). Missing
-quantizers on Add identity inputs and Concat inputs are inserted with their domain's scale.
+quantizers on Add (or two-input Sum) identity inputs and Concat inputs are inserted with their
+domain's scale; an Add of a constant (a bias) is no join and gets none.
 Q/DQ pairs left doing the same job on the same tensor are merged into one.
 """
 
@@ -39,14 +40,14 @@ class QuantizerUnifyOnnx(Pass):
         model = ir.to_model()
         view = QdqGraph(model)
         for node in view.nodes:  # Add inputs under `shared` join one domain
-            if node.op_type == "Add" and self.options.add == "shared" and len(node.input) == 2:
+            if self.options.add == "shared" and view.is_activation_add(node):
                 view.domains.union(node.input[0], node.input[1])
         before = view.domain_scales()
         # where new Q/DQ go: (consumer node name, input index)
         wanted: list[tuple[str, int, str]] = []
         order = {id(n): i for i, n in enumerate(view.nodes)}
         for node in view.nodes:
-            if node.op_type == "Add" and len(node.input) == 2:
+            if view.is_activation_add(node):
                 for index in self._add_targets(view, node, order):
                     wanted.append((node.output[0], index, "add"))
             if node.op_type == "Concat" and self.options.concat_inputs and \

@@ -87,7 +87,7 @@ def _mismatches(graph: QdqGraph) -> list[Mismatch]:
             found.append(Mismatch(where, kind, sorted(scales),
                                   sorted(n for names in scales.values() for n in names)))
     for node in graph.nodes:
-        if node.op_type != "Add" or len(node.input) != 2:
+        if not graph.is_activation_add(node):
             continue
         sides = [by_domain.get(graph.domains.find(name), {}) for name in node.input]
         if all(len(s) == 1 for s in sides):

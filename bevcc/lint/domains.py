@@ -13,9 +13,14 @@ import onnx
 from onnx import numpy_helper
 
 # op type -> indices of the data inputs that share the output's scale (None: all inputs)
+# (Dropout: TensorRT's ONNX parser builds inference graphs, where it is an identity.)
 COMMUTING = {"MaxPool": (0,), "Reshape": (0,), "Flatten": (0,), "Transpose": (0,),
              "Slice": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Identity": (0,),
-             "Resize": (0,), "Upsample": (0,), "Concat": None}
+             "Dropout": (0,), "Resize": (0,), "Upsample": (0,), "Concat": None}
+
+# Elementwise sums TensorRT imports as one IElementWiseLayer (kSUM); opset-9 files from Caffe2
+# (ResNet-50, ShuffleNet) write residual joins as Sum.
+ADDS = ("Add", "Sum")
 
 
 def commutes(node: onnx.NodeProto) -> bool:
@@ -70,11 +75,29 @@ class QdqGraph:
             for name in node.input:
                 if name:
                     self.consumers.setdefault(name, []).append(node)
+        self.constant_derived = self._constant_derived()
         self.domains = UnionFind()
         for node in self.nodes:
             if commutes(node):
                 for name in data_inputs(node):
                     self.domains.union(name, node.output[0])
+
+    def _constant_derived(self) -> set[str]:
+        """Tensors computed from constants alone (an Unsqueeze'd bias, a Reshape'd weight):
+        TensorRT folds them, and they never carry an activation scale. Nodes are in topological
+        order (the ONNX checker requires it), so one pass sees every producer first."""
+        derived = set(self.constants)
+        for node in self.nodes:
+            names = [n for n in node.input if n]
+            if names and all(n in derived for n in names) and \
+                    not node.op_type.startswith("Random"):
+                derived.update(node.output)
+        return derived
+
+    def is_activation_add(self, node: onnx.NodeProto) -> bool:
+        """A two-input Add/Sum joining two activations (a residual join), not a constant bias."""
+        return node.op_type in ADDS and len(node.input) == 2 and \
+            not any(name in self.constant_derived for name in node.input)
 
     def scale(self, qdq: onnx.NodeProto) -> np.ndarray | None:
         return self.constants.get(qdq.input[1]) if len(qdq.input) > 1 else None
