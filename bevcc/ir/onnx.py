@@ -71,15 +71,17 @@ class OnnxIR(IR):
         self._verify_model(self.to_model())
 
     def verify_and_fingerprint(self) -> str:
-        model = self.to_model()  # exported once for both checks
-        self._verify_model(model)
-        return self._fingerprint_model(model)
+        model = self.to_model()  # exported and serialized once for both checks
+        data = _serialized(model)
+        self._verify_model(model, data)
+        return self._fingerprint_model(model, data)
 
-    def _verify_model(self, model: onnx.ModelProto) -> None:
+    def _verify_model(self, model: onnx.ModelProto, data: bytes | None = None) -> None:
+        data = data if data is not None else _serialized(model)
         try:
-            if model.ByteSize() < _PROTO_LIMIT:
-                onnx.checker.check_model(model)
-                onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+            if data is not None:
+                onnx.checker.check_model(data)
+                _infer_shapes_strict(data)
             else:
                 _verify_large(model)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -92,10 +94,11 @@ class OnnxIR(IR):
     def fingerprint(self) -> str:
         return self._fingerprint_model(self.to_model())
 
-    def _fingerprint_model(self, model: onnx.ModelProto) -> str:
+    def _fingerprint_model(self, model: onnx.ModelProto, data: bytes | None = None) -> str:
         # Everything a file would hold (value_info, names, doc strings) counts as a change.
-        if model.ByteSize() < _PROTO_LIMIT:
-            return text_digest(model.SerializeToString())
+        data = data if data is not None else _serialized(model)
+        if data is not None:
+            return text_digest(data)
         names = "\n".join(node.name or "" for node in self.graph.nodes)
         # the dump shows float tensors approximately; the fingerprint must see every bit
         constants = [f"{name}#{array_digest(np.asarray(t.values))}"
@@ -177,6 +180,19 @@ def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
                          f"re-export the model with opset >= {MIN_OPSET}") from exc
     log.info("%s: upgraded opset %d -> %d", source, opset, MIN_OPSET)
     return upgraded
+
+
+def _serialized(model: onnx.ModelProto) -> bytes | None:
+    """The model as one protobuf message, or None above protobuf's 2 GiB limit. Serializing a
+    model with 100M+ weights takes about a second: callers share the bytes."""
+    return model.SerializeToString() if model.ByteSize() < _PROTO_LIMIT else None
+
+
+def _infer_shapes_strict(data: bytes) -> None:
+    """onnx's strict, type-checking shape inference on serialized bytes. The C entry point, as
+    onnx.shape_inference.infer_shapes calls it, minus parsing the inferred model back: only the
+    errors are wanted, and the parse costs as much as the inference on large files."""
+    onnx.shape_inference.C.infer_shapes(data, True, True, False)
 
 
 def _verify_large(model: onnx.ModelProto) -> None:
