@@ -111,7 +111,11 @@ class FittedBatches:
         return dims[0] == self.batch_size if dims[0] is not None else self._free_is_batch
 
     def _samples(self, batch: dict, index: int) -> int:
-        counts = {name: batch[name].shape[0] for name in self._split_names if name in batch}
+        missing = [name for name in self._split_names if name not in batch]
+        if missing:  # nothing to count samples by: say so here, not as an empty stream later
+            raise InputError(f"calibration batch {index} of {self.description} lacks input(s) "
+                             f"{', '.join(missing)}; it has {', '.join(batch) or 'no arrays'}")
+        counts = {name: batch[name].shape[0] for name in self._split_names}
         if len(set(counts.values())) > 1:
             given = ", ".join(f"{n} {c}" for n, c in counts.items())
             raise InputError(f"calibration batch {index} of {self.description} has different "

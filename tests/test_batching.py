@@ -169,3 +169,12 @@ def test_evaluation_runs_every_sample_through_a_static_batch(tmp_path, tiny):
     with pytest.raises(InputError, match=r"input 'x' has shape \(5, 3, 16, 16\), the model "
                                          r"expects \(2, 3, 32, 32\)"):
         run_in_batches(session, {"x": _samples(5, shape=(3, 16, 16))}, "batch2.onnx")
+
+
+def test_a_batch_lacking_a_split_input_is_named(tmp_path, tiny):
+    """Data keyed by the wrong name used to split into nothing (qdq_insert then died on a bare
+    StopIteration); it is one error naming the missing and the present inputs."""
+    fitted = FittedBatches(CalibData([{"images": _samples(4)}], "d.npz"),
+                           {"x": (2, 3, 32, 32)})
+    with pytest.raises(InputError, match="batch 0 of d.npz lacks input.s. x; it has images"):
+        list(fitted)
