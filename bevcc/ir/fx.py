@@ -6,6 +6,8 @@ import contextlib
 import copy
 import hashlib
 import io
+import os
+import traceback
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -109,6 +111,10 @@ class FxIR(IR):
         self.example_inputs = example_inputs
         self.rules = TraceRules.coerce(rules)
         self.leaf_types = self.rules.leaf_types
+        # {input name: (int | None per dim)}: the sizes the graph requires, None where any size
+        # runs; set by the frontend's shape specialization (bevcc.ir.specialize.Specialized
+        # says how it is measured), None when the graph was not specialized.
+        self.fixed_input_shapes: dict[str, tuple[int | None, ...]] | None = None
 
     @property
     def graph(self) -> fx.Graph:
@@ -214,7 +220,7 @@ class FxIR(IR):
     def save(self, path) -> None:
         buffer = io.BytesIO()
         torch.save({"graph_module": self.module, "example_inputs": self.example_inputs,
-                    "name": self.name}, buffer)
+                    "name": self.name, "fixed_input_shapes": self.fixed_input_shapes}, buffer)
         with atomic_path(path) as tmp:
             tmp.write_bytes(buffer.getvalue())
 
@@ -225,12 +231,15 @@ class FxIR(IR):
             module = payload["graph_module"]
         except Exception as exc:
             raise InputError(f"{path} is not a bevcc fx file ({exc}); save it with FxIR.save") from exc
-        return cls(module, payload.get("example_inputs"), rules, payload.get("name"))
+        ir = cls(module, payload.get("example_inputs"), rules, payload.get("name"))
+        ir.fixed_input_shapes = payload.get("fixed_input_shapes")
+        return ir
 
 
 def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:
     scope = getattr(exc, "_bevcc_scope", None)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message += _source_line(exc)
     if scope is None:
         where, type_name = "its forward", type(module).__name__
     else:
@@ -240,3 +249,16 @@ def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:
         f"leaf module (bevcc.register_leaf_module({type_name}) or the bevcc_register_leaf_modules "
         f"hook) or make its forward traceable"
     )
+
+
+def _source_line(exc: Exception) -> str:
+    """` at FILE:LINE: `code`` for the model's own line that failed to trace (the innermost
+    frame outside torch and bevcc's tracer), so data-dependent control flow is found at once."""
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(__file__))
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    code = f": `{frame.line.strip()}`" if frame.line and frame.line.strip() else ""
+    return f" at {frame.filename}:{frame.lineno}{code}"
