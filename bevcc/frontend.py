@@ -73,23 +73,50 @@ def _trace(obj, registry, calib: CalibData | None, example_inputs):
                          "(module, example_inputs)")
     if inputs is not None and not isinstance(inputs, (tuple, list)):
         inputs = (inputs,)
-    ir = FxIR.trace(module, None, registry.trace_rules())
     if inputs is None and calib is not None:
-        inputs = _inputs_from_calib(ir, calib)
-    if inputs is not None:
-        ir.example_inputs = tuple(inputs)
-        ir.propagate_shapes()
+        inputs = _inputs_from_calib(module, calib)
+    if inputs is None:
+        return FxIR.trace(module, None, registry.trace_rules())
+    return _specialized(module, tuple(inputs), registry, calib)
+
+
+def _specialized(module, inputs: tuple, registry, calib: CalibData | None):
+    """Every PyTorch input with known example inputs is specialized to them (bevcc/ir/specialize.py):
+    non-tensor inputs and the shape values the example fixes become constants."""
+    from bevcc.ir.fx import FxIR
+    from bevcc.ir.specialize import specialize
+
+    rules = registry.trace_rules()
+    result = specialize(module, inputs, rules)
+    ir = FxIR(result.module, result.example_inputs, rules, type(module).__name__)
+    ir.fixed_input_shapes = result.fixed_input_shapes
+    if calib is not None:  # positional calibration batches follow the specialized inputs
+        calib.input_names = list(result.fixed_input_shapes)
+    ir.propagate_shapes()
     return ir
 
 
-def _inputs_from_calib(ir, calib: CalibData):
-    import torch
+def _inputs_from_calib(module, calib: CalibData) -> tuple:
+    """The first calibration batch as forward's inputs, keyed by the names the graph's inputs get
+    (fx renames a parameter that shadows a builtin: `input` is `input_1`); parameters the data
+    lacks keep their defaults."""
+    import inspect
 
-    names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
+    import torch
+    from torch import fx
+
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = [p for p in inspect.signature(module.forward).parameters.values() if p.kind in kinds]
+    namer = fx.Graph()
+    names = [namer.placeholder(p.name).name for p in params]
     calib.input_names = names
     batch = calib.first()
-    missing = [n for n in names if n not in batch]
+    missing = [n for n, p in zip(names, params) if n not in batch and p.default is p.empty]
     if missing:
         raise InputError(f"calibration data {calib.description} lacks input(s) "
-                         f"{', '.join(missing)}; it has {', '.join(batch)}")
-    return tuple(torch.from_numpy(batch[n]) for n in names)
+                         f"{', '.join(missing)}; it has {', '.join(batch)}; add them to the "
+                         "data, or return (module, example_inputs) from the model callable "
+                         "(non-tensor inputs such as batch_size go there)")
+    given = max((i + 1 for i, n in enumerate(names) if n in batch), default=0)
+    return tuple(torch.from_numpy(batch[n]) if n in batch else p.default
+                 for n, p in zip(names[:given], params[:given]))
