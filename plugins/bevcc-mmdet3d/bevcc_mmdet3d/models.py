@@ -2,7 +2,8 @@
 
 Builders return (module, example_inputs) as `bevcc compile NAME` and config TOMLs take them.
 Weights are seeded with non-trivial BatchNorm statistics (so folding is exercised) unless a
-checkpoint is given. The sparse encoder is specialized to its example inputs (specialize.py).
+checkpoint is given. The sparse encoder is specialized to its example inputs (bevcc.ir.specialize,
+through specialize.py), so callers get the GraphModule the frontend would trace.
 """
 
 from __future__ import annotations
