@@ -170,12 +170,14 @@ def test_camera_neck_interpolation_sizes_fold_and_onnxruntime_agrees(plain_regis
     assert [r.tolist() for r in resized] == [[12, 20], [24, 40], [24, 40], [24, 40]]
     assert Counter(n.op_type for n in file.graph.node)["QuantizeLinear"] > 0
     test = shape_models.camera_features(9)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), test)})
     with torch.no_grad():
         want = fake_quant.module(*test)
-    for g, w in zip(got, want):
-        assert sqnr_db(w, torch.from_numpy(g)) > 40
+    for g, w in zip(got, want):  # measured 60.5 and 56.8 dB (max abs 0.011 on outputs up to 2.9)
+        assert sqnr_db(w, torch.from_numpy(g)) > 50
 
 
 class Flatten(nn.Module):
