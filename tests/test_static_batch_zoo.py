@@ -44,8 +44,9 @@ def test_squeezenet_calibrates_on_an_n_sample_npz(tmp_path):
     assert (lint.returncode, report["errors"], report["predicted_reformats"]) == (0, 0, 0)
     assert sum(n.op_type == "Conv" for n in model.graph.node) == 26
     # 26 weight quantizers, 18 activation ones (a fire module's two expand convs read one squeeze
-    # output through one Q/DQ), and the 14 quantizer_unify puts on Concat inputs: 26 + 18 + 14
-    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node) == 58
+    # output through one Q/DQ), and the 16 quantizer_unify puts on the 8 fire Concats' inputs
+    # (test_onnx_zoo derives it): 26 + 18 + 16
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node) == 60
     want, got = _run(source, samples), _run(out, samples)
     sqnr = 10 * np.log10(np.sum(want ** 2) / np.sum((want - got) ** 2))
-    assert sqnr > 28, sqnr  # 32.9 dB measured
+    assert sqnr > 28, sqnr  # 31.4 dB measured
