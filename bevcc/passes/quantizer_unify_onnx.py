@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
-from bevcc.passes.quantizer_unify_fx import UnifyOptions
 
 from bevcc.ir.onnx import OnnxIR
 from bevcc.lint.domains import QdqGraph
+from bevcc.passes.quantizer_unify_fx import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
 
 _CONVS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from bevcc.passes import bn_fold_math as fm
-from bevcc.passes import bn_fold_sparse as sparse
-from bevcc.passes.bn_fold_report import report_lines
 from torch import nn
 
 from bevcc.ir.fx import FxIR
+from bevcc.passes import bn_fold_math as fm
+from bevcc.passes import bn_fold_sparse as sparse
+from bevcc.passes.bn_fold_report import report_lines
 from bevcc.pm.pass_base import Pass, PassResult
 
 

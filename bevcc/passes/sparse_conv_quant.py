@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass, field
 
 import torch
-from bevcc.passes.bn_fold_sparse import is_sparse_conv
 from torch import fx
 
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
+from bevcc.passes.bn_fold_sparse import is_sparse_conv
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.calibrators import canonical

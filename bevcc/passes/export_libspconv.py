@@ -19,13 +19,13 @@ from typing import Literal
 import numpy as np
 import onnx
 import torch
-from bevcc.passes.bn_fold_sparse import is_sparse_conv
 from onnx import helper
 from torch import fx, nn
 
 from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.libspconv import LibspconvIR
+from bevcc.passes.bn_fold_sparse import is_sparse_conv
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer, check_exportable
 from bevcc.sparse.conv_bias import SparseConvBias

@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bevcc.passes import unify_fx_graph as g
 from torch import fx
 
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.lint.domains import UnionFind
+from bevcc.passes import unify_fx_graph as g
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.quantizer import TensorQuantizer

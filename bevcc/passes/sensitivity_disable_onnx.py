@@ -9,9 +9,8 @@ file stays lint clean). Evaluation data is batched to the file's input shapes, a
 
 from __future__ import annotations
 
-from bevcc.passes.sensitivity_disable import SensitivityFlow
-
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.sensitivity_disable import SensitivityFlow
 
 
 class SensitivityDisableOnnx(SensitivityFlow):
