@@ -142,7 +142,8 @@ def test_passes_json_lists_builtins_with_their_options():
                          ("fx", "quantizer_unify"), ("fx", "sparse_conv_quant"),
                          ("fx", "sensitivity_disable"),
                          ("fx", "export_libspconv"), ("onnx", "bn_fold"), ("onnx", "check"),
-                         ("onnx", "cleanup"), ("onnx", "qdq_insert"), ("onnx", "quantizer_unify")}
+                         ("onnx", "cleanup"), ("onnx", "qdq_insert"), ("onnx", "quantizer_unify"),
+                         ("onnx", "sensitivity_disable")}
     assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
     assert rows[("fx", "export")]["produces"] == "onnx"
     assert rows[("fx", "export")]["options"][0] == {
@@ -163,7 +164,8 @@ def test_plugins_json_and_version():
                                         "fx:quantizer_unify", "fx:sensitivity_disable",
                                         "fx:sparse_conv_quant",
                                         "onnx:bn_fold", "onnx:check", "onnx:cleanup",
-                                        "onnx:qdq_insert", "onnx:quantizer_unify"],
+                                        "onnx:qdq_insert", "onnx:quantizer_unify",
+                                        "onnx:sensitivity_disable"],
                              # spconv support (spconv is in the dev extra the tests run with)
                              "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
                              "trace_rules": ["spconv.pytorch.modules.SparseSequential"]}
