@@ -1,4 +1,5 @@
-"""The pass manager: builds a pipeline from text, runs it, verifies after every pass, instruments."""
+"""The pass manager: builds a pipeline from text and runs it, with instrumentations around every
+pass (bevcc/pm/instrument.py): the checks (verify, the `modified` claim), then the others."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bevcc.errors import BevccError, PassError, UsageError
-from bevcc.ir.base import IR, IRInvalid
-from bevcc.pm.instrument import print_ir, print_timing
+from bevcc.ir.base import IR
+from bevcc.pm.checks import default_checks
+from bevcc.pm.instrument import Instrumentation, PrintIRAfter, Timing
 from bevcc.pm.options import build_options
 from bevcc.pm.pass_base import Pass, PassContext, PassResult
 from bevcc.pm.pipeline import IRGroup, Pipeline, StepSpec, parse_pipeline
@@ -22,10 +24,16 @@ class Step:
 
     spec: StepSpec
     pass_: Pass
+    index: int = 0  # position among the pipeline's steps
+    ran_before: tuple[str, ...] = ()  # names of the steps before this one, for error messages
+
+    @property
+    def is_conversion(self) -> bool:
+        return self.pass_.is_conversion()
 
     @property
     def label(self) -> str:
-        return self.spec.text() if self.pass_.is_conversion() else f"{self.pass_.ir}({self.spec.text()})"
+        return self.spec.text() if self.is_conversion else f"{self.pass_.ir}({self.spec.text()})"
 
 
 @dataclass
@@ -50,22 +58,25 @@ class PassManager:
     """Runs a pipeline of passes over an IR.
 
     After every pass, by default: the IR is verified, and the pass's `modified` claim is checked
-    against the IR's fingerprint. Both checks are linear in graph size.
+    against the IR's fingerprint (both linear in graph size). `instrumentations` run after those
+    checks, between --print-ir-after's printer and the --timing table.
     """
 
     def __init__(self, pipeline: str | Pipeline, registry, input_kind: str, *,
                  context: PassContext | None = None, verify_each: bool = True,
                  check_modified: bool = True, print_ir_after: str | None = None,
-                 timing: bool = False, stream: TextIO | None = None):
+                 timing: bool = False, stream: TextIO | None = None,
+                 instrumentations: list[Instrumentation] | tuple = ()):
         self.pipeline = parse_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
         self.context = context or PassContext(registry=registry)
         self.steps = build_steps(self.pipeline, registry, input_kind, self.context)
         self.input_kind = input_kind
-        self.verify_each = verify_each
-        self.check_modified = check_modified
-        self.print_ir_after = _parse_print_ir_after(print_ir_after, self.pipeline)
-        self.timing = timing
         self.stream = stream or sys.stderr
+        self.checks = default_checks(verify_each, check_modified)
+        printer = [PrintIRAfter.parse(print_ir_after, self.pipeline, self.stream)] \
+            if print_ir_after else []
+        self.instrumentations = [*printer, *instrumentations,
+                                 *([Timing(self.stream)] if timing else [])]
 
     @property
     def output_kind(self) -> str:
@@ -75,66 +86,63 @@ class PassManager:
         if ir.kind != self.input_kind:
             raise UsageError(f"pipeline starts on {self.input_kind} but the input is {ir.kind}")
         records: list[StepRecord] = []
-        done: list[str] = []
-        self._known = None  # (ir, fingerprint) after the last checked pass
         for step in self.steps:
-            ir, record = self._run_step(step, ir, done)
+            ir, record = self._run_step(step, ir)
             records.append(record)
-            done.append(step.spec.name)
             self.context.history.append(step.spec.name)
-        if self.timing:
-            print_timing(records, self.stream)
+        for instrumentation in self.instrumentations:
+            instrumentation.after_pipeline(ir, records)
         return RunResult(ir, records)
 
-    def _run_step(self, step: Step, ir: IR, done: list[str]) -> tuple[IR, StepRecord]:
-        p = step.pass_
-        where = f"pass '{p.name}' failed after [{', '.join(done)}]"
-        before = None
-        if self.check_modified and not p.is_conversion():
-            # Nothing runs between two passes, so the last pass's "after" is this one's "before".
-            known = self._known
-            before = known[1] if known is not None and known[0] is ir else ir.fingerprint()
-        start = time.perf_counter()
+    def _run_step(self, step: Step, ir: IR) -> tuple[IR, StepRecord]:
+        hooks = [*self.checks, *self.instrumentations]
+        for hook in hooks:
+            hook.before_pass(step, ir)
+        result = None
         try:
-            result = p(ir)
-        except BevccError as exc:
-            wrapped = PassError(f"{where}: {exc}")
-            wrapped.exit_code = exc.exit_code  # a usage error found by a pass is still one
-            raise wrapped from exc
-        except Exception as exc:
-            raise PassError(f"{where}: {type(exc).__name__}: {_first_line(exc)}") from exc
-        seconds = time.perf_counter() - start
-        if not isinstance(result, PassResult):
-            raise PassError(f"{where}: it returned {type(result).__name__}, not a PassResult")
-        if result.ir.kind != p.output_kind():
-            raise PassError(f"{where}: it returned {result.ir.kind} IR, expected {p.output_kind()}")
-        start = time.perf_counter()
-        after = None
-        if self.verify_each:
-            try:
-                # one serialization serves both checks on IRs where that is the cost
-                after = result.ir.verify_and_fingerprint() if before is not None else None
-                if after is None:
-                    result.ir.verify()
-            except IRInvalid as exc:
-                raise PassError(f"pass '{p.name}' broke the IR (after [{', '.join(done)}]): "
-                                f"{exc}") from exc
-        if before is not None:
-            after = after if after is not None else result.ir.fingerprint()
-            self._known = (result.ir, after)
-            changed = after != before
-            if changed != result.modified:
-                truth = "changed" if changed else "did not change"
-                raise PassError(f"pass '{p.name}' reported modified={result.modified} but the IR "
-                                f"{truth} (after [{', '.join(done)}]); its PassResult must say "
-                                "whether it changed the IR")
-        verify_seconds = time.perf_counter() - start
-        modified = result.modified or p.is_conversion()
-        if self.print_ir_after.wants(p.name, modified):
-            print_ir(step.label, result.ir, modified, self.stream)
-        return result.ir, StepRecord(step.label, p.output_kind(), modified, seconds,
-                                     verify_seconds, result.ir.node_count(), dict(result.stats),
-                                     p.report(result.stats))
+            start = time.perf_counter()
+            result = _call(step, ir)
+            seconds = time.perf_counter() - start
+            _check_returned(step, result)
+            start = time.perf_counter()
+            for check in self.checks:
+                check.after_pass(step, result.ir, result)
+            verify_seconds = time.perf_counter() - start
+        except PassError as error:
+            returned = isinstance(result, PassResult)
+            for hook in hooks:
+                hook.after_failure(step, result.ir if returned else ir, error, returned)
+            raise
+        for instrumentation in self.instrumentations:
+            instrumentation.after_pass(step, result.ir, result)
+        p = step.pass_
+        return result.ir, StepRecord(step.label, p.output_kind(), result.modified or step.is_conversion,
+                                     seconds, verify_seconds, result.ir.node_count(),
+                                     dict(result.stats), p.report(result.stats))
+
+
+def _where(step: Step) -> str:
+    return f"pass '{step.pass_.name}' failed after [{', '.join(step.ran_before)}]"
+
+
+def _call(step: Step, ir: IR):
+    """Run the pass; anything it raises becomes one PassError naming its place."""
+    try:
+        return step.pass_(ir)
+    except BevccError as exc:
+        wrapped = PassError(f"{_where(step)}: {exc}")
+        wrapped.exit_code = exc.exit_code  # a usage error found by a pass is still one
+        raise wrapped from exc
+    except Exception as exc:
+        raise PassError(f"{_where(step)}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _check_returned(step: Step, result) -> None:
+    if not isinstance(result, PassResult):
+        raise PassError(f"{_where(step)}: it returned {type(result).__name__}, not a PassResult")
+    expected = step.pass_.output_kind()
+    if result.ir.kind != expected:
+        raise PassError(f"{_where(step)}: it returned {result.ir.kind} IR, expected {expected}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -147,6 +155,11 @@ def build_steps(pipeline: Pipeline, registry, input_kind: str, context: PassCont
     """Resolve every word and option, and check the IR flow, before any pass runs."""
     steps: list[Step] = []
     kind = input_kind
+
+    def add(spec: StepSpec, cls) -> None:
+        before = tuple(s.spec.name for s in steps)
+        steps.append(Step(spec, cls(build_options(cls, spec.options), context), len(steps), before))
+
     for element in pipeline.elements:
         if isinstance(element, IRGroup):
             if element.ir not in IR_KINDS:
@@ -156,33 +169,9 @@ def build_steps(pipeline: Pipeline, registry, input_kind: str, context: PassCont
                 raise UsageError(f"'{element.text()}' runs on {element.ir}, but the pipeline holds "
                                  f"{kind} there; convert first (e.g. export) or regroup")
             for spec in element.steps:
-                cls = registry.lookup(spec.name, kind, conversion=False)
-                steps.append(Step(spec, cls(build_options(cls, spec.options), context)))
+                add(spec, registry.lookup(spec.name, kind, conversion=False))
         else:
             cls = registry.lookup(element.name, kind, conversion=True)
-            steps.append(Step(element, cls(build_options(cls, element.options), context)))
+            add(element, cls)
             kind = cls.output_kind()
     return steps
-
-
-@dataclass
-class _PrintIRAfter:
-    mode: str | None = None  # None | all | change | names
-    names: frozenset[str] = frozenset()
-
-    def wants(self, name: str, modified: bool) -> bool:
-        return (self.mode == "all" or (self.mode == "change" and modified)
-                or (self.mode == "names" and name in self.names))
-
-
-def _parse_print_ir_after(what: str | None, pipeline: Pipeline) -> _PrintIRAfter:
-    if not what:
-        return _PrintIRAfter()
-    if what in ("all", "change"):
-        return _PrintIRAfter(what)
-    names = frozenset(n.strip() for n in what.split(",") if n.strip())
-    missing = sorted(names - set(pipeline.step_names()))
-    if missing:
-        raise UsageError(f"--print-ir-after names {', '.join(missing)}, not in the pipeline "
-                         f"'{pipeline.text()}'; use a pass name from it, 'all' or 'change'")
-    return _PrintIRAfter("names", names)
