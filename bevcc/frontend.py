@@ -33,6 +33,8 @@ def load_ir(model, registry, calib: CalibData | None = None, example_inputs=None
             from bevcc.ir.onnx import OnnxIR
 
             return OnnxIR.load(text)
+        if text.endswith(".pt"):
+            return _load_fx_file(Path(text), registry)
         model = _build_referenced(text, registry)
     if type(model).__name__ == "ModelProto":
         from bevcc.ir.onnx import OnnxIR
@@ -41,14 +43,27 @@ def load_ir(model, registry, calib: CalibData | None = None, example_inputs=None
     return _trace(model, registry, calib, example_inputs)
 
 
+def _load_fx_file(path: Path, registry) -> IR:
+    """A graph FxIR.save wrote (a `.pt` output, or a reproducer's input.pt), shapes recomputed
+    from the example inputs it holds (node metadata does not survive pickling)."""
+    from bevcc.ir.fx import FxIR
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; check the path")
+    ir = FxIR.load(path, registry.trace_rules())
+    ir.propagate_shapes()
+    return ir
+
+
 def _build_referenced(text: str, registry):
     if text in registry.models:
         builder = registry.models[text].obj
     elif is_callable_ref(text):
         builder = load_callable(text, "model")
     elif Path(text).exists():
-        raise InputError(f"model {text}: bevcc reads .onnx files or file.py:callable / "
-                         "package.module:callable references returning an nn.Module")
+        raise InputError(f"model {text}: bevcc reads .onnx files, .pt files bevcc wrote, or "
+                         "file.py:callable / package.module:callable references returning an "
+                         "nn.Module")
     else:
         raise InputError(f"model '{text}' is neither a file, a registered model "
                          f"({', '.join(sorted(registry.models)) or 'none'}) nor a "
