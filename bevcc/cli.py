@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print-pipeline", action="store_true", help="print the pipeline text")
     c.add_argument("--timing", action="store_true", help="print time per pass")
     c.add_argument("--print-ir-after", metavar="WHAT", help="NAME[,NAME], all, or change")
+    c.add_argument("--print-ir-after-failure", action="store_true",
+                   help="when a pass fails, print the IR it left behind (stderr)")
+    c.add_argument("--reproducer", metavar="DIR",
+                   help="when a pass fails, write DIR: the IR before it, the pipeline from it "
+                        "on, and the bevcc compile command that reruns it (README.txt)")
     c.add_argument("--fp16-set", action="store_true",
                    help="set config: also write DIR/fp16/, every file without its quantization "
                         "passes (the config key fp16_set = true does the same)")
@@ -97,6 +102,11 @@ def cmd_compile(args) -> int:
 
     config = load_config(args.config) if args.config else CompileConfig()
     if config.is_set:
+        given = [flag for flag, value in (("--print-ir-after-failure", args.print_ir_after_failure),
+                                          ("--reproducer", args.reproducer)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not available for a set config ([[files]] "
+                             "tables); compile the failing file on its own")
         return _compile_set(args, config)
     if args.fp16_set:
         raise UsageError("--fp16-set applies to a set config ([[files]] tables)")
@@ -110,6 +120,7 @@ def cmd_compile(args) -> int:
         model, pipeline=args.pipeline or config.pipeline, calib=args.calib or config.calib,
         output=output, verify_each=not args.no_verify, print_ir_after=args.print_ir_after,
         timing=args.timing, stream=sys.stderr, calib_batch_size=args.calib_batch_size,
+        print_ir_after_failure=args.print_ir_after_failure, reproducer=args.reproducer,
         on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
     for record in result.records:
         for line in record.report:

@@ -13,9 +13,11 @@ from bevcc.data import CalibData
 from bevcc.errors import UsageError
 from bevcc.frontend import input_kind, load_ir
 from bevcc.ir.base import IR
+from bevcc.pm.instrument import Instrumentation, PrintIRAfterFailure
 from bevcc.pm.manager import PassManager, StepRecord
 from bevcc.pm.pass_base import PassContext
 from bevcc.pm.pipeline import parse_pipeline
+from bevcc.pm.reproducer import Reproducer
 
 DEFAULT_PIPELINES = {
     "fx": "fx(dce),export,onnx(cleanup,check)",
@@ -39,7 +41,9 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
             stream: TextIO | None = None,
             on_pipeline: Callable[[str], None] | None = None,
             quant_config=None, artifacts_dir=None,
-            calib_batch_size: int | None = None) -> CompileResult:
+            calib_batch_size: int | None = None,
+            instrumentations: list[Instrumentation] | tuple = (),
+            print_ir_after_failure: bool = False, reproducer=None) -> CompileResult:
     """Compile `model` with `pipeline` and, if `output` is given, write the result there.
 
     `model`: a path to .onnx, a `file.py:callable` / `package.module:callable` reference or a
@@ -52,6 +56,11 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     default: the output's directory, none without an output.
     `calib_batch_size`: samples per batch for a model whose batch is free; a model with a static
     batch gets its calibration samples in batches of that size whatever this says.
+    `instrumentations`: objects with before/after/failure hooks around every pass
+    (bevcc.pm.instrument.Instrumentation), run after the manager's checks, in the order given.
+    `print_ir_after_failure`: print the IR a failing pass left behind to `stream`.
+    `reproducer`: a directory that gets, if a pass fails, the IR before it, the pipeline from it
+    on and the `bevcc compile` command that reruns it (bevcc/pm/reproducer.py).
     """
     if registry is None:
         from bevcc.plugins import get_registry
@@ -68,11 +77,20 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
             raise UsageError(f"calibration batch size {calib_batch_size} must be at least 1")
         calib_data.batch_size = calib_batch_size
     context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
-    manager = PassManager(parse_pipeline(text), registry, kind, context=context,
+    stream = stream or sys.stderr
+    parsed = parse_pipeline(text)
+    on_failure: list[Instrumentation] = []
+    if print_ir_after_failure:
+        on_failure.append(PrintIRAfterFailure(stream))
+    if reproducer is not None:
+        on_failure.append(Reproducer(reproducer, parsed, calib=calib,
+                                     calib_batch_size=calib_batch_size,
+                                     verify_each=verify_each, stream=stream))
+    manager = PassManager(parsed, registry, kind, context=context,
                           verify_each=verify_each,
                           check_modified=verify_each if check_modified is None else check_modified,
-                          print_ir_after=print_ir_after, timing=timing,
-                          stream=stream or sys.stderr)
+                          print_ir_after=print_ir_after, timing=timing, stream=stream,
+                          instrumentations=[*on_failure, *instrumentations])
     target = resolve_output(output, manager.output_kind) if output is not None else None
     if artifacts_dir is not None:
         context.artifacts_dir = Path(artifacts_dir)
