@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from bevcc.ir.union_find import UnionFind
+
 # op type -> indices of the data inputs that share the output's scale (None: all inputs)
 # (Dropout: TensorRT's ONNX parser builds inference graphs, where it is an identity.)
 COMMUTING = {"MaxPool": (0,), "Reshape": (0,), "Flatten": (0,), "Transpose": (0,),
@@ -37,24 +39,6 @@ def data_inputs(node: onnx.NodeProto) -> list[str]:
     names = list(node.input) if indices is None else [node.input[i] for i in indices
                                                        if i < len(node.input)]
     return [n for n in names if n]
-
-
-class UnionFind:
-    def __init__(self):
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        root = x
-        while self.parent.setdefault(root, root) != root:
-            root = self.parent[root]
-        while self.parent[x] != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)  # deterministic roots
 
 
 class QdqGraph:

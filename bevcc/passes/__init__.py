@@ -5,18 +5,18 @@ from bevcc import hookimpl
 
 @hookimpl
 def bevcc_register_passes(registry):
-    from bevcc.passes.bn_fold_fx import BatchNormFoldFx
-    from bevcc.passes.bn_fold_onnx import BatchNormFoldOnnx
-    from bevcc.passes.check import Check
-    from bevcc.passes.cleanup import Cleanup
-    from bevcc.passes.dce import DeadCodeElimination
-    from bevcc.passes.qdq_insert_fx import QdqInsertFx
-    from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
-    from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
-    from bevcc.passes.quantizer_unify_onnx import QuantizerUnifyOnnx
-    from bevcc.passes.sensitivity_disable import SensitivityDisable
-    from bevcc.passes.sensitivity_disable_onnx import SensitivityDisableOnnx
-    from bevcc.passes.sparse_conv_quant import SparseConvQuant
+    from bevcc.passes.bn_fold.fx import BatchNormFoldFx
+    from bevcc.passes.bn_fold.onnx import BatchNormFoldOnnx
+    from bevcc.passes.check.onnx import Check
+    from bevcc.passes.cleanup.onnx import Cleanup
+    from bevcc.passes.dce.fx import DeadCodeElimination
+    from bevcc.passes.qdq_insert.fx import QdqInsertFx
+    from bevcc.passes.qdq_insert.onnx import QdqInsertOnnx
+    from bevcc.passes.quantizer_unify.fx import QuantizerUnifyFx
+    from bevcc.passes.quantizer_unify.onnx import QuantizerUnifyOnnx
+    from bevcc.passes.sensitivity_disable.fx import SensitivityDisable
+    from bevcc.passes.sensitivity_disable.onnx import SensitivityDisableOnnx
+    from bevcc.passes.sparse_conv_quant.fx import SparseConvQuant
 
     registry.add_pass(DeadCodeElimination)
     registry.add_pass(BatchNormFoldFx)
@@ -34,8 +34,8 @@ def bevcc_register_passes(registry):
 
 @hookimpl
 def bevcc_register_backends(registry):
-    from bevcc.passes.export import Export
-    from bevcc.passes.export_libspconv import ExportLibspconv
+    from bevcc.passes.export.fx import Export
+    from bevcc.passes.export_libspconv.fx import ExportLibspconv
 
     registry.add_backend(Export)
     registry.add_backend(ExportLibspconv)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from bevcc.ir.union_find import UnionFind
 from bevcc.lint.checks import _node_macs, _shapes  # lint's MAC count, not a second one
-from bevcc.lint.domains import QdqGraph, UnionFind
+from bevcc.lint.domains import QdqGraph
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 

@@ -15,7 +15,7 @@ import torch
 from torch import fx, nn
 
 from bevcc.ir.fx import FxIR
-from bevcc.lint.domains import UnionFind
+from bevcc.ir.union_find import UnionFind
 from bevcc.quant.quantizer import TensorQuantizer
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes import bn_fold_math as fm
-from bevcc.passes.bn_fold_report import report_lines
+from bevcc.passes.bn_fold import _math as fm
+from bevcc.passes.bn_fold._report import report_lines
 from bevcc.pm.pass_base import Pass, PassResult
 
 _PRODUCERS = ("Conv", "ConvTranspose", "Gemm")

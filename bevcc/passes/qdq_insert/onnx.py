@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 from bevcc.batching import fit_batches
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.qdq_insert_fx import QdqOptions, quant_config, report_lines
+from bevcc.passes.qdq_insert.fx import QdqOptions, quant_config, report_lines
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import scales
 from bevcc.quant.calibrators import make_calibrator

@@ -10,7 +10,7 @@ file stays lint clean). Evaluation data is batched to the file's input shapes, a
 from __future__ import annotations
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.sensitivity_disable import SensitivityFlow
+from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
 
 
 class SensitivityDisableOnnx(SensitivityFlow):

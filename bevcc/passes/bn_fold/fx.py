@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from bevcc.ir.fx import FxIR
-from bevcc.passes import bn_fold_math as fm
-from bevcc.passes import bn_fold_sparse as sparse
-from bevcc.passes.bn_fold_report import report_lines
+from bevcc.passes.bn_fold import _math as fm
+from bevcc.passes.bn_fold import sparse
+from bevcc.passes.bn_fold._report import report_lines
 from bevcc.pm.pass_base import Pass, PassResult
+from bevcc.sparse.layers import weight_layout
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class BatchNormFoldFx(Pass):
             if sparse_match is not None:
                 producer, features = sparse_match
                 conv = modules[producer.target]
-                spec = Foldable(type(conv), sparse.weight_layout(conv))
+                spec = Foldable(type(conv), weight_layout(conv))
                 reason = _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) or \
                     sparse.usage_reason(bn_node, producer, features, conv)
             else:

@@ -22,8 +22,8 @@ from torch import fx
 
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
-from bevcc.lint.domains import UnionFind
-from bevcc.passes import unify_fx_graph as g
+from bevcc.ir.union_find import UnionFind
+from bevcc.passes.quantizer_unify import _fx_graph as g
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.quantizer import TensorQuantizer

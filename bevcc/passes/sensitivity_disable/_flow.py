@@ -1,8 +1,9 @@
-"""fx `sensitivity_disable`: find the quantized units whose INT8 costs accuracy; keep them float.
+"""`sensitivity_disable`'s IR-independent flow: find the quantized units whose INT8 costs
+accuracy; keep them float.
 
 `SensitivityFlow` holds what does not depend on the IR (options, decisions, measurement loop,
-report); the FX pass here and the ONNX one (sensitivity_disable_onnx) give it the units, an
-evaluator and the way to keep units float.
+report); the FX pass (fx.py) and the ONNX one (onnx.py) give it the units, an evaluator and the
+way to keep units float.
 
 Decisions, in the order they apply:
   list=FILE          a disable list written by an earlier run (portable JSON)
@@ -23,7 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bevcc.batching import fit_batches, fx_input_shapes
+from bevcc.batching import fit_batches
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError, UsageError
 from bevcc.ir.base import IR
@@ -199,30 +200,3 @@ class SensitivityFlow(Pass):
         decide.write_disable_list(directory / "disable_list.json", listed,
                                   {**self._listed_reason, **reason})
         return [*files, directory / "disable_list.json"]
-
-
-class SensitivityDisable(SensitivityFlow):
-    summary = ("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
-               "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX).")
-    ir = "fx"
-
-    def _units(self, ir):
-        from bevcc.sensitivity.units import find_units
-
-        return find_units(ir)
-
-    def _input_names(self, ir):
-        return [n.name for n in ir.graph.nodes if n.op == "placeholder"]
-
-    def _input_shapes(self, ir):
-        return fx_input_shapes(ir)
-
-    def _make_evaluator(self, ir, units, batches, metric):
-        from bevcc.sensitivity.fx_eval import FxEvaluator
-
-        return FxEvaluator(ir.module, batches, self._input_names(ir), metric)
-
-    def _disable(self, ir, units, chosen):
-        for unit in chosen:
-            unit.set_enabled(ir.module, False)
-        return ir

@@ -21,11 +21,11 @@ from torch import fx
 
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
-from bevcc.passes.bn_fold_sparse import is_sparse_conv
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.calibrators import canonical
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.sparse.layers import is_sparse_conv
 
 
 @dataclass

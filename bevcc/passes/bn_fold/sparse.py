@@ -11,28 +11,14 @@ eval-mode conv bias.
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import fx, nn
 
 from bevcc.sparse.conv_bias import SparseConvBias
+from bevcc.sparse.layers import is_sparse_conv
 
 _HARMLESS_ATTRS = {"indices", "spatial_shape", "batch_size", "indice_dict", "grid", "voxel_num",
                    "benchmark", "benchmark_record", "thrust_allocator", "_timer"}
-
-
-def is_sparse_conv(module) -> bool:
-    # No spconv import here: if spconv was never imported, no module can be one of its convs.
-    conv_module = sys.modules.get("spconv.pytorch.conv")
-    return conv_module is not None and isinstance(module, conv_module.SparseConvolution)
-
-
-def weight_layout(conv) -> str:
-    """spconv 2.x declares [Cout, k0, k1, k2, Cin], but its PyTorch 1x1 path multiplies by the
-    weight's memory viewed as [Cin, Cout] (spconv issue #450). Folding follows what PyTorch
-    computes, so the folded model matches the unfolded one; exporters must do the same."""
-    return "in_out" if getattr(conv, "conv1x1", False) else "out_first"
 
 
 def match(bn_node: fx.Node, modules: dict) -> tuple[fx.Node, fx.Node | None] | None:

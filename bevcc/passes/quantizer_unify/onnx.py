@@ -14,7 +14,7 @@ import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
 from bevcc.lint.domains import QdqGraph
-from bevcc.passes.quantizer_unify_fx import UnifyOptions
+from bevcc.passes.quantizer_unify.fx import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
 
 _CONVS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

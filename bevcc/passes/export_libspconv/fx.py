@@ -25,10 +25,10 @@ from torch import fx, nn
 from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.libspconv import LibspconvIR
-from bevcc.passes.bn_fold_sparse import is_sparse_conv
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer, check_exportable
 from bevcc.sparse.conv_bias import SparseConvBias
+from bevcc.sparse.layers import is_sparse_conv
 
 OUTPUT_BOUND = 200000
 

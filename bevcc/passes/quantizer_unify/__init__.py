@@ -1,0 +1,1 @@
+"""The `quantizer_unify` pass: one module per IR it runs on, private helpers beside them."""

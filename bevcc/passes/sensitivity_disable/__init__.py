@@ -1,0 +1,1 @@
+"""The `sensitivity_disable` pass: one module per IR it runs on, private helpers beside them."""
