@@ -5,7 +5,6 @@ from __future__ import annotations
 import pluggy
 
 from bevcc.compiler import CompileResult, compile
-from bevcc.deploy_set import SetResult, compile_set
 from bevcc.errors import BevccError, InputError, PassError, PluginError, UsageError
 from bevcc.pm.pass_base import NoOptions, Pass, PassContext, PassResult
 
@@ -31,7 +30,12 @@ def register_leaf_module(module_type: type) -> type:
 
 
 def __getattr__(name: str):
-    # The IR classes import torch/onnx; load them only when asked for.
+    # The IR classes import torch/onnx, and set compiles are a layer above the core: load them
+    # only when asked for.
+    if name in ("compile_set", "SetResult"):
+        from bevcc.deploy import set_compile
+
+        return getattr(set_compile, name)
     if name == "FxIR":
         from bevcc.ir.fx import FxIR
 

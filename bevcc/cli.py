@@ -120,7 +120,7 @@ def cmd_compile(args) -> int:
 
 def _compile_set(args, config) -> int:
     """A config with [[files]] tables: several deployable files into one directory."""
-    from bevcc.deploy_set import compile_set
+    from bevcc.deploy.set_compile import compile_set
 
     given = [flag for flag, value in (("INPUT", args.input), ("--pipeline", args.pipeline),
                                       ("--calib", args.calib),
@@ -180,7 +180,7 @@ def cmd_evaluate(args) -> int:
 
     from bevcc.atomic import write_text_atomic
     from bevcc.config import load_config
-    from bevcc.evaluation import set_report
+    from bevcc.deploy.evaluation import set_report
     from bevcc.loading import load_callable
 
     directory = Path(args.directory)

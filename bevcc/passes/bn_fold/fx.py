@@ -12,7 +12,7 @@ from torch import nn
 
 from bevcc.ir.fx import FxIR
 from bevcc.passes.bn_fold import _math as fm
-from bevcc.passes.bn_fold import sparse
+from bevcc.passes.bn_fold import _set_report, sparse
 from bevcc.passes.bn_fold._report import report_lines
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.sparse.layers import weight_layout
@@ -47,6 +47,14 @@ class BatchNormFoldFx(Pass):
             "help": "where a folded sparse conv's bias goes: inside the conv, outside (a "
                     "SparseConvBias module after it, since spconv's CPU kernels reject an "
                     "eval-mode conv bias), or auto (outside when the conv is on CPU)"})
+
+    @classmethod
+    def set_report_section(cls, runs, context):
+        return _set_report.section(runs)
+
+    @classmethod
+    def set_report_lines(cls, entry):
+        return _set_report.lines(entry)
 
     def report(self, stats: dict) -> list[str]:
         return report_lines(stats)

@@ -28,6 +28,7 @@ from bevcc.batching import fit_batches
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError, UsageError
 from bevcc.ir.base import IR
+from bevcc.passes.sensitivity_disable import _set_report
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.sensitivity import analysis, decide, report
 from bevcc.sensitivity.metrics import BUILTIN
@@ -80,6 +81,18 @@ class SensitivityFlow(Pass):
     def _disable(self, ir: IR, units: list, chosen: list) -> IR:
         """`ir` with the `chosen` units kept float (called only when there are some)."""
         raise NotImplementedError
+
+    @classmethod
+    def set_report_section(cls, runs, context):
+        return _set_report.section(runs, context.artifacts, context.build_dir)
+
+    @classmethod
+    def set_report_lines(cls, entry):
+        return _set_report.lines(entry)
+
+    @classmethod
+    def replay_options(cls, options, reports):
+        return _set_report.replay(reports)
 
     def report(self, stats: dict) -> list[str]:
         if not stats.get("units"):

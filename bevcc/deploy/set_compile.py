@@ -19,21 +19,22 @@ from typing import TextIO
 from bevcc.atomic import atomic_directory
 from bevcc.compiler import CompileResult, compile
 from bevcc.config import CompileConfig, FileSpec, check_files, load_config
-from bevcc.errors import BevccError, UsageError
-from bevcc.frontend import input_kind
-from bevcc.loading import is_callable_ref
-from bevcc.pm.manager import build_steps
-from bevcc.pm.pass_base import PassContext
-from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
-from bevcc.set_report import (
+from bevcc.deploy.report import (
     SCHEMA,
     file_entry,
     report_json,
     report_markdown,
     reports_dir,
     retarget,
+    with_all_sections,
 )
-from bevcc.trtexec_script import SCRIPT_NAME, trtexec_script
+from bevcc.deploy.trtexec_script import SCRIPT_NAME, trtexec_script
+from bevcc.errors import BevccError, UsageError
+from bevcc.frontend import input_kind
+from bevcc.loading import is_callable_ref
+from bevcc.pm.manager import build_steps
+from bevcc.pm.pass_base import PassContext
+from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
 
 FP16_DIR = "fp16"  # the FP16 set's sub-directory of DIR
 
@@ -140,6 +141,9 @@ def _build(specs, pipelines, build_dir: Path, target: Path, config: CompileConfi
         entries.append(entry)
         done.append((spec, result, seconds, entry))
         print(f"wrote {target / result.output.name} ({seconds:.1f} s)", file=stream, flush=True)
+    for entry, full in zip(entries, with_all_sections(entries)):
+        entry.clear()
+        entry.update(full)  # `done` holds the same dicts
     (build_dir / "report.json").write_text(report_json(entries, config.source))
     (build_dir / "report.md").write_text(report_markdown(entries, config.source))
     script = build_dir / SCRIPT_NAME
@@ -160,11 +164,15 @@ def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:
         raise _prefixed(exc, entry) from exc
     kind = steps[-1].pass_.output_kind() if steps else input_kind(spec.input)
     if kind == "fx":
+        ends = " or ".join(f"{name} ({what})" for what, names in (
+            ("TensorRT", _conversions_to(registry, "onnx")),
+            ("libspconv", _conversions_to(registry, "libspconv"))) for name in names)
         raise UsageError(f"{entry}: the pipeline ends on fx IR, but a deployable file is ONNX; "
-                         "end it with export (TensorRT) or export_libspconv (libspconv)")
+                         f"end it with {ends or 'a conversion to onnx'}")
     if (kind == "libspconv") != (spec.precision == "libspconv"):
+        to_libspconv = " or ".join(_conversions_to(registry, "libspconv")) or "a conversion"
         fix = ('precision = "libspconv"' if kind == "libspconv"
-               else "a pipeline ending in export_libspconv, or another precision")
+               else f"a pipeline ending in {to_libspconv}, or another precision")
         raise UsageError(f"{entry}: precision '{spec.precision}' does not fit a pipeline "
                          f"ending on {kind} IR; use {fix}")
     return pipeline.text()
@@ -232,17 +240,30 @@ def _prefixed(exc: BevccError, prefix: str) -> BevccError:
     return wrapped
 
 
+def _conversions_to(registry, kind: str) -> list[str]:
+    """Names of the registered conversions from fx that produce `kind` (for error hints)."""
+    return sorted(e.name for e in registry.entries()
+                  if e.obj.ir == "fx" and e.obj.is_conversion() and e.obj.output_kind() == kind)
+
+
+def _quantizing_passes(registry) -> str:
+    return ", ".join(sorted({e.name for e in registry.entries() if e.obj.quantizes})) or "none"
+
+
 def _check_precision(spec: FileSpec, entry: dict, label: str) -> None:
     """trtexec --int8 on a file without Q/DQ quantizes implicitly with made-up ranges, and a
     Q/DQ file built without --int8 fails: the file must match how its engine is built."""
     pairs = entry["qdq"]["quantize_linear"] + entry["qdq"]["dequantize_linear"]
     if spec.precision == "int8" and pairs == 0:
-        raise UsageError(f"{label}: precision int8, but the file has no Q/DQ nodes; add "
-                         "qdq_insert to the pipeline or set precision = \"fp16\"")
+        from bevcc.plugins import get_registry
+
+        raise UsageError(f"{label}: precision int8, but the file has no Q/DQ nodes; add a "
+                         f"quantizing pass ({_quantizing_passes(get_registry())}) to the "
+                         "pipeline or set precision = \"fp16\"")
     if spec.precision in ("fp16", "fp32") and pairs:
         raise UsageError(f"{label}: precision {spec.precision}, but the file has Q/DQ nodes "
                          f"({entry['qdq']['quantize_linear']} QuantizeLinear); set precision = "
-                         "\"int8\" or drop qdq_insert from the pipeline")
+                         "\"int8\" or drop the quantizing passes from the pipeline")
 
 
 def _moved(result: CompileResult, build_dir: Path, target: Path) -> CompileResult:

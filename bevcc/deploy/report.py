@@ -55,11 +55,14 @@ from pathlib import Path
 
 from bevcc.compiler import CompileResult
 from bevcc.config import FileSpec
+from bevcc.deploy.trtexec_script import SCRIPT_NAME, engine_name
+from bevcc.pm.pass_base import ReportContext
 from bevcc.pm.pipeline import parse_pipeline
-from bevcc.trtexec_script import SCRIPT_NAME, engine_name
 
 SCHEMA = "bevcc-set-report/1"
-RANKING_ROWS = 10
+# keys every entry has whatever its pipeline; the rest are the passes' own sections
+_BASE_KEYS = ("name", "file", "engine", "precision", "input", "calib", "pipeline", "seconds",
+              "qdq", "lint", "passes", "artifacts")
 
 
 def reports_dir(build_dir: Path, spec: FileSpec) -> Path:
@@ -91,46 +94,41 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
                  "int8_macs": lint.int8_macs, "total_macs": lint.total_macs,
                  "int8_mac_share": round(lint.int8_mac_share, 6),
                  "float_layers": lint.float_layers},
-        "kept_float": None, "sensitivity": None, "bn_fold": None,
         "passes": [{"name": r.name, "ir": r.ir, "modified": r.modified,
                     "seconds": round(r.seconds, 4), "verify_seconds": round(r.verify_seconds, 4),
                     "nodes_after": r.nodes_after, "report": r.report} for _, r in steps],
         "artifacts": sorted(str(p.relative_to(build_dir)) for p in artifacts.rglob("*")
                             if p.is_file()) if artifacts.is_dir() else [],
     }
-    sensitivity = [r for name, r in steps if name == "sensitivity_disable"]
-    if sensitivity:
-        entry["kept_float"] = list(sensitivity[-1].stats.get("disabled", []))
-        entry["sensitivity"] = _sensitivity(sensitivity[-1].stats, artifacts, build_dir)
-    folds = [r.stats for name, r in steps if name == "bn_fold"]
-    if folds:
-        entry["bn_fold"] = _bn_fold(folds)
+    entry.update(_pass_sections(steps, result, ReportContext(artifacts, build_dir)))
     # Passes name the files they wrote by absolute path inside the temporary build directory;
     # the report names them relative to DIR, where they end up.
     return retarget(entry, f"{build_dir}{os.sep}", "")
 
 
-def _sensitivity(stats: dict, artifacts: Path, build_dir: Path) -> dict:
-    from bevcc.sensitivity.decide import ranked_names
+def _pass_sections(steps, result: CompileResult, context: ReportContext) -> dict:
+    """What the passes of this pipeline add to the entry (Pass.set_report_section). A pass is
+    asked once, with the stats of all its runs on every IR (fx(bn_fold) and onnx(bn_fold) are
+    one pass), by the class of its first run."""
+    from bevcc.plugins import get_registry
 
-    table, disabled = stats.get("table", {}), set(stats.get("disabled", []))
-    ranking = [{"unit": name, "alone_quantized": table[name].get("alone_quantized"),
-                "alone_float": table[name].get("alone_float"),
-                "decision": "float" if name in disabled else "int8"}
-               for name in ranked_names(table)[:RANKING_ROWS]]
-    markdown = artifacts / "sensitivity.md"
-    return {"metric": stats.get("metric"), "all_int8": stats.get("all_int8"),
-            "final": stats.get("final"), "units": stats.get("units", 0), "ranking": ranking,
-            "report": str(markdown.relative_to(build_dir)) if markdown.is_file() else None}
+    registry = get_registry()
+    runs: dict[str, tuple[type, list[dict]]] = {}
+    for name, record in steps:
+        cls = _pass_class(registry, record.name, record.ir)
+        runs.setdefault(name, (cls, []))[1].append(record.stats)
+    sections: dict = {}
+    for cls, stats in runs.values():
+        sections.update(cls.set_report_section(stats, context))
+    return sections
 
 
-def _bn_fold(runs: list[dict]) -> dict:
-    by_pattern: dict[str, int] = {}
-    for stats in runs:
-        for pattern, count in stats.get("folded", {}).items():
-            by_pattern[pattern] = by_pattern.get(pattern, 0) + count
-    return {"folded": sum(by_pattern.values()), "by_pattern": by_pattern,
-            "skipped": sum(len(stats.get("skipped", [])) for stats in runs)}
+def with_all_sections(entries: list[dict]) -> list[dict]:
+    """Every entry holds every pass section any file of the set has (null where its pipeline
+    did not run that pass), so report.json has one shape per set."""
+    keys = [k for e in entries for k in e if k not in _BASE_KEYS]
+    keys = list(dict.fromkeys(keys))
+    return [{**{k: None for k in keys}, **e} for e in entries]
 
 
 def retarget(value, old: str, new: str):
@@ -163,13 +161,11 @@ def _share(entry: dict) -> str:
 
 
 def _kept(entry: dict) -> str:
-    if entry["kept_float"] is None:
-        return "-"  # sensitivity_disable did not run
-    return ", ".join(entry["kept_float"]) or "none"
-
-
-def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    """The units a pass decided to keep float (the `kept_float` section), '-' when none decided."""
+    kept = entry.get("kept_float")
+    if kept is None:
+        return "-"
+    return ", ".join(kept) or "none"
 
 
 def report_markdown(entries: list[dict], config_source: str | None) -> str:
@@ -202,14 +198,7 @@ def _section(e: dict) -> list[str]:
     lines += [f"  - {problem}" for problem in lint["problems"]]
     if lint["float_layers"] and e["precision"] in ("int8", "libspconv"):  # else: all of them
         lines.append(f"- layers not in INT8: {', '.join(lint['float_layers'])}")
-    if e["bn_fold"] is not None:
-        fold = e["bn_fold"]
-        patterns = ", ".join(f"{k} {v}" for k, v in fold["by_pattern"].items())
-        lines.append(f"- bn_fold: folded {fold['folded']}" + (f" ({patterns})" if patterns
-                                                                else "")
-                     + f", skipped {fold['skipped']}")
-    if e["sensitivity"] is not None:
-        lines += _sensitivity_lines(e)
+    lines += _pass_lines(e)
     lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
     for p in e["passes"]:
         report = "<br>".join(line.strip().replace("|", "\\|") for line in p["report"])
@@ -218,17 +207,26 @@ def _section(e: dict) -> list[str]:
     return lines
 
 
-def _sensitivity_lines(e: dict) -> list[str]:
-    s = e["sensitivity"]
-    lines = [f"- kept float by sensitivity_disable: {_kept(e)} (of {s['units']} units"
-             + (f"; full table `{s['report']}`)" if s["report"] else ")")]
-    if s["metric"] is None:
-        return lines  # explicit names only: nothing was measured
-    lines += [(f"- {s['metric']} vs the float model: all INT8 {_number(s['all_int8'])}, "
-              f"after {_number(s['final'])}"), "",
-              (f"| rank | unit | {s['metric']} alone quantized | {s['metric']} alone float | "
-              "decision |"), "|---|---|---|---|---|"]
-    lines += [f"| {i} | {row['unit']} | {_number(row['alone_quantized'])} | "
-              f"{_number(row['alone_float'])} | {row['decision']} |"
-              for i, row in enumerate(s["ranking"], 1)]
+def _pass_lines(e: dict) -> list[str]:
+    """The passes' own report.md lines (Pass.set_report_lines), in pipeline order."""
+    from bevcc.plugins import get_registry
+
+    registry = get_registry()
+    lines: list[str] = []
+    seen = set()
+    for p in e["passes"]:
+        cls = _pass_class(registry, p["name"], p["ir"])
+        if cls.name not in seen:  # one pass, however many IRs it ran on
+            seen.add(cls.name)
+            lines += cls.set_report_lines(e)
     return lines
+
+
+def _pass_class(registry, label: str, ir: str):
+    """The pass class of a step record's label: `fx(name{options})` for a pass, `name{options}`
+    for a conversion."""
+    if "(" in label:
+        word = label.split("(", 1)[1].rstrip(")")
+        return registry.lookup(word.split("{", 1)[0], ir, conversion=False)
+    word = label.split("{", 1)[0]  # a conversion's record holds the IR it produced
+    return next(e.obj for e in registry.entries() if e.name == word and e.obj.is_conversion())

@@ -162,10 +162,11 @@ def set_report(directory: Path) -> dict:
 
 def reference_modules(config, directory: Path, quantized: bool) -> dict:
     """{file name: the PyTorch module the file was exported from}, rebuilt from the config: the
-    fx part of each pipeline, with sensitivity_disable replaying the set's recorded disable list
-    instead of measuring again. `quantized=False` drops the quantization passes (the FP16 set)."""
+    fx part of each pipeline, each pass repeating the decisions the set recorded
+    (Pass.replay_options: sensitivity_disable reads its disable list instead of measuring
+    again). `quantized=False` drops the quantization passes (the FP16 set)."""
     import bevcc
-    from bevcc.deploy_set import float_spec
+    from bevcc.deploy.set_compile import float_spec
     from bevcc.plugins import get_registry
     from bevcc.pm.pipeline import IRGroup, StepSpec, parse_pipeline
 
@@ -179,15 +180,12 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
         if group is None:
             raise UsageError(f"file {spec.name}: its pipeline has no fx part, so there is no "
                              "PyTorch model to compare it with")
+        reports = Path(directory) / "reports" / spec.name
         steps = []
-        for step in group.steps:
-            if step.name == "sensitivity_disable":
-                recorded = Path(directory) / "reports" / spec.name / "disable_list.json"
-                if not recorded.is_file():
-                    raise InputError(f"{recorded}: missing; the set's sensitivity decisions "
-                                     "are needed to rebuild its PyTorch model")
-                step = StepSpec("sensitivity_disable", [("list", str(recorded))])
-            steps.append(step)
+        for step in group.steps:  # a pass that decided something replays its recorded decision
+            cls = registry.lookup(step.name, "fx", conversion=False)
+            replayed = cls.replay_options(list(step.options), reports)
+            steps.append(step if replayed is None else StepSpec(step.name, replayed))
         result = bevcc.compile(spec.input, pipeline=IRGroup("fx", steps).text(),
                                calib=spec.calib, stream=io.StringIO())
         modules[spec.name] = result.ir.module.eval()
