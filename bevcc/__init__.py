@@ -7,8 +7,7 @@ import pluggy
 from bevcc.compiler import CompileResult, compile
 from bevcc.errors import BevccError, InputError, PassError, PluginError, UsageError
 from bevcc.pm.pass_base import NoOptions, Pass, PassContext, PassResult
-
-__version__ = "0.1.0"
+from bevcc.version import __version__
 
 hookimpl = pluggy.HookimplMarker("bevcc")
 """Mark a plugin's hook implementations: `@bevcc.hookimpl def bevcc_register_passes(registry)`."""
@@ -47,6 +46,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bevcc' has no attribute {name!r}")
 
 
-__all__ = ["BevccError", "CompileResult", "InputError", "NoOptions", "Pass", "PassContext",
+__all__ = ["__version__", "BevccError", "CompileResult", "InputError", "NoOptions", "Pass", "PassContext",
            "PassError", "PassResult", "PluginError", "SetResult", "UsageError", "compile",
            "compile_set", "hookimpl", "register_leaf_module", "register_pass"]

@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bevcc import __version__
+    from bevcc.version import __version__
 
     parser = _Parser(prog="bevcc", description="Compile perception models for INT8 TensorRT.")
     parser.add_argument("--version", action="version", version=f"bevcc {__version__}")

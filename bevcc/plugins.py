@@ -107,7 +107,7 @@ def _check_hook_names(pm: pluggy.PluginManager, module, name: str) -> None:
 
 def _candidates(autoload: bool):
     """(info, loader, hint on failure) for the built-ins, entry points, and BEVCC_PLUGINS."""
-    from bevcc import __version__
+    from bevcc.version import __version__
 
     yield (PluginInfo(BUILTIN, "bevcc", __version__, "bevcc.passes"),
            lambda: importlib.import_module("bevcc.passes"), "reinstall bevcc")

@@ -165,7 +165,7 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
     fx part of each pipeline, each pass repeating the decisions the set recorded
     (Pass.replay_options: sensitivity_disable reads its disable list instead of measuring
     again). `quantized=False` drops the quantization passes (the FP16 set)."""
-    import bevcc
+    from bevcc.compiler import compile as compile_model
     from bevcc.deploy.set_compile import float_spec
     from bevcc.plugins import get_registry
     from bevcc.pm.pipeline import IRGroup, StepSpec, parse_pipeline
@@ -186,7 +186,7 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
             cls = registry.lookup(step.name, "fx", conversion=False)
             replayed = cls.replay_options(list(step.options), reports)
             steps.append(step if replayed is None else StepSpec(step.name, replayed))
-        result = bevcc.compile(spec.input, pipeline=IRGroup("fx", steps).text(),
+        result = compile_model(spec.input, pipeline=IRGroup("fx", steps).text(),
                                calib=spec.calib, stream=io.StringIO())
         modules[spec.name] = result.ir.module.eval()
     return modules

@@ -143,7 +143,7 @@ def retarget(value, old: str, new: str):
 
 
 def report_json(entries: list[dict], config_source: str | None) -> str:
-    from bevcc import __version__
+    from bevcc.version import __version__
 
     data = {"schema": SCHEMA, "bevcc_version": __version__, "config": config_source,
             "engine_script": SCRIPT_NAME, "files": entries}

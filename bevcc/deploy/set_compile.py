@@ -276,7 +276,7 @@ def _moved(result: CompileResult, build_dir: Path, target: Path) -> CompileResul
 
 
 def _script_header(config: CompileConfig) -> str:
-    from bevcc import __version__
+    from bevcc.version import __version__
 
     source = f" from {config.source}" if config.source else ""
     return f"Written by bevcc {__version__}{source}."
