@@ -46,6 +46,22 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bevcc' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "BevccError", "CompileResult", "InputError", "NoOptions", "Pass", "PassContext",
-           "PassError", "PassResult", "PluginError", "SetResult", "UsageError", "compile",
-           "compile_set", "hookimpl", "register_leaf_module", "register_pass"]
+__all__ = [
+    "BevccError",
+    "CompileResult",
+    "InputError",
+    "NoOptions",
+    "Pass",
+    "PassContext",
+    "PassError",
+    "PassResult",
+    "PluginError",
+    "SetResult",
+    "UsageError",
+    "__version__",
+    "compile",
+    "compile_set",
+    "hookimpl",
+    "register_leaf_module",
+    "register_pass",
+]
