@@ -150,7 +150,7 @@ def calibration_overhead() -> dict:
     import bevcc
     from bevcc.plugins import load_plugins
     from bevcc.quant.quantizer import TensorQuantizer
-    from bevcc.reference.resnet import resnet50
+    from bevcc_bevfusion.resnet import resnet50
 
     model, (image,) = resnet50()
     generator = torch.Generator().manual_seed(1)

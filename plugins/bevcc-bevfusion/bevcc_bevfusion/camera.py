@@ -14,7 +14,7 @@ from bevcc_bevfusion.layers import conv_bn_relu
 from bevcc_bevfusion.presets import Preset
 from torch import nn
 
-from bevcc.reference.resnet import ResNet50
+from bevcc_bevfusion.resnet import ResNet50
 
 
 class GeneralizedLSSFPN(nn.Module):

@@ -84,7 +84,7 @@ def small_sparse_encoder(seed: int = 0):
 def calibration_batches(count: int = 4, sparse_shape=(1440, 1440, 41), voxels: int = 4000,
                         seed: int = 1) -> list[dict]:
     """Random voxel batches (features and int32 coords) for `sparse_encoder`, as the CLI's
-    `--calib bevcc.reference.sparse_encoder:calibration_batches` takes them."""
+    `--calib bevcc_bevfusion.sparse_encoder:calibration_batches` takes them."""
     batches = []
     for i in range(count):
         features, coors = random_voxels(seed + i, voxels, sparse_shape, channels=5)
