@@ -21,11 +21,11 @@ import bevcc
 from bevcc.cli import main
 from bevcc.errors import BevccError
 from bevcc.lint.checks import lint_model
-from bevcc.lint.domains import QdqGraph
 from bevcc.reference.tiny_cnn import calibration_batches, tiny_cnn
 from bevcc.sensitivity.metrics import sqnr_db
 from bevcc.sensitivity.onnx_strip import strip
 from bevcc.sensitivity.onnx_units import find_units
+from bevcc.trt.domains import QdqGraph
 from tests.zoo_models import seeded_model
 
 PREFIX = "bn_fold,qdq_insert,quantizer_unify"

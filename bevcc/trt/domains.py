@@ -2,8 +2,9 @@
 
 TensorRT moves DequantizeLinear forward and QuantizeLinear backward through data-movement ops,
 so a tensor, the tensors those ops make from it, and all inputs of a Concat end up in one
-INT8 format; every Q or DQ touching such a domain should carry one scale, or TensorRT inserts a
-Reformat (requantize) layer for each extra scale. Union-find over tensor names, linear time.
+INT8 format (which ops, and which of their inputs: the rows of bevcc.trt.rules); every Q or DQ
+touching such a domain should carry one scale, or TensorRT inserts a Reformat (requantize) layer
+for each extra scale. Union-find over tensor names, linear time.
 """
 
 from __future__ import annotations
@@ -13,32 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from bevcc.ir.union_find import UnionFind
-
-# op type -> indices of the data inputs that share the output's scale (None: all inputs)
-# (Dropout: TensorRT's ONNX parser builds inference graphs, where it is an identity.)
-COMMUTING = {"MaxPool": (0,), "Reshape": (0,), "Flatten": (0,), "Transpose": (0,),
-             "Slice": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Identity": (0,),
-             "Dropout": (0,), "Resize": (0,), "Upsample": (0,), "Concat": None}
-
-# Elementwise sums TensorRT imports as one IElementWiseLayer (kSUM); opset-9 files from Caffe2
-# (ResNet-50, ShuffleNet) write residual joins as Sum.
-ADDS = ("Add", "Sum")
-
-
-def commutes(node: onnx.NodeProto) -> bool:
-    if node.op_type not in COMMUTING:
-        return False
-    if node.op_type in ("Resize", "Upsample"):  # only nearest-neighbour moves Q/DQ unchanged
-        mode = next((a.s for a in node.attribute if a.name == "mode"), b"nearest")
-        return mode == b"nearest"
-    return True
-
-
-def data_inputs(node: onnx.NodeProto) -> list[str]:
-    indices = COMMUTING[node.op_type]
-    names = list(node.input) if indices is None else [node.input[i] for i in indices
-                                                       if i < len(node.input)]
-    return [n for n in names if n]
+from bevcc.trt.rules import rule_for, shared_inputs
 
 
 class QdqGraph:
@@ -62,9 +38,11 @@ class QdqGraph:
         self.constant_derived = self._constant_derived()
         self.domains = UnionFind()
         for node in self.nodes:
-            if commutes(node):
-                for name in data_inputs(node):
-                    self.domains.union(name, node.output[0])
+            rule = rule_for(node)
+            if rule is not None and rule.commutes:
+                for name in shared_inputs(rule, list(node.input)):
+                    if name:  # an omitted optional input
+                        self.domains.union(name, node.output[0])
 
     def _constant_derived(self) -> set[str]:
         """Tensors computed from constants alone (an Unsqueeze'd bias, a Reshape'd weight):
@@ -80,7 +58,8 @@ class QdqGraph:
 
     def is_activation_add(self, node: onnx.NodeProto) -> bool:
         """A two-input Add/Sum joining two activations (a residual join), not a constant bias."""
-        return node.op_type in ADDS and len(node.input) == 2 and \
+        rule = rule_for(node)
+        return rule is not None and rule.join and len(node.input) == 2 and \
             not any(name in self.constant_derived for name in node.input)
 
     def scale(self, qdq: onnx.NodeProto) -> np.ndarray | None:

@@ -1,26 +1,14 @@
-"""FX graph facts quantizer_unify needs: which nodes move data without changing values (TensorRT
-commutes Q/DQ through them), which are Adds and Concats, and which produce conv outputs."""
+"""FX graph facts quantizer_unify needs, asked of TensorRT's rules (bevcc.trt): which nodes pass
+values on unchanged (TensorRT commutes Q/DQ through them), which are Adds and Concats, and which
+produce compute-layer outputs."""
 
 from __future__ import annotations
 
-import operator
-
-import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import fx
 
 from bevcc.quant.quantizer import TensorQuantizer
-
-_MOVING_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Identity,
-                   nn.Unflatten)
-_MOVING_FUNCTIONS = {torch.flatten, torch.reshape, torch.transpose, torch.permute,
-                     torch.squeeze, torch.unsqueeze, F.max_pool1d, F.max_pool2d, F.max_pool3d,
-                     operator.getitem}
-_MOVING_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
-                   "contiguous"}
-_CAT = {torch.cat, torch.concat}
-_ADD_FUNCTIONS = {operator.add, torch.add, operator.iadd}
-_CONV_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
+from bevcc.trt.fx_ops import fx_inputs, reads_sparse_features, rule_for_fx
+from bevcc.trt.rules import ALL, shared_inputs
 
 
 def module_of(node: fx.Node, modules: dict):
@@ -34,49 +22,32 @@ def is_activation_quantizer(node: fx.Node, modules: dict) -> bool:
 
 def moving_inputs(node: fx.Node, modules: dict) -> list[fx.Node] | None:
     """The inputs whose values a data-movement node passes on unchanged (None: not one)."""
-    module = module_of(node, modules)
-    first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
-    if isinstance(module, _MOVING_MODULES) or (
-            isinstance(module, nn.Upsample) and module.mode == "nearest"):
-        return [first] if first is not None else None
-    if node.op == "call_function" and node.target in _MOVING_FUNCTIONS:
-        return [first] if first is not None else None
-    if node.op == "call_function" and node.target is F.interpolate and \
-            node.kwargs.get("mode", "nearest") == "nearest":
-        return [first] if first is not None else None
-    if node.op == "call_method" and node.target in _MOVING_METHODS:
-        return [first] if first is not None else None
-    # spconv: a sparse tensor and its features hold the same values; replace_feature(s, f)
-    # carries f's values on.
-    if node.op == "call_function" and node.target is getattr and node.args[1:] == ("features",):
-        return [first] if first is not None else None
-    if node.op == "call_method" and node.target == "replace_feature" and len(node.args) == 2 \
-            and isinstance(node.args[1], fx.Node):
-        return [node.args[1]]
-    return concat_inputs(node)
-
-
-def concat_inputs(node: fx.Node) -> list[fx.Node] | None:
-    if node.op == "call_function" and node.target in _CAT and node.args and \
-            isinstance(node.args[0], (list, tuple)):
-        inputs = [a for a in node.args[0] if isinstance(a, fx.Node)]
-        return inputs or None
-    return None
-
-
-def add_inputs(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
-    is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or \
-        (node.op == "call_method" and node.target == "add")
-    if not (is_add and len(node.args) >= 2 and all(isinstance(a, fx.Node)
-                                                   for a in node.args[:2])):
+    rule = rule_for_fx(node, modules)
+    if rule is None or not rule.commutes:
         return None
-    if all(a.op == "call_function" and a.target is getattr and a.args[1:] == ("features",)
-           for a in node.args[:2]):
+    inputs = fx_inputs(node, modules)
+    if not inputs:
+        return None
+    return shared_inputs(rule, inputs) or None
+
+
+def concat_inputs(node: fx.Node, modules: dict) -> list[fx.Node] | None:
+    """All inputs of an op that needs every input at the output's scale (Concat)."""
+    rule = rule_for_fx(node, modules)
+    return fx_inputs(node, modules) if rule is not None and rule.shares_scale is ALL else None
+
+
+def add_inputs(node: fx.Node, modules: dict) -> tuple[fx.Node, fx.Node] | None:
+    rule = rule_for_fx(node, modules)
+    sides = fx_inputs(node, modules) if rule is not None and rule.join else None
+    if sides is None or len(sides) != 2:  # an Add of a constant (a bias) is no join
+        return None
+    if all(reads_sparse_features(side) for side in sides):
         return None  # spconv residual Add: sparse_conv_quant owns it (and its fp16 choice)
-    return node.args[0], node.args[1]
+    return sides[0], sides[1]
 
 
 def from_conv(node: fx.Node, modules: dict) -> bool:
     """Produced straight by a conv/linear layer: TensorRT can fuse the Add into it."""
-    return isinstance(module_of(node, modules), _CONV_MODULES) or (
-        node.op == "call_function" and node.target in (F.conv1d, F.conv2d, F.conv3d, F.linear))
+    rule = rule_for_fx(node, modules)
+    return rule is not None and rule.layer

@@ -74,7 +74,7 @@ class QuantizerUnifyFx(Pass):
         inserted = {"add": 0, "concat": 0}
         wanted_edges: list[tuple[fx.Node, int | tuple, fx.Node, str]] = []
         for node in list(graph.nodes):
-            sides = g.add_inputs(node)
+            sides = g.add_inputs(node, modules)
             if sides is None:
                 continue
             already = [g.is_activation_quantizer(side, modules) for side in sides]
@@ -92,7 +92,7 @@ class QuantizerUnifyFx(Pass):
         quantized_domains = {domains.find(key(n)) for n in quantizer_nodes}
         if self.options.concat_inputs:
             for node in graph.nodes:
-                inputs = g.concat_inputs(node)
+                inputs = g.concat_inputs(node, modules)
                 if inputs and domains.find(key(node)) in quantized_domains:
                     for position, source in enumerate(inputs):
                         wanted_edges.append((node, ("cat", position), source, "concat"))

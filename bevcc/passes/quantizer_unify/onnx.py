@@ -13,11 +13,10 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.lint.domains import QdqGraph
 from bevcc.passes.quantizer_unify.fx import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
-
-_CONVS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+from bevcc.trt.domains import QdqGraph
+from bevcc.trt.rules import ALL, rule_for
 
 
 class QuantizerUnifyOnnx(Pass):
@@ -50,8 +49,9 @@ class QuantizerUnifyOnnx(Pass):
             if view.is_activation_add(node):
                 for index in self._add_targets(view, node, order):
                     wanted.append((node.output[0], index, "add"))
-            if node.op_type == "Concat" and self.options.concat_inputs and \
-                    view.domains.find(node.output[0]) in before:
+            rule = rule_for(node)
+            if rule is not None and rule.shares_scale is ALL and self.options.concat_inputs \
+                    and view.domains.find(node.output[0]) in before:
                 for index in range(len(node.input)):
                     wanted.append((node.output[0], index, "concat"))
         graph = ir.graph
@@ -84,8 +84,7 @@ class QuantizerUnifyOnnx(Pass):
     def _add_targets(self, view: QdqGraph, node, order) -> list[int]:
         if self.options.add == "shared":
             return [0, 1]
-        convs = [(view.producer.get(n) is not None and view.producer[n].op_type in _CONVS)
-                 for n in node.input]
+        convs = [_from_layer(view, name) for name in node.input]
         if convs == [True, False]:
             return [1]
         if convs == [False, True]:
@@ -125,6 +124,12 @@ class QuantizerUnifyOnnx(Pass):
                     node.inputs[2] = zero
                 repointed += 1
         return rescaled, repointed
+
+
+def _from_layer(view: QdqGraph, name: str) -> bool:
+    """Produced straight by a compute layer: TensorRT can fuse the Add into it."""
+    rule = rule_for(view.producer[name]) if name in view.producer else None
+    return rule is not None and rule.layer
 
 
 def _activation_domain(node: gs.Node, view: QdqGraph) -> str | None:
