@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,6 +13,7 @@ from bevcc.ir.fx import FxIR
 from bevcc.passes.bn_fold import _math as fm
 from bevcc.passes.bn_fold import _set_report, sparse
 from bevcc.passes.bn_fold._report import report_lines
+from bevcc.passes.bn_fold.options import BnFoldOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.sparse.layers import weight_layout
 
@@ -41,12 +41,7 @@ class BatchNormFoldFx(Pass):
                "spconv sparse conv (FX).")
     ir = "fx"
 
-    @dataclass
-    class Options:
-        sparse_bias: Literal["auto", "inside", "outside"] = field(default="auto", metadata={
-            "help": "where a folded sparse conv's bias goes: inside the conv, outside (a "
-                    "SparseConvBias module after it, since spconv's CPU kernels reject an "
-                    "eval-mode conv bias), or auto (outside when the conv is on CPU)"})
+    Options = BnFoldOptions
 
     @classmethod
     def set_report_section(cls, runs, context):

@@ -1,15 +1,9 @@
 """onnx `cleanup`: drop nodes and tensors that do not reach a graph output."""
 
-from dataclasses import dataclass, field
 
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.cleanup.options import CleanupOptions
 from bevcc.pm.pass_base import Pass, PassResult
-
-
-@dataclass(frozen=True)
-class CleanupOptions:
-    remove_unused_inputs: bool = field(
-        default=False, metadata={"help": "also drop graph inputs no node reads"})
 
 
 class Cleanup(Pass):

@@ -2,23 +2,12 @@
 
 import io
 import warnings
-from dataclasses import dataclass, field
 
 from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
-from bevcc.ir.onnx import MIN_OPSET, OnnxIR
+from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.export.options import ExportOptions
 from bevcc.pm.pass_base import Pass, PassResult
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    opset: int = field(default=17, metadata={"help": "ONNX opset to emit (>= 13)"})
-    dynamic_batch: bool = field(default=False, metadata={"help": "make axis 0 of every input "
-                                                                 "and output symbolic"})
-
-    def __post_init__(self):
-        if self.opset < MIN_OPSET:
-            raise ValueError(f"opset {self.opset} is below {MIN_OPSET}, which per-channel Q/DQ needs")
 
 
 class Export(Pass):

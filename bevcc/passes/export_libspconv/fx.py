@@ -1,5 +1,5 @@
 """`export_libspconv`: the FX sparse backbone -> the file libspconv loads
-(../specs/libspconv-onnx.md), decided from the graph, not from module names.
+(docs/libspconv_file.md), decided from the graph, not from module names.
 
 Walks the traced graph once. A sparse conv absorbs what follows it on its features: the folded
 bias (SparseConvBias or its own), then a ReLU when nothing else reads the pre-ReLU value (the
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -25,24 +24,11 @@ from torch import fx, nn
 from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.libspconv import LibspconvIR
+from bevcc.passes.export_libspconv.options import ExportSparseOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer, check_exportable
 from bevcc.sparse.conv_bias import SparseConvBias
 from bevcc.sparse.layers import is_sparse_conv
-
-OUTPUT_BOUND = 200000
-
-
-@dataclass
-class ExportSparseOptions:
-    order: Literal["xyz", "zyx"] = field(default="xyz", metadata={
-        "help": "coordinate order of the file (when it differs from model_order, kernel/stride/"
-                "padding/dilation, spatial shapes and the weight's kernel axes are reversed)"})
-    model_order: Literal["xyz", "zyx"] = field(default="xyz", metadata={
-        "help": "coordinate order the model's voxel coordinates and sparse_shape use (mmdet3d's "
-                "SparseEncoder: zyx)"})
-    output_bound: int = field(default=OUTPUT_BOUND, metadata={"help": "max output voxels per "
-                                                                      "layer"})
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """fx `qdq_insert`: fake-quant quantizers on every Conv/ConvTranspose/Linear/matmul, calibrated.
 
-Placement (../specs/tensorrt-qdq.md): a per-tensor quantizer on the activation input of each
+Placement (docs/tensorrt_qdq.md): a per-tensor quantizer on the activation input of each
 quantized layer (both operands of a matmul/bmm), and a per-output-channel quantizer on its weight.
 Each input edge gets its own quantizer here; which edges share one is quantizer_unify's job.
 """
@@ -8,8 +8,6 @@ Each input edge gets its own quantizer here; which edges share one is quantizer_
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import fx
@@ -17,6 +15,7 @@ from torch import fx
 from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
+from bevcc.passes.qdq_insert.options import QdqOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import modules as qm
 from bevcc.quant.calibrate import calibrate
@@ -25,21 +24,6 @@ from bevcc.quant.quantizer import TensorQuantizer
 
 MATMUL_FUNCTIONS = {torch.matmul, torch.bmm, operator.matmul}
 MATMUL_METHODS = {"matmul", "bmm"}
-
-
-@dataclass
-class QdqOptions:
-    calibrator: str = field(default="max", metadata={
-        "help": "activation calibrator: max, histogram:percentile, histogram:mse, "
-                "histogram:entropy (histograms need the modelopt extra)"})
-    percentile: float = field(default=99.99, metadata={"help": "for histogram:percentile"})
-    per_channel: bool = field(default=True, metadata={"help": "per-output-channel weight scales"})
-    conv_transpose_axis: Literal[0, 1] = field(default=0, metadata={
-        "help": "ConvTranspose weight axis for per-channel scales: 0 (TensorRT) or 1"})
-    config: str = field(default="", metadata={
-        "help": "quant config file (.toml/.yaml): per-op defaults and name/glob overrides"})
-    max_batches: int = field(default=0, metadata={"help": "calibrate on at most N batches (0: "
-                                                          "all)"})
 
 
 def quant_config(options: QdqOptions, from_api=None):

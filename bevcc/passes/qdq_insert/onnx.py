@@ -8,7 +8,7 @@ consumers: the same file torch.onnx gives for the FX path, whose exporter merges
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -16,17 +16,12 @@ import onnx_graphsurgeon as gs
 from bevcc.batching import fit_batches
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.qdq_insert.fx import QdqOptions, quant_config, report_lines
+from bevcc.passes.qdq_insert.fx import quant_config, report_lines
+from bevcc.passes.qdq_insert.options import OnnxQdqOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import scales
 from bevcc.quant.calibrators import make_calibrator
 from bevcc.quant.onnx_calib import calibrate_tensors, input_shapes
-
-
-@dataclass
-class OnnxQdqOptions(QdqOptions):
-    calib_memory_mb: int = field(default=512, metadata={
-        "help": "most megabytes of intermediate tensors fetched per onnxruntime run"})
 
 
 @dataclass
