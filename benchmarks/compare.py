@@ -146,11 +146,11 @@ def _modelopt_torch(source, out, batches, blocks):
 # ---- calibration overhead --------------------------------------------------------------------
 def calibration_overhead() -> dict:
     import torch
+    from bevcc_bevfusion.resnet import resnet50
 
     import bevcc
     from bevcc.plugins import load_plugins
     from bevcc.quant.quantizer import TensorQuantizer
-    from bevcc.reference.resnet import resnet50
 
     model, (image,) = resnet50()
     generator = torch.Generator().manual_seed(1)

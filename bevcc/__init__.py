@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from bevcc.compiler import CompileResult, compile
-from bevcc.deploy_set import SetResult, compile_set
 from bevcc.errors import BevccError, InputError, PassError, PluginError, UsageError
 from bevcc.pm.pass_base import NoOptions, Pass, PassContext, PassResult
+from bevcc.version import __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from bevcc.compiler import CompileResult, compile
 
 hookimpl = pluggy.HookimplMarker("bevcc")
 """Mark a plugin's hook implementations: `@bevcc.hookimpl def bevcc_register_passes(registry)`."""
@@ -17,21 +19,31 @@ hookimpl = pluggy.HookimplMarker("bevcc")
 
 def register_pass(pass_cls: type[Pass]) -> type[Pass]:
     """Register a pass (or, for conversions, a backend) in this process; usable as a decorator."""
-    from bevcc.plugins import get_registry
+    from bevcc.plugins import default_plugins
 
-    registry = get_registry()
+    registry = default_plugins().registry  # adding needs no deferred registrations loaded
     return registry.add_backend(pass_cls) if pass_cls.is_conversion() else registry.add_pass(pass_cls)
 
 
 def register_leaf_module(module_type: type) -> type:
     """Make FX tracing treat `module_type` as one opaque call, in this process."""
-    from bevcc.plugins import get_registry
+    from bevcc.plugins import default_plugins
 
-    return get_registry().add_leaf_module(module_type)
+    return default_plugins().registry.add_leaf_module(module_type)
 
 
 def __getattr__(name: str):
-    # The IR classes import torch/onnx; load them only when asked for.
+    # The IR classes import torch/onnx, the compiler numpy, and set compiles are a layer above
+    # the core: load them only when asked for, so that plugins importing bevcc for its hookimpl
+    # marker and the CLI's listing commands stay fast.
+    if name in ("compile", "CompileResult"):
+        from bevcc import compiler
+
+        return getattr(compiler, name)
+    if name in ("compile_set", "SetResult"):
+        from bevcc.deploy import set_compile
+
+        return getattr(set_compile, name)
     if name == "FxIR":
         from bevcc.ir.fx import FxIR
 
@@ -43,6 +55,22 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bevcc' has no attribute {name!r}")
 
 
-__all__ = ["BevccError", "CompileResult", "InputError", "NoOptions", "Pass", "PassContext",
-           "PassError", "PassResult", "PluginError", "SetResult", "UsageError", "compile",
-           "compile_set", "hookimpl", "register_leaf_module", "register_pass"]
+__all__ = [
+    "BevccError",
+    "CompileResult",
+    "InputError",
+    "NoOptions",
+    "Pass",
+    "PassContext",
+    "PassError",
+    "PassResult",
+    "PluginError",
+    "SetResult",
+    "UsageError",
+    "__version__",
+    "compile",
+    "compile_set",
+    "hookimpl",
+    "register_leaf_module",
+    "register_pass",
+]

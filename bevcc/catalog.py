@@ -1,4 +1,5 @@
-"""Descriptions of registered passes and plugins, for `bevcc passes`, `bevcc plugins` and docs."""
+"""Descriptions of registered passes, named pipelines and plugins, for `bevcc passes`,
+`bevcc plugins` and docs. Read from declarations: listing imports no pass module."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ from bevcc.pm.options import describe_options
 def pass_rows(registry) -> list[dict]:
     rows = []
     for entry in registry.entries():
-        cls = entry.obj
+        info = entry.info
         rows.append({
-            "name": cls.name,
-            "ir": cls.ir,
-            "produces": cls.output_kind(),
+            "name": info.name,
+            "ir": info.ir,
+            "produces": info.output_kind(),
             "kind": entry.kind,
-            "summary": cls.summary,
-            "options": describe_options(cls),
+            "summary": info.summary,
+            "options": describe_options(info),
             "plugin": entry.plugin,
         })
     return rows
+
+
+def pipeline_rows(registry) -> list[dict]:
+    return [{"name": e.name, "pipeline": e.obj.text, "summary": e.obj.summary, "plugin": e.plugin}
+            for _, e in sorted(registry.pipelines.items())]
 
 
 def _options_text(options: list[dict]) -> str:
@@ -29,18 +35,40 @@ def _ir_text(row: dict) -> str:
     return row["ir"] if row["ir"] == row["produces"] else f"{row['ir']}->{row['produces']}"
 
 
+def _columns(header: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
+    """All columns but the last padded to their widest cell; the last (a summary) runs on."""
+    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header) - 1)]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1]
+            for row in [header, *body]]
+
+
 def passes_table(registry) -> str:
     rows = pass_rows(registry)
-    header = ("NAME", "IR", "PLUGIN", "SUMMARY")
-    body = [(r["name"], _ir_text(r), r["plugin"], r["summary"]) for r in rows]
-    widths = [max(len(str(x[i])) for x in [header, *body]) for i in range(3)]
-    lines = []
-    for row in [header, *body]:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
+    lines = _columns(("NAME", "IR", "PLUGIN", "SUMMARY"),
+                     [(r["name"], _ir_text(r), r["plugin"], r["summary"]) for r in rows])
     for r in rows:
         if r["options"]:
             lines.append(f"  {r['name']} options: {_options_text(r['options'])}")
+    pipelines = pipeline_rows(registry)
+    if pipelines:
+        lines.append("")
+        lines += _columns(("PIPELINE", "PLUGIN", "SUMMARY"),
+                          [(p["name"], p["plugin"], p["summary"]) for p in pipelines])
+        lines += [f"  {p['name']} = {p['pipeline']}" for p in pipelines]
     return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    """Text for a Markdown table cell: a `|` (e.g. in the type `auto|inside|outside`) would
+    end the cell, so it is escaped, which GitHub renders as a plain `|`."""
+    return str(value).replace("|", "\\|")
+
+
+_PIPELINES_INTRO = (
+    "Registered by plugins (`registry.add_pipeline`) for the commands that run a pipeline of",
+    "their own: `bevcc compile` without `--pipeline` runs `default-<input IR>`, `bevcc sensitivity`",
+    "runs `sensitivity-<input IR>` (its steps before the last are the default `--prefix`).",
+)
 
 
 def passes_markdown(registry) -> str:
@@ -53,9 +81,16 @@ def passes_markdown(registry) -> str:
         lines += [f"## `{r['name']}` ({_ir_text(r)})", "", r["summary"], ""]
         if r["options"]:
             lines += ["| option | type | default | meaning |", "|---|---|---|---|"]
-            lines += [f"| `{o['name']}` | {o['type']} | `{o['default']}` | {o['help']} |"
-                      for o in r["options"]]
+            lines += [f"| `{_cell(o['name'])}` | {_cell(o['type'])} | `{_cell(o['default'])}` | "
+                      f"{_cell(o['help'])} |" for o in r["options"]]
             lines.append("")
+    pipelines = pipeline_rows(registry)
+    if pipelines:
+        lines += ["# Named pipelines", "", *_PIPELINES_INTRO, "",
+                  "| name | pipeline | meaning |", "|---|---|---|"]
+        lines += [f"| `{_cell(p['name'])}` | `{_cell(p['pipeline'])}` | {_cell(p['summary'])} |"
+                  for p in pipelines]
+        lines.append("")
     return "\n".join(lines)
 
 

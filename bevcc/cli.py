@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bevcc import __version__
+    from bevcc.version import __version__
 
     parser = _Parser(prog="bevcc", description="Compile perception models for INT8 TensorRT.")
     parser.add_argument("--version", action="version", version=f"bevcc {__version__}")
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
     c.add_argument("-o", "--output", help="output file (.onnx / .pt) or directory (for a set "
                                           "config: the directory of the set)")
-    c.add_argument("--pipeline", help="pipeline text, e.g. 'fx(dce),export,onnx(check)'")
+    c.add_argument("--pipeline", help="IR(pass,pass{option=value}),conversion,... (default: "
+                                      "the named pipeline default-fx, or default-onnx for .onnx)")
     c.add_argument("--config", help="TOML file with input, pipeline, calib, output, or a set "
                                     "of [[files]] (docs/deploy_sets.md)")
     c.add_argument("--calib", help=".npz, directory of .npz, or file.py:callable yielding batches")
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-verify", action="store_true",
                    help="skip IR verification and the modified check after each pass")
 
-    p = sub.add_parser("passes", help="list the registered passes")
+    p = sub.add_parser("passes", help="list the registered passes and named pipelines")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print docs/passes.md")
 
@@ -62,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--calib", required=True, help="calibration / evaluation data")
     sens.add_argument("--calib-batch-size", type=int, metavar="N",
                       help="samples per batch for a model whose batch is dynamic")
-    sens.add_argument("--prefix", default="bn_fold,qdq_insert,quantizer_unify",
-                      help="passes before the analysis, on the input's IR: fx for a model, "
-                           "onnx for an .onnx file; '' for a file that is already Q/DQ "
-                           "(default: %(default)s)")
+    sens.add_argument("--prefix", help="passes before the analysis, on the input's IR: fx for "
+                                       "a model, onnx for an .onnx file; '' for a file that is "
+                                       "already Q/DQ (default: the steps before the analysis "
+                                       "in the named pipeline sensitivity-fx or -onnx)")
     budget = sens.add_mutually_exclusive_group()
     budget.add_argument("--top-k", type=int, help="keep the K most sensitive units float")
     budget.add_argument("--min-sqnr-db", type=float, help="greedy until SQNR >= D dB")
@@ -131,7 +132,7 @@ def cmd_compile(args) -> int:
 
 def _compile_set(args, config) -> int:
     """A config with [[files]] tables: several deployable files into one directory."""
-    from bevcc.deploy_set import compile_set
+    from bevcc.deploy.set_compile import compile_set
 
     given = [flag for flag, value in (("INPUT", args.input), ("--pipeline", args.pipeline),
                                       ("--calib", args.calib),
@@ -168,16 +169,16 @@ def cmd_sensitivity(args) -> int:
 
     from bevcc.compiler import compile as run_compile
     from bevcc.frontend import input_kind
+    from bevcc.plugins import default_plugins
 
     options = {"metric": args.metric, "mode": args.mode, "eval_batches": args.eval_batches}
     for key in ("top_k", "min_sqnr_db", "max_drop"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
-    text = ",".join(f"{k}={v}" for k, v in options.items())
     # an .onnx input is analysed as ONNX (onnxruntime), anything else as FX
     kind = input_kind(args.input)
-    prefix = f"{args.prefix.strip().rstrip(',')}," if args.prefix.strip() else ""
-    pipeline = f"{kind}({prefix}sensitivity_disable{{{text}}})"
+    pipeline = _sensitivity_pipeline(default_plugins().registry, kind, args.prefix,
+                                     [(k, str(v)) for k, v in options.items()])
     output = Path(args.output) / ("model.onnx" if kind == "onnx" else "model.pt")
     result = run_compile(args.input, pipeline=pipeline, calib=args.calib, output=output,
                          stream=sys.stderr, calib_batch_size=args.calib_batch_size)
@@ -186,12 +187,33 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def _sensitivity_pipeline(registry, kind: str, prefix: str | None,
+                          options: list[tuple[str, str]]) -> str:
+    """The named pipeline sensitivity-KIND is one KIND(...) group whose last step is the
+    analysis: it gets the command's options, and --prefix replaces the steps before it."""
+    from bevcc.errors import PluginError
+    from bevcc.pm.pipeline import IRGroup, StepSpec, parse_pipeline
+
+    name = f"sensitivity-{kind}"
+    named = parse_pipeline(registry.pipeline(name))
+    (group, *rest) = named.elements
+    if rest or not isinstance(group, IRGroup) or group.ir != kind:
+        raise PluginError(f"named pipeline '{name}' is {named.text()}; `bevcc sensitivity` "
+                          f"needs one {kind}(...) group ending in the analysis step")
+    *steps, analysis = group.steps
+    if prefix is None:
+        prefix = ",".join(step.text() for step in steps)
+    analysis = StepSpec(analysis.name, [*analysis.options, *options])
+    prefix = f"{prefix.strip().rstrip(',')}," if prefix.strip() else ""
+    return f"{kind}({prefix}{analysis.text()})"
+
+
 def cmd_evaluate(args) -> int:
     from pathlib import Path
 
     from bevcc.atomic import write_text_atomic
     from bevcc.config import load_config
-    from bevcc.evaluation import set_report
+    from bevcc.deploy.evaluation import set_report
     from bevcc.loading import load_callable
 
     directory = Path(args.directory)
@@ -222,12 +244,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_passes(args) -> int:
-    from bevcc.catalog import pass_rows, passes_markdown, passes_table
-    from bevcc.plugins import get_registry
+    from bevcc.catalog import pass_rows, passes_markdown, passes_table, pipeline_rows
+    from bevcc.plugins import default_plugins
 
-    registry = get_registry()
+    registry = default_plugins().registry  # declarations only: imports no pass, no torch
     if args.json:
-        print(json.dumps({"passes": pass_rows(registry)}, indent=2, default=str))
+        print(json.dumps({"passes": pass_rows(registry), "pipelines": pipeline_rows(registry)},
+                         indent=2, default=str))
     elif args.markdown:
         sys.stdout.write(passes_markdown(registry))
     else:

@@ -13,16 +13,13 @@ from bevcc.data import CalibData
 from bevcc.errors import UsageError
 from bevcc.frontend import input_kind, load_ir
 from bevcc.ir.base import IR
+from bevcc.pipeline_check import check_pipeline
 from bevcc.pm.instrument import Instrumentation, PrintIRAfterFailure
 from bevcc.pm.manager import PassManager, StepRecord
 from bevcc.pm.pass_base import PassContext
 from bevcc.pm.pipeline import parse_pipeline
 from bevcc.pm.reproducer import Reproducer
 
-DEFAULT_PIPELINES = {
-    "fx": "fx(dce),export,onnx(cleanup,check)",
-    "onnx": "onnx(cleanup,check)",
-}
 _SUFFIXES = {"fx": ".pt", "onnx": ".onnx", "libspconv": ".onnx"}
 
 
@@ -63,11 +60,14 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     on and the `bevcc compile` command that reruns it (bevcc/pm/reproducer.py).
     """
     if registry is None:
-        from bevcc.plugins import get_registry
+        from bevcc.plugins import default_plugins
 
-        registry = get_registry()
+        # not get_registry(), which completes the registry first: the pipeline is checked
+        # before anything heavy loads
+        registry = default_plugins().registry
     kind = input_kind(model)
-    text = pipeline if pipeline is not None else DEFAULT_PIPELINES[kind]
+    # the default is a named pipeline a plugin registers (the built-ins: default-fx, default-onnx)
+    text = pipeline if pipeline is not None else registry.pipeline(f"default-{kind}")
     calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
     if calib_batch_size is not None:
         if calib_data is None:
@@ -76,9 +76,11 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
         if calib_batch_size < 1:
             raise UsageError(f"calibration batch size {calib_batch_size} must be at least 1")
         calib_data.batch_size = calib_batch_size
+    parsed = parse_pipeline(text)
+    check_pipeline(parsed, registry, kind)  # before the manager imports any pass module
+    registry.resolve()  # what plugins deferred (leaf modules, models; torch) is needed from here
     context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
     stream = stream or sys.stderr
-    parsed = parse_pipeline(text)
     on_failure: list[Instrumentation] = []
     if print_ir_after_failure:
         on_failure.append(PrintIRAfterFailure(stream))

@@ -1,4 +1,9 @@
-"""Plugin hooks. Each hook receives the registry and adds to it; built-ins use the same hooks."""
+"""Plugin hooks. Each hook receives the registry and adds to it; built-ins use the same hooks.
+
+Hooks run when plugins load, which every command does, `bevcc passes` included: a hook should
+import nothing heavy. Passes can be declared (PassInfo) and the other kinds deferred with
+`registry.defer(load, **names)` until a compile needs them.
+"""
 
 import pluggy
 
@@ -7,12 +12,18 @@ hookspec = pluggy.HookspecMarker("bevcc")
 
 @hookspec
 def bevcc_register_passes(registry):
-    """Add passes with `registry.add_pass(PassClass)`."""
+    """Add passes with `registry.add_pass(PassClass)`, or `registry.add_pass(PassInfo(...))` to
+    declare one that is imported only when a pipeline runs it (bevcc.pass_info)."""
 
 
 @hookspec
 def bevcc_register_backends(registry):
     """Add IR conversions / backends (top-level pipeline words) with `registry.add_backend`."""
+
+
+@hookspec
+def bevcc_register_pipelines(registry):
+    """Add named pipelines with `registry.add_pipeline(name, text, summary)`."""
 
 
 @hookspec

@@ -19,8 +19,8 @@ ENTRY_POINT_GROUP = "bevcc"
 DISABLE_AUTOLOAD_ENV = "BEVCC_DISABLE_PLUGIN_AUTOLOAD"
 EXTRA_PLUGINS_ENV = "BEVCC_PLUGINS"
 BUILTIN = "bevcc"
-HOOKS = ("bevcc_register_passes", "bevcc_register_backends", "bevcc_register_leaf_modules",
-         "bevcc_register_metrics", "bevcc_register_models")
+HOOKS = ("bevcc_register_passes", "bevcc_register_backends", "bevcc_register_pipelines",
+         "bevcc_register_leaf_modules", "bevcc_register_metrics", "bevcc_register_models")
 
 
 class PluginLoadWarning(UserWarning):
@@ -107,7 +107,7 @@ def _check_hook_names(pm: pluggy.PluginManager, module, name: str) -> None:
 
 def _candidates(autoload: bool):
     """(info, loader, hint on failure) for the built-ins, entry points, and BEVCC_PLUGINS."""
-    from bevcc import __version__
+    from bevcc.version import __version__
 
     yield (PluginInfo(BUILTIN, "bevcc", __version__, "bevcc.passes"),
            lambda: importlib.import_module("bevcc.passes"), "reinstall bevcc")
@@ -134,7 +134,8 @@ _DEFAULT: Plugins | None = None
 
 
 def default_plugins() -> Plugins:
-    """The process-wide plugin set, loaded on first use."""
+    """The process-wide plugin set, loaded on first use. Its registry may still hold deferred
+    registrations (see Registry.defer): what lists passes or checks a pipeline uses this."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = load_plugins()
@@ -142,7 +143,11 @@ def default_plugins() -> Plugins:
 
 
 def get_registry() -> Registry:
-    return default_plugins().registry
+    """The process-wide registry, complete: deferred registrations have run, with their side
+    effects (the built-in plugin's spconv CPU kernel fix, for one)."""
+    registry = default_plugins().registry
+    registry.resolve()
+    return registry
 
 
 def reset() -> None:

@@ -158,7 +158,7 @@ def test_plugins_json_and_version():
     contributions = builtin["contributions"]
     leaf_modules = contributions.pop("leaf_modules")
     assert contributions == {"backends": ["fx:export", "fx:export_libspconv"],
-                             "models": ["sparse_encoder", "tiny_cnn", "tiny_sparse"],
+                             "models": ["tiny_cnn", "tiny_sparse"],
                              "metrics": ["cosine", "sqnr"],
                              "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert",
                                         "fx:quantizer_unify", "fx:sensitivity_disable",

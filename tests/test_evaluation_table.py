@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bevcc.evaluation import Evaluation, FileParity, MetricRow, Parity
+from bevcc.deploy.evaluation import Evaluation, FileParity, MetricRow, Parity
 
 
 def test_parity_accumulates_over_batches_like_one_concatenated_batch():

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from bevcc_bevfusion.sparse_encoder import small_sparse_encoder
 from onnx import helper, numpy_helper
 
 import bevcc
 from bevcc.errors import BevccError
 from bevcc.lint.checks import lint_model
-from bevcc.reference.sparse_encoder import small_sparse_encoder
 from bevcc.reference.tiny_sparse import random_voxels
 from bevcc.sparse.interpreter import LibspconvInterpreter
 from bevcc.sparse.libspconv_check import check_libspconv
@@ -269,7 +269,7 @@ def _to_float32(model, name):
 def test_cli_compiles_the_registered_lidar_backbone_and_lint_reads_the_file(tmp_path):
     out = tmp_path / "lidar.onnx"
     proc = run_bevcc("compile", "sparse_encoder", "--calib",
-                     "bevcc.reference.sparse_encoder:calibration_batches", "--pipeline", PIPELINE,
+                     "bevcc_bevfusion.sparse_encoder:calibration_batches", "--pipeline", PIPELINE,
                      "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert Counter(n.op_type for n in onnx.load(out).graph.node) == REFERENCE_OPS

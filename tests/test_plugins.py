@@ -26,7 +26,7 @@ def _write_misspelt_plugin(root: Path) -> Path:
     (root / "bevcc_misspelt").mkdir(parents=True)
     (root / "bevcc_misspelt" / "__init__.py").write_text(
         "import bevcc\n"
-        "from bevcc.passes.check import Check\n"
+        "from bevcc.passes.check.onnx import Check\n"
         "class Mine(Check):\n    name = 'mine'\n"
         "@bevcc.hookimpl\n"
         "def bevcc_register_pass(registry):\n"
@@ -131,7 +131,7 @@ def test_autoload_can_be_disabled_and_plugins_named_explicitly(site):
 def test_a_plugin_whose_hook_fails_is_dropped_by_name(monkeypatch, tmp_path):
     (tmp_path / "half_plugin.py").write_text(
         "import bevcc\n"
-        "from bevcc.passes.check import Check\n"
+        "from bevcc.passes.check.onnx import Check\n"
         "class Mine(Check):\n    name = 'mine'\n"
         "@bevcc.hookimpl\n"
         "def bevcc_register_passes(registry):\n"

@@ -1,12 +1,15 @@
-"""Registry lookups (closest names), registration rules, and typed option conversion."""
+"""Registry lookups (closest names), registration rules, pass declarations (lazy passes), and typed
+option conversion."""
 
 from dataclasses import dataclass
 from typing import Literal
 
 import pytest
 
-from bevcc import Pass, PassResult
+from bevcc import NoOptions, Pass, PassResult
 from bevcc.errors import PluginError, UsageError
+from bevcc.pass_info import PassInfo
+from bevcc.plugins import load_plugins
 from bevcc.pm.options import build_options
 from bevcc.registry import Registry
 
@@ -115,3 +118,94 @@ def test_registration_rejects_malformed_passes_and_duplicates():
         reg.add_backend(_Typed)
     with pytest.raises(PluginError, match="not a bevcc.Pass subclass"):
         reg.add_pass(object)
+
+
+# ---- declarations: what `bevcc passes` reads instead of importing the pass -----------------------
+def test_every_builtin_declaration_matches_its_class(registry):
+    from bevcc.pm.options import describe_options
+
+    entries = registry.entries()
+    assert len(entries) == 14
+    for entry in entries:
+        info, cls = entry.info, entry.obj  # .obj imports the module
+        declared = (info.name, info.ir, info.summary, info.output_kind(), info.quantizes)
+        assert declared == (cls.name, cls.ir, cls.summary, cls.output_kind(), cls.quantizes)
+        assert describe_options(info) == describe_options(cls), info.impl
+        # the options a pipeline check builds are the ones the pass gets: from a module that
+        # imports nothing heavy
+        assert info.options.__module__.endswith(".options") or info.options is NoOptions
+
+
+def test_a_declaration_the_class_contradicts_is_one_error_naming_both():
+    reg = Registry(current_plugin="mine")
+    reg.add_pass(PassInfo(name="check", ir="onnx", summary="Validate it.",
+                          impl="bevcc.passes.check.onnx:Check"))
+    assert reg.pass_info("check", "onnx", conversion=False).summary == "Validate it."
+    with pytest.raises(PluginError) as info:
+        reg.lookup("check", "onnx", conversion=False)
+    assert _one_line(info) == (
+        "plugin 'mine': pass 'check' on onnx: bevcc.passes.check.onnx:Check has summary "
+        "'Validate the ONNX graph with onnx.checker and strict shape inference (even with "
+        "--no-verify).', its declaration 'Validate it.'; make the declaration and the class agree")
+
+
+def test_a_declaration_whose_module_is_missing_fails_when_run_not_when_listed():
+    reg = Registry(current_plugin="mine")
+    reg.add_pass(PassInfo(name="gone", ir="onnx", summary="x", impl="no_such_module_xyz:Gone"))
+    assert [e.name for e in reg.entries()] == ["gone"]
+    with pytest.raises(PluginError) as info:
+        reg.lookup("gone", "onnx", conversion=False)
+    assert _one_line(info) == (
+        "plugin 'mine': pass 'gone' on onnx: cannot import no_such_module_xyz:Gone "
+        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); reinstall the plugin that "
+        "declares it")
+
+
+def test_declaring_then_registering_the_class_is_one_pass_and_another_class_is_refused():
+    from bevcc.passes.check import PASSES
+    from bevcc.passes.check.onnx import Check
+
+    reg = Registry(current_plugin="first")
+    reg.add_pass(PASSES[0])
+    reg.add_pass(Check)  # the same pass, now imported
+    assert reg.lookup("check", "onnx", conversion=False) is Check
+
+    class OtherCheck(Check):
+        pass
+
+    reg.current_plugin = "second"
+    with pytest.raises(PluginError, match="'check' on onnx is registered twice: by 'first' and by "
+                                          "'second'; rename one"):
+        reg.add_pass(OtherCheck)
+    with pytest.raises(PluginError, match="register 'export' with registry.add_backend"):
+        reg.add_pass(PassInfo(name="export", ir="fx", produces="onnx", summary="x", impl="m:C"))
+
+
+def test_export_options_state_the_opset_floor_of_the_onnx_ir():
+    from bevcc.ir.onnx import MIN_OPSET
+    from bevcc.passes.export import options
+
+    assert options.MIN_OPSET == MIN_OPSET == 13
+
+
+def test_pipeline_check_gives_the_pass_managers_errors(registry):
+    from bevcc.pipeline_check import check_pipeline
+    from bevcc.pm.manager import PassManager
+    from bevcc.pm.pipeline import parse_pipeline
+
+    bad = {"fx(dce),export,onnx(clenup)": "unknown onnx pass 'clenup': did you mean cleanup?",
+           "fx(bn_fold{sparse_bias=maybe})": "pass 'bn_fold' option 'sparse_bias=maybe': "
+                                             "expected one of auto, inside, outside",
+           "fx(dce),export{opset=11}": "pass 'export' options: opset 11 is below 13",
+           "onnx(check)": "'onnx(check)' runs on onnx, but the pipeline holds fx there",
+           "fx(export)": "'export' converts fx to onnx: write it at the top level"}
+    for text, message in bad.items():
+        with pytest.raises(UsageError) as checked:
+            check_pipeline(parse_pipeline(text), registry, "fx")
+        with pytest.raises(UsageError) as managed:
+            PassManager(text, load_plugins(autoload=False).registry, "fx")
+        assert str(checked.value) == str(managed.value)
+        assert str(checked.value).startswith(message)
+    # (that the check imports no pass module is tested in a fresh process: test_cli_latency)
+    assert check_pipeline(parse_pipeline("fx(dce),export_libspconv"), registry, "fx") == \
+        "libspconv"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import onnx
 
-from bevcc.lint.domains import QdqGraph, commutes
 from bevcc.quant.encoding_check import check_encoding
+from bevcc.trt.domains import QdqGraph
+from bevcc.trt.macs import node_macs, tensor_shapes
+from bevcc.trt.rules import ALL, rule_for
 
 
 @dataclass
@@ -77,8 +78,9 @@ def _mismatches(graph: QdqGraph) -> list[Mismatch]:
     found = []
     by_domain = graph.domain_scales()
     concat_of = {}
-    for node in graph.nodes:
-        if node.op_type == "Concat":
+    for node in graph.nodes:  # ops whose inputs all share one scale: Concat
+        rule = rule_for(node)
+        if rule is not None and rule.shares_scale is ALL:
             concat_of.setdefault(graph.domains.find(node.output[0]), node.name)
     for root, scales in sorted(by_domain.items()):
         if len(scales) > 1:
@@ -98,21 +100,24 @@ def _mismatches(graph: QdqGraph) -> list[Mismatch]:
 
 
 def _macs(graph: QdqGraph, report: LintReport) -> None:
-    shapes = _shapes(graph.model)
+    """A layer runs INT8 when its activation and its weight both come from DQs."""
+    shapes = tensor_shapes(graph.model)
     for node in graph.nodes:
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        rule = rule_for(node)
+        if rule is None or not rule.layer:
             continue
-        macs = _node_macs(node, shapes, graph)
+        macs = node_macs(node, shapes, graph)
         report.total_macs += macs
-        if _from_dq(graph, node.input[0]) and len(node.input) > 1 and \
-                _from_dq(graph, node.input[1]):
+        if _from_dq(graph, node.input[0]) and len(node.input) > rule.weight and \
+                _from_dq(graph, node.input[rule.weight]):
             report.int8_macs += macs
         else:
             report.float_layers.append(node.name or node.output[0])
 
 
 def _from_dq(graph: QdqGraph, name: str) -> bool:
-    """Produced by a DequantizeLinear, directly or through data-movement ops TensorRT commutes."""
+    """Produced by a DequantizeLinear, directly or through single-input ops TensorRT moves it
+    through (a Concat's output is INT8 only if all its inputs are: not followed here)."""
     seen = 0
     while seen < 64:  # data-movement chains are short; never loop on a malformed graph
         producer = graph.producer.get(name)
@@ -120,56 +125,8 @@ def _from_dq(graph: QdqGraph, name: str) -> bool:
             return False
         if producer.op_type == "DequantizeLinear":
             return True
-        if not commutes(producer) or producer.op_type == "Concat":
+        rule = rule_for(producer)
+        if rule is None or rule.shares_scale is None or len(rule.shares_scale) != 1:
             return False
-        name, seen = producer.input[0], seen + 1
+        name, seen = producer.input[rule.shares_scale[0]], seen + 1
     return False
-
-
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - without shapes MACs fall back to weight sizes
-        inferred = model
-    shapes = {}
-    for info in list(inferred.graph.value_info) + list(inferred.graph.input) + \
-            list(inferred.graph.output):
-        dims = info.type.tensor_type.shape.dim
-        shapes[info.name] = [d.dim_value if d.dim_value > 0 else 1 for d in dims]
-    for init in model.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    return shapes
-
-
-def _node_macs(node, shapes, graph: QdqGraph) -> int:
-    """Multiply-accumulates; symbolic dimensions count as 1 (the share does not depend on it)."""
-    weight = _weight_shape(node, shapes, graph)
-    out = shapes.get(node.output[0])
-    if node.op_type == "Conv" and weight and out:
-        return int(np.prod(out) * np.prod(weight[1:]))
-    if node.op_type == "ConvTranspose" and weight:
-        x = shapes.get(node.input[0])
-        if x:
-            return int(np.prod(x) * np.prod(weight[1:]))
-    if node.op_type in ("Gemm", "MatMul") and out:
-        a = shapes.get(node.input[0])
-        if a:
-            k = a[0] if node.op_type == "Gemm" and any(
-                x.name == "transA" and x.i for x in node.attribute) else a[-1]
-            return int(np.prod(out) * k)
-    return 0
-
-
-def _weight_shape(node, shapes, graph: QdqGraph):
-    """The weight's shape, looking through its DQ (and Q) to the initializer."""
-    if len(node.input) < 2:
-        return None
-    name = node.input[1]
-    for _ in range(3):
-        if name in shapes:
-            return shapes[name]
-        producer = graph.producer.get(name)
-        if producer is None:
-            return None
-        name = producer.input[0]
-    return None

@@ -1,76 +1,68 @@
-"""The built-in passes, registered through the same hooks as any plugin (plugin name `bevcc`)."""
+"""The built-in passes, registered through the same hooks as any plugin (plugin name `bevcc`).
+
+Every hook here imports nothing heavy: passes are registered by their declarations (each pass
+folder's __init__), and what needs torch is deferred until a compile reads it (_runtime).
+"""
 
 from bevcc import hookimpl
+from bevcc.passes import (
+    _runtime,
+    bn_fold,
+    check,
+    cleanup,
+    dce,
+    export,
+    export_libspconv,
+    qdq_insert,
+    quantizer_unify,
+    sensitivity_disable,
+    sparse_conv_quant,
+)
+
+_FOLDERS = (bn_fold, check, cleanup, dce, export, export_libspconv, qdq_insert, quantizer_unify,
+            sensitivity_disable, sparse_conv_quant)
+DECLARED = tuple(info for folder in _FOLDERS for info in folder.PASSES)
+_INPUTS = {"fx": "a Python model", "onnx": "an .onnx file"}
 
 
 @hookimpl
 def bevcc_register_passes(registry):
-    from bevcc.passes.bn_fold_fx import BatchNormFoldFx
-    from bevcc.passes.bn_fold_onnx import BatchNormFoldOnnx
-    from bevcc.passes.check import Check
-    from bevcc.passes.cleanup import Cleanup
-    from bevcc.passes.dce import DeadCodeElimination
-    from bevcc.passes.qdq_insert_fx import QdqInsertFx
-    from bevcc.passes.qdq_insert_onnx import QdqInsertOnnx
-    from bevcc.passes.quantizer_unify_fx import QuantizerUnifyFx
-    from bevcc.passes.quantizer_unify_onnx import QuantizerUnifyOnnx
-    from bevcc.passes.sensitivity_disable import SensitivityDisable
-    from bevcc.passes.sensitivity_disable_onnx import SensitivityDisableOnnx
-    from bevcc.passes.sparse_conv_quant import SparseConvQuant
-
-    registry.add_pass(DeadCodeElimination)
-    registry.add_pass(BatchNormFoldFx)
-    registry.add_pass(BatchNormFoldOnnx)
-    registry.add_pass(QdqInsertFx)
-    registry.add_pass(QdqInsertOnnx)
-    registry.add_pass(QuantizerUnifyFx)
-    registry.add_pass(QuantizerUnifyOnnx)
-    registry.add_pass(SparseConvQuant)
-    registry.add_pass(SensitivityDisable)
-    registry.add_pass(SensitivityDisableOnnx)
-    registry.add_pass(Check)
-    registry.add_pass(Cleanup)
+    for info in DECLARED:
+        if not info.is_conversion():
+            registry.add_pass(info)
 
 
 @hookimpl
 def bevcc_register_backends(registry):
-    from bevcc.passes.export import Export
-    from bevcc.passes.export_libspconv import ExportLibspconv
+    for info in DECLARED:
+        if info.is_conversion():
+            registry.add_backend(info)
 
-    registry.add_backend(Export)
-    registry.add_backend(ExportLibspconv)
+
+@hookimpl
+def bevcc_register_pipelines(registry):
+    registry.add_pipeline("default-fx", "fx(dce),export,onnx(cleanup,check)",
+                          "what `bevcc compile` runs on a Python model when no pipeline is given")
+    registry.add_pipeline("default-onnx", "onnx(cleanup,check)",
+                          "what `bevcc compile` runs on an .onnx file when no pipeline is given")
+    # `bevcc sensitivity`: the steps before the last are its default --prefix, the last step is
+    # the analysis, which gets the command's budget options
+    for ir in ("fx", "onnx"):
+        registry.add_pipeline(f"sensitivity-{ir}",
+                              f"{ir}(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
+                              f"what `bevcc sensitivity` runs on {_INPUTS[ir]}")
 
 
 @hookimpl
 def bevcc_register_metrics(registry):
-    from bevcc.sensitivity.metrics import BUILTIN
-
-    for name, fn in BUILTIN.items():
-        registry.add_metric(name, fn)
+    registry.defer(_runtime.register_metrics, metrics=_runtime.METRIC_NAMES)
 
 
 @hookimpl
 def bevcc_register_models(registry):
-    from bevcc.reference.tiny_cnn import tiny_cnn
-    from bevcc.sparse.tracing import spconv_installed
-
-    registry.add_model("tiny_cnn", tiny_cnn)
-    if spconv_installed():
-        from bevcc.reference.sparse_encoder import sparse_encoder
-        from bevcc.reference.tiny_sparse import tiny_sparse
-
-        registry.add_model("tiny_sparse", tiny_sparse)
-        registry.add_model("sparse_encoder", sparse_encoder)
+    registry.defer(_runtime.register_models, models=_runtime.model_names())
 
 
 @hookimpl
 def bevcc_register_leaf_modules(registry):
-    from bevcc.quant.modules import QUANT_CLASSES
-    from bevcc.quant.quantizer import TensorQuantizer
-    from bevcc.sparse import tracing
-
-    # Models that already hold bevcc quantizers (QAT checkpoints) trace as they were built.
-    registry.add_leaf_module(TensorQuantizer)
-    for quant_class in QUANT_CLASSES.values():
-        registry.add_leaf_module(quant_class)
-    tracing.register(registry)
+    registry.defer(_runtime.register_tracing, **_runtime.tracing_names())

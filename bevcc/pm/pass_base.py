@@ -37,6 +37,14 @@ class PassContext:
     history: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ReportContext:
+    """Where a set compile's file was built, for report sections that name files."""
+
+    artifacts: Any  # the directory the passes of this file wrote their artifacts to
+    build_dir: Any  # the set's build directory; report paths are relative to it
+
+
 class Pass:
     """Base class of every pass.
 
@@ -79,6 +87,28 @@ class Pass:
 
     def call(self, ir: IR) -> PassResult:
         raise NotImplementedError(f"{type(self).__name__}.call")
+
+    # ---- what set compiles and `bevcc evaluate` (bevcc/deploy) ask a pass: the layer above the
+    # core names no pass, so a pass that has something to say there says it here ----
+    @classmethod
+    def set_report_section(cls, runs: list[dict], context: ReportContext) -> dict[str, Any]:
+        """Keys this pass adds to a file's report.json entry, from the stats of its runs in the
+        file's pipeline (oldest first). Use keys of your own; a file of the set whose pipeline
+        does not run the pass gets them as null."""
+        return {}
+
+    @classmethod
+    def set_report_lines(cls, entry: dict) -> list[str]:
+        """Lines for the file's section of report.md, read from the entry's keys."""
+        return []
+
+    @classmethod
+    def replay_options(cls, options: list[tuple[str, str]], reports: Any
+                       ) -> list[tuple[str, str]] | None:
+        """The options that repeat what this step decided in a set compile whose pass artifacts
+        are in the directory `reports` (`bevcc evaluate` rebuilds the PyTorch model that way),
+        or None to run the step as written."""
+        return None
 
     def ensures(self, ir: IR) -> None:
         """Raise if the pass's postconditions do not hold on its result."""

@@ -149,7 +149,8 @@ class _Parser:
 
     def pipeline(self) -> Pipeline:
         if not self.text.strip():
-            raise UsageError("pipeline text is empty; write e.g. 'fx(dce),export,onnx(check)'")
+            raise UsageError("pipeline text is empty; write IR(pass,pass{option=value}),conversion,... "
+                             "(`bevcc passes` lists them)")
         elements = [self.element()]
         while self.peek() == ",":
             self.pos += 1

@@ -1,4 +1,4 @@
-"""Check the encoding of every Q/DQ in an ONNX model against ../specs/tensorrt-qdq.md.
+"""Check the encoding of every Q/DQ in an ONNX model against docs/tensorrt_qdq.md.
 
 Per pair: int8 zero point, all zeros; finite, strictly positive scale; a per-channel axis that
 matches the weight layout of the consumer (Conv/Gemm[transB]/MatMul: output channels; ConvTranspose:

@@ -76,7 +76,7 @@ OP_TYPE = {nn.Conv1d: "conv", nn.Conv2d: "conv", nn.Conv3d: "conv",
 
 
 def weight_axis(layer: nn.Module, per_channel: bool, conv_transpose_axis: int) -> int | None:
-    """Axis of the weight's per-channel scales (../specs/tensorrt-qdq.md).
+    """Axis of the weight's per-channel scales (docs/tensorrt_qdq.md).
 
     Conv and Linear weights are [Cout, ...]: axis 0. ConvTranspose weights are
     [Cin, Cout/groups, k...]: TensorRT's kernels take per-channel scales only on axis 0 of that

@@ -82,8 +82,8 @@ class TensorQuantizer(nn.Module):
         if not self.enabled:
             return x
         if self.amax is None:
-            raise QuantizerError("is enabled but has no amax; calibrate it (qdq_insert with "
-                                 "calibration data) or disable it")
+            raise QuantizerError("is enabled but has no amax; calibrate it (run the pass "
+                                 "that inserted it with calibration data) or disable it")
         if torch.onnx.is_in_onnx_export():
             return self._export_forward(x)
         if isinstance(x, nn.Parameter) and not torch.is_grad_enabled():
@@ -159,8 +159,8 @@ def check_exportable(module: nn.Module, backend: str) -> None:
             continue
         if q.amax is None:
             raise InputError(f"{backend}: quantizer {name} is enabled but uncalibrated, which "
-                             "would export a meaningless scale; calibrate it (qdq_insert or "
-                             "sparse_conv_quant with calibration data) or disable it")
+                             "would export a meaningless scale; calibrate it (give the "
+                             "quantizing passes calibration data, --calib) or disable it")
         values = q.amax.detach().reshape(-1)
         if not bool(torch.isfinite(values).all()) or bool((values <= 0).any()):
             raise InputError(f"{backend}: quantizer {name} has a zero, negative or non-finite "

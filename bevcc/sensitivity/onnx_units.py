@@ -1,6 +1,6 @@
 """Units of a Q/DQ ONNX file: scale domains plus the weight Q/DQ of the layers they feed.
 
-A scale domain (bevcc.lint.domains: a tensor, what TensorRT's data-movement ops make of it, all
+A scale domain (bevcc.trt.domains: a tensor, what TensorRT's data-movement ops make of it, all
 inputs of a Concat) runs in one INT8 format, so its Q/DQ pairs are switched together: removing
 part of a domain would leave TensorRT a Reformat. Q/DQ reading one scale initializer (what
 quantizer_unify shares, e.g. both inputs of an Add under `add=shared`) are one unit too. A layer
@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from bevcc.lint.checks import _node_macs, _shapes  # lint's MAC count, not a second one
-from bevcc.lint.domains import QdqGraph, UnionFind
+from bevcc.ir.union_find import UnionFind
+from bevcc.trt.domains import QdqGraph
+from bevcc.trt.macs import node_macs, tensor_shapes  # lint's MAC count, not a second one
+from bevcc.trt.rules import rule_for
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
@@ -82,8 +84,8 @@ def find_units(model: onnx.ModelProto) -> list[OnnxUnit]:
                 groups.union(key, "d:" + view.domains.find(name))
     for node in view.nodes:
         inputs = [n for n in node.input if n]
-        # Sum: how opset-9 files from Caffe2 (ResNet-50, ShuffleNet) write a residual join
-        if node.op_type in ("Add", "Sum") and len(inputs) > 1 and \
+        rule = rule_for(node)  # Add, and Sum (how opset-9 files write a residual join)
+        if rule is not None and rule.join and len(inputs) > 1 and \
                 all(n in activation_dq for n in inputs):
             for name in inputs[1:]:
                 groups.union("n:" + inputs[0], "n:" + name)
@@ -102,7 +104,7 @@ def _collect(view: QdqGraph, groups: UnionFind) -> list[OnnxUnit]:
     for key in list(groups.parent):
         if key[0] in "nl":
             members.setdefault(groups.find(key), []).append(key)
-    shapes = _shapes(view.model)
+    shapes = tensor_shapes(view.model)
     units = []
     for keys in members.values():
         qdq = sorted(position[k[2:]] for k in keys if k[0] == "n")
@@ -113,6 +115,6 @@ def _collect(view: QdqGraph, groups: UnionFind) -> list[OnnxUnit]:
         units.append((first, OnnxUnit(
             name=names[first], layers=sorted(names[i] for i in found),
             quantizers=sorted(names[i] for i in qdq),
-            macs=sum(_node_macs(view.nodes[i], shapes, view) for i in found),
+            macs=sum(node_macs(view.nodes[i], shapes, view) for i in found),
             outputs=sorted(view.nodes[i].output[0] for i in qdq))))
     return [unit for _, unit in sorted(units, key=lambda pair: pair[0])]

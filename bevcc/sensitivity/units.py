@@ -7,16 +7,15 @@ of them float while the shared scale stays would not be a real choice. Union-fin
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import fx, nn
 
 from bevcc.ir.fx import FxIR
-from bevcc.lint.domains import UnionFind
+from bevcc.ir.union_find import UnionFind
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.trt.fx_ops import rule_for_fx
 
 
 @dataclass
@@ -37,7 +36,8 @@ def find_units(ir: FxIR) -> list[Unit]:
     groups = UnionFind()
     layers: list[tuple[str, fx.Node]] = []
     for node in graph.nodes:
-        if node.op == "call_function" and node.target in (operator.add, torch.add):
+        rule = rule_for_fx(node, modules)
+        if rule is not None and rule.join:
             # an Add whose inputs are all quantized runs INT8 as a whole or not at all (libspconv's
             # Add has one precision; TensorRT fuses it into the conv): one unit
             quantized = [a.target for a in node.all_input_nodes if a.op == "call_module" and
@@ -84,19 +84,19 @@ def layer_macs(ir: FxIR) -> dict[str, int]:
     modules = dict(ir.module.named_modules())
     macs = {}
     for node in ir.graph.nodes:
-        layer = modules.get(node.target) if node.op == "call_module" else None
+        rule = rule_for_fx(node, modules) if node.op == "call_module" else None
         meta = node.meta.get("tensor_meta")
-        if layer is None or meta is None or not hasattr(meta, "shape"):
+        if rule is None or rule.macs is None or meta is None or not hasattr(meta, "shape"):
             continue
-        out = int(np.prod(meta.shape))
-        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+        # the ONNX row's count (bevcc.trt.macs) from module weights: Conv and Linear
+        # [Cout, ...] per output element, ConvTranspose [Cin, ...] per input element
+        per_element = int(np.prod(modules[node.target].weight.shape[1:]))
+        if rule.macs == "per_input":
             x = _input_meta(node.all_input_nodes[0], modules)
             if x is not None:
-                macs[node.target] = int(np.prod(x.shape)) * int(np.prod(layer.weight.shape[1:]))
-        elif isinstance(layer, nn.modules.conv._ConvNd):
-            macs[node.target] = out * int(np.prod(layer.weight.shape[1:]))
-        elif isinstance(layer, nn.Linear):
-            macs[node.target] = out * layer.in_features
+                macs[node.target] = int(np.prod(x.shape)) * per_element
+        else:
+            macs[node.target] = int(np.prod(meta.shape)) * per_element
     return macs
 
 

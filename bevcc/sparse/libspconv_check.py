@@ -1,4 +1,4 @@
-"""The checks libspconv's ONNX parser makes (../specs/libspconv-onnx.md), in Python.
+"""The checks libspconv's ONNX parser makes (docs/libspconv_file.md), in Python.
 
 The engine is closed source and GPU-only; only its parser is open. A file that fails here is one
 the engine would reject or run wrongly. `bevcc lint` runs this on files with SparseConvolution.

@@ -38,7 +38,7 @@ from bevcc_bevfusion.targets import head_loss
 
 import bevcc
 from bevcc.config import CompileConfig, load_config
-from bevcc.evaluation import Evaluation
+from bevcc.deploy.evaluation import Evaluation
 from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
 
 CONFIG = Path(__file__).parent / "bevfusion.toml"

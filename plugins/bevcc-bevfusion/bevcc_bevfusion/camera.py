@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from bevcc_bevfusion.layers import conv_bn_relu
 from bevcc_bevfusion.presets import Preset
+from bevcc_bevfusion.resnet import ResNet50
 from torch import nn
-
-from bevcc.reference.resnet import ResNet50
 
 
 class GeneralizedLSSFPN(nn.Module):

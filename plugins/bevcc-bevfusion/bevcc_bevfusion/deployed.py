@@ -6,7 +6,7 @@ Without TensorRT, onnxruntime runs the ONNX files (all graph optimizations on, s
 as integer kernels, as an engine would) and bevcc's libspconv interpreter runs the lidar file
 (int8 mode for the INT8 set, float for the FP16 set). The runtime glue (BEV pool, voxelization)
 is the same torch code the PyTorch model uses. The PyTorch reference of each set is rebuilt from
-the set's config and its recorded sensitivity decisions (`bevcc.evaluation.reference_modules`).
+the set's config and its recorded sensitivity decisions (`bevcc.deploy.evaluation.reference_modules`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bevcc_bevfusion.model import SUBNETS, scene_inputs
 from bevcc_bevfusion.presets import CLASSES
 
 from bevcc.batching import run_in_batches
-from bevcc.evaluation import Evaluation, FileParity, MetricRow, Parity, reference_modules
+from bevcc.deploy.evaluation import Evaluation, FileParity, MetricRow, Parity, reference_modules
 from bevcc.sparse.interpreter import LibspconvInterpreter
 
 LIDAR = "lidar.backbone.xyz"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 from bevcc_bevfusion.presets import Preset
-
-from bevcc.reference.sparse_encoder import SparseEncoder
+from bevcc_bevfusion.sparse_encoder import SparseEncoder
 
 
 def lidar_backbone(preset: Preset) -> SparseEncoder:

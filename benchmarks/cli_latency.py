@@ -1,0 +1,101 @@
+"""How long the commands that should answer at once take, as a user sees them: whole processes.
+
+    python benchmarks/cli_latency.py [--repeat 5] [--out benchmarks/cli_latency.md]
+
+Times `bevcc --help`, `bevcc passes`, `bevcc plugins` and a compile whose pipeline misspells a
+pass (it must fail with one error line), each the best of --repeat runs of the console script
+next to this Python, once with only the built-in plugin (BEVCC_DISABLE_PLUGIN_AUTOLOAD=1) and
+once with the installed plugins. In the same run: `python -c pass` (the interpreter's floor) and
+`python -c "import torch"` (the least these commands cost when the pass modules were imported to
+list them). Writes a markdown table and prints it. The regression test that keeps these commands
+free of torch is tests/test_cli_latency.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_S = 1.0
+BEVCC = Path(sys.executable).parent / "bevcc"
+MISSPELT = "fx(bn_fodl),export"  # bn_fold, misspelt
+
+
+REPORT = """# CLI latency
+
+`python benchmarks/cli_latency.py --repeat {repeat}`: whole processes of the console script, best
+of {repeat} runs each; {python}, {machine}, {cpus} CPUs. Goal: under {goal:.0f} s with the built-ins.
+
+| command | built-ins only (s) | with the installed plugins (s) |
+|---|---|---|
+{table}
+
+For comparison, in the same run: `python -c pass` {floor:.3f} s (the interpreter's floor),
+`python -c "import torch"` {torch:.3f} s (the least each command cost while listing passes
+imported their modules).
+
+The installed plugins' hooks import their passes, models and metrics, hence onnx and torch
+(bevcc-example's pass imports onnx-graphsurgeon, bevcc-bevfusion's metric torch), and every
+command pays for that. Declaring their passes (`PassInfo`) and deferring the rest
+(`registry.defer`) would make them as fast as the built-ins (docs/writing_passes.md, section 4).
+"""
+
+
+def _commands(scratch: Path) -> list[tuple[str, list[str], int]]:
+    """(label, argv, expected exit code)"""
+    bevcc = str(BEVCC)
+    return [
+        ("bevcc --help", [bevcc, "--help"], 0),
+        ("bevcc passes", [bevcc, "passes"], 0),
+        ("bevcc plugins", [bevcc, "plugins"], 0),
+        (f"bevcc compile tiny_cnn --pipeline '{MISSPELT}'",
+         [bevcc, "compile", "tiny_cnn", "-o", str(scratch / "m.onnx"), "--pipeline", MISSPELT], 2),
+    ]
+
+
+def best_of(argv: list[str], env: dict[str, str], repeat: int, expected: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != expected:
+            raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}, expected {expected}:\n"
+                             f"{proc.stderr}")
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", default=str(Path(__file__).with_name("cli_latency.md")))
+    args = parser.parse_args(argv)
+    builtins_only = dict(os.environ, BEVCC_DISABLE_PLUGIN_AUTOLOAD="1")
+    installed = {k: v for k, v in os.environ.items() if k != "BEVCC_DISABLE_PLUGIN_AUTOLOAD"}
+    python = sys.executable
+    floor = best_of([python, "-c", "pass"], builtins_only, args.repeat, 0)
+    torch_import = best_of([python, "-c", "import torch"], builtins_only, args.repeat, 0)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for label, command, code in _commands(Path(scratch)):
+            rows.append((label, best_of(command, builtins_only, args.repeat, code),
+                         best_of(command, installed, args.repeat, code)))
+    table = "\n".join(f"| `{label}` | {ours:.3f} | {theirs:.3f} |" for label, ours, theirs in rows)
+    text = REPORT.format(repeat=args.repeat, python=f"{platform.python_implementation()} "
+                         f"{platform.python_version()}", machine=platform.machine(),
+                         cpus=os.cpu_count(), goal=GOAL_S, table=table, floor=floor,
+                         torch=torch_import)
+    Path(args.out).write_text(text)
+    sys.stdout.write(text)
+    slow = [label for label, ours, _ in rows if ours >= GOAL_S]
+    return 1 if slow else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

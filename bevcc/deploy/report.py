@@ -1,0 +1,232 @@
+"""`report.json` and `report.md` of a set compile: what each deployable file holds and how it
+was made.
+
+report.json, schema "bevcc-set-report/1" (a field that changes meaning or goes away bumps the
+number; new fields may appear). Paths are relative to the output directory DIR.
+
+    {
+      "schema": "bevcc-set-report/1",
+      "bevcc_version": "0.1.0",
+      "config": "path/of/set.toml" | null,       # null: compile_set was given an object
+      "engine_script": "build_trt_engines.sh",
+      "files": [                                 # in config order
+        {
+          "name": "camera.backbone",
+          "file": "camera.backbone.onnx",
+          "engine": "camera.backbone.plan" | null,   # what the script builds; null: libspconv
+          "precision": "int8" | "fp16" | "fp32" | "libspconv",
+          "input": "...", "calib": "..." | null,     # as resolved from the config
+          "pipeline": "fx(bn_fold,...),export,onnx(check)",   # canonical text
+          "seconds": 3.21,                           # wall time of this file's compile
+          "qdq": {"quantize_linear": 17, "dequantize_linear": 17},   # node counts in the file
+          "lint": {                                  # bevcc.lint.checks.lint_model
+            "kind": "qdq" | "libspconv",             # libspconv: the libspconv parser's checks
+            "errors": 0,                             # encoding/parser problems + Reformats
+            "problems": ["..."],
+            "predicted_reformats": 0 | null,         # null for libspconv (no TensorRT engine)
+            "int8_macs": 123, "total_macs": 456, "int8_mac_share": 0.27,
+            "float_layers": ["..."]                  # MAC layers not in INT8 (fp16 for libspconv)
+          },
+          "kept_float": ["head"] | null,             # units sensitivity_disable kept float;
+                                                     # null: the pass did not run
+          "sensitivity": null | {                    # the last sensitivity_disable run
+            "metric": "sqnr" | null, "all_int8": 40.0 | null, "final": 41.3 | null,
+            "units": 7,                              # quantized units it found
+            "ranking": [                             # most sensitive first, at most 10 rows
+              {"unit": "head", "alone_quantized": 45.6 | null, "alone_float": 41.3 | null,
+               "decision": "float" | "int8"}],
+            "report": "reports/camera.backbone/sensitivity.md" | null
+          },
+          "bn_fold": null | {"folded": 6, "by_pattern": {"Conv2d+BatchNorm2d": 5}, "skipped": 0},
+                                                     # summed over bn_fold runs; null: none ran
+          "passes": [{"name": "fx(bn_fold)", "ir": "fx", "modified": true, "seconds": 0.002,
+                      "verify_seconds": 0.001, "nodes_after": 40, "report": ["..."]}],
+          "artifacts": ["reports/camera.backbone/sensitivity.md"]   # what the passes wrote
+        }
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from bevcc.compiler import CompileResult
+from bevcc.config import FileSpec
+from bevcc.deploy.trtexec_script import SCRIPT_NAME, engine_name
+from bevcc.pm.pass_base import ReportContext
+from bevcc.pm.pipeline import parse_pipeline
+
+SCHEMA = "bevcc-set-report/1"
+# keys every entry has whatever its pipeline; the rest are the passes' own sections
+_BASE_KEYS = ("name", "file", "engine", "precision", "input", "calib", "pipeline", "seconds",
+              "qdq", "lint", "passes", "artifacts")
+
+
+def reports_dir(build_dir: Path, spec: FileSpec) -> Path:
+    """Where a file's pass artifacts go, so two files' sensitivity reports cannot collide."""
+    return build_dir / "reports" / spec.name
+
+
+def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: float) -> dict:
+    """The report.json entry of one compiled file (reads the written file back)."""
+    import onnx
+
+    from bevcc.lint.checks import lint_model
+
+    path = build_dir / f"{spec.name}.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    ops = [node.op_type for node in model.graph.node]
+    lint = lint_model(model, path.name)
+    steps = list(zip(parse_pipeline(result.pipeline).step_names(), result.records, strict=True))
+    artifacts = reports_dir(build_dir, spec)
+    entry = {
+        "name": spec.name, "file": path.name,
+        "engine": None if spec.precision == "libspconv" else engine_name(spec),
+        "precision": spec.precision, "input": spec.input, "calib": spec.calib,
+        "pipeline": result.pipeline, "seconds": round(seconds, 3),
+        "qdq": {"quantize_linear": ops.count("QuantizeLinear"),
+                "dequantize_linear": ops.count("DequantizeLinear")},
+        "lint": {"kind": lint.kind, "errors": lint.errors, "problems": lint.problems,
+                 "predicted_reformats": None if lint.kind == "libspconv" else lint.reformats,
+                 "int8_macs": lint.int8_macs, "total_macs": lint.total_macs,
+                 "int8_mac_share": round(lint.int8_mac_share, 6),
+                 "float_layers": lint.float_layers},
+        "passes": [{"name": r.name, "ir": r.ir, "modified": r.modified,
+                    "seconds": round(r.seconds, 4), "verify_seconds": round(r.verify_seconds, 4),
+                    "nodes_after": r.nodes_after, "report": r.report} for _, r in steps],
+        "artifacts": sorted(str(p.relative_to(build_dir)) for p in artifacts.rglob("*")
+                            if p.is_file()) if artifacts.is_dir() else [],
+    }
+    entry.update(_pass_sections(steps, result, ReportContext(artifacts, build_dir)))
+    # Passes name the files they wrote by absolute path inside the temporary build directory;
+    # the report names them relative to DIR, where they end up.
+    return retarget(entry, f"{build_dir}{os.sep}", "")
+
+
+def _pass_sections(steps, result: CompileResult, context: ReportContext) -> dict:
+    """What the passes of this pipeline add to the entry (Pass.set_report_section). A pass is
+    asked once, with the stats of all its runs on every IR (fx(bn_fold) and onnx(bn_fold) are
+    one pass), by the class of its first run."""
+    from bevcc.plugins import get_registry
+
+    registry = get_registry()
+    runs: dict[str, tuple[type, list[dict]]] = {}
+    for name, record in steps:
+        cls = _pass_class(registry, record.name, record.ir)
+        runs.setdefault(name, (cls, []))[1].append(record.stats)
+    sections: dict = {}
+    for cls, stats in runs.values():
+        sections.update(cls.set_report_section(stats, context))
+    return sections
+
+
+def with_all_sections(entries: list[dict]) -> list[dict]:
+    """Every entry holds every pass section any file of the set has (null where its pipeline
+    did not run that pass), so report.json has one shape per set."""
+    keys = [k for e in entries for k in e if k not in _BASE_KEYS]
+    keys = list(dict.fromkeys(keys))
+    return [{**{k: None for k in keys}, **e} for e in entries]
+
+
+def retarget(value, old: str, new: str):
+    """`value` (strings, lists, dicts) with the path prefix `old` replaced by `new`."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [retarget(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: retarget(v, old, new) for k, v in value.items()}
+    return value
+
+
+def report_json(entries: list[dict], config_source: str | None) -> str:
+    from bevcc.version import __version__
+
+    data = {"schema": SCHEMA, "bevcc_version": __version__, "config": config_source,
+            "engine_script": SCRIPT_NAME, "files": entries}
+    return json.dumps(data, indent=2) + "\n"
+
+
+# ---- report.md --------------------------------------------------------------------------------
+def _qdq(entry: dict) -> str:
+    q, dq = entry["qdq"]["quantize_linear"], entry["qdq"]["dequantize_linear"]
+    return str(q) if q == dq else f"{q} Q / {dq} DQ"
+
+
+def _share(entry: dict) -> str:
+    return f"{100 * entry['lint']['int8_mac_share']:.1f}%"
+
+
+def _kept(entry: dict) -> str:
+    """The units a pass decided to keep float (the `kept_float` section), '-' when none decided."""
+    kept = entry.get("kept_float")
+    if kept is None:
+        return "-"
+    return ", ".join(kept) or "none"
+
+
+def report_markdown(entries: list[dict], config_source: str | None) -> str:
+    lines = ["# Deployable set", ""]
+    if config_source:
+        lines += [f"Built from `{config_source}`. Engines: `./{SCRIPT_NAME}`.", ""]
+    lines += [("| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
+              "INT8 MAC share | kept float |"), "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        reformats = e["lint"]["predicted_reformats"]
+        lines.append(f"| {e['file']} | {e['precision']} | {_qdq(e)} | {e['lint']['errors']} | "
+                     f"{'-' if reformats is None else reformats} | {_share(e)} | {_kept(e)} |")
+    for e in entries:
+        lines += ["", *_section(e)]
+    return "\n".join(lines) + "\n"
+
+
+def _section(e: dict) -> list[str]:
+    lint = e["lint"]
+    lines = [f"## {e['name']}", "",
+             f"- file: `{e['file']}` ({e['precision']}; "
+             + (f"engine `{e['engine']}`)" if e["engine"] else "loaded by libspconv)"),
+             f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
+             f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
+             (f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
+             f"{e['qdq']['dequantize_linear']} DequantizeLinear"),
+             f"- lint ({lint['kind']}): {lint['errors']} error(s), INT8 MAC share {_share(e)}"
+             + ("" if lint["predicted_reformats"] is None
+                else f", {lint['predicted_reformats']} predicted Reformat(s)")]
+    lines += [f"  - {problem}" for problem in lint["problems"]]
+    if lint["float_layers"] and e["precision"] in ("int8", "libspconv"):  # else: all of them
+        lines.append(f"- layers not in INT8: {', '.join(lint['float_layers'])}")
+    lines += _pass_lines(e)
+    lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
+    for p in e["passes"]:
+        report = "<br>".join(line.strip().replace("|", "\\|") for line in p["report"])
+        lines.append(f"| `{p['name']}` | {p['seconds']:.3f} | {p['verify_seconds']:.3f} | "
+                     f"{'yes' if p['modified'] else 'no'} | {report} |")
+    return lines
+
+
+def _pass_lines(e: dict) -> list[str]:
+    """The passes' own report.md lines (Pass.set_report_lines), in pipeline order."""
+    from bevcc.plugins import get_registry
+
+    registry = get_registry()
+    lines: list[str] = []
+    seen = set()
+    for p in e["passes"]:
+        cls = _pass_class(registry, p["name"], p["ir"])
+        if cls.name not in seen:  # one pass, however many IRs it ran on
+            seen.add(cls.name)
+            lines += cls.set_report_lines(e)
+    return lines
+
+
+def _pass_class(registry, label: str, ir: str):
+    """The pass class of a step record's label: `fx(name{options})` for a pass, `name{options}`
+    for a conversion."""
+    if "(" in label:
+        word = label.split("(", 1)[1].rstrip(")")
+        return registry.lookup(word.split("{", 1)[0], ir, conversion=False)
+    word = label.split("{", 1)[0]  # a conversion's record holds the IR it produced
+    return next(e.obj for e in registry.entries() if e.name == word and e.obj.is_conversion())

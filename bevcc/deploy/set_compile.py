@@ -1,0 +1,282 @@
+"""A set compile: several deployable files from one config, written together or not at all.
+
+`bevcc compile --config SET.toml -o DIR` (a config with `[[files]]` tables) compiles each entry
+with `bevcc.compile` into a temporary sibling of DIR, writes report.json / report.md and
+build_trt_engines.sh there, and only then replaces DIR (docs/deploy_sets.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from bevcc.atomic import atomic_directory
+from bevcc.compiler import CompileResult, compile
+from bevcc.config import CompileConfig, FileSpec, check_files, load_config
+from bevcc.deploy.report import (
+    SCHEMA,
+    file_entry,
+    report_json,
+    report_markdown,
+    reports_dir,
+    retarget,
+    with_all_sections,
+)
+from bevcc.deploy.trtexec_script import SCRIPT_NAME, trtexec_script
+from bevcc.errors import BevccError, UsageError
+from bevcc.frontend import input_kind
+from bevcc.loading import is_callable_ref
+from bevcc.pm.manager import build_steps
+from bevcc.pm.pass_base import PassContext
+from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
+
+FP16_DIR = "fp16"  # the FP16 set's sub-directory of DIR
+
+
+@dataclass
+class SetFile:
+    spec: FileSpec
+    result: CompileResult  # its `output` is the final path, DIR/<name>.onnx
+    path: Path
+    seconds: float
+    report: dict  # this file's entry in report.json
+
+
+@dataclass
+class SetResult:
+    output: Path  # DIR
+    files: list[SetFile]
+    report_json: Path
+    report_md: Path
+    engine_script: Path
+
+    def __getitem__(self, name: str) -> SetFile:
+        for file in self.files:
+            if file.spec.name == name:
+                return file
+        raise KeyError(name)
+
+
+def compile_set(config: str | os.PathLike | CompileConfig, output: str | os.PathLike | None = None,
+                *, registry=None, verify_each: bool = True, timing: bool = False,
+                print_ir_after: str | None = None, stream: TextIO | None = None,
+                on_pipeline: Callable[[str], None] | None = None) -> SetResult:
+    """Compile every `[[files]]` entry of `config` (a TOML path or a CompileConfig) into the
+    directory `output` (default: the config's `output`).
+
+    Every entry's names and options are checked before any model loads. Progress goes to
+    `stream` (default stderr). On any failure DIR is left exactly as it was.
+    """
+    if not isinstance(config, CompileConfig):
+        config = load_config(config)
+    where = f"config {config.source}" if config.source else "compile_set"
+    check_files(config.files, where)
+    if output is None:
+        output = config.output
+    if output is None:
+        raise UsageError(f"{where}: no output directory; give -o DIR (or `output` in the config)")
+    if registry is None:
+        from bevcc.plugins import get_registry
+
+        registry = get_registry()
+    target = Path(output)
+    pipelines = [_checked_pipeline(spec, registry, where, i)
+                 for i, spec in enumerate(config.files, 1)]
+    _check_replaceable(target, config)
+    stream = stream or sys.stderr
+    options = {"registry": registry, "verify_each": verify_each, "timing": timing,
+               "print_ir_after": print_ir_after, "stream": stream, "on_pipeline": on_pipeline}
+    float_specs = [float_spec(spec, registry) for spec in config.files] if config.fp16_set else []
+    with atomic_directory(target) as build_dir:
+        done = _build(config.files, pipelines, build_dir, target, config, **options)
+        if float_specs:
+            print(f"FP16 set ({FP16_DIR}/): the same files without their quantization passes",
+                  file=stream, flush=True)
+            _build(float_specs, [s.pipeline for s in float_specs], build_dir / FP16_DIR,
+                   target / FP16_DIR, config, **options)
+    files = [SetFile(spec, _moved(result, build_dir, target), target / result.output.name,
+                     seconds, entry)
+             for spec, result, seconds, entry in done]
+    return SetResult(target, files, target / "report.json", target / "report.md",
+                     target / SCRIPT_NAME)
+
+
+def float_spec(spec: FileSpec, registry) -> FileSpec:
+    """The entry for the FP16 set: its pipeline without the passes that quantize (weights still
+    folded), built as FP16; a libspconv file stays libspconv, with every conv in FP16."""
+    pipeline = parse_pipeline(spec.pipeline)
+    kept = []
+    for element in pipeline.elements:
+        if isinstance(element, IRGroup):
+            steps = [s for s in element.steps
+                     if not registry.lookup(s.name, element.ir, conversion=False).quantizes]
+            if steps:
+                kept.append(IRGroup(element.ir, steps))
+        else:
+            kept.append(element)
+    precision = "libspconv" if spec.precision == "libspconv" else "fp16"
+    return replace(spec, pipeline=Pipeline(kept).text(), precision=precision)
+
+
+def _build(specs, pipelines, build_dir: Path, target: Path, config: CompileConfig,
+           **options) -> list[tuple[FileSpec, CompileResult, float, dict]]:
+    """Compile `specs` into `build_dir` (later renamed to `target`) with the report and script."""
+    stream = options["stream"]
+    build_dir.mkdir(exist_ok=True)
+    done, entries = [], []
+    for index, (spec, pipeline) in enumerate(zip(specs, pipelines), 1):
+        print(f"[{index}/{len(specs)}] {spec.name}: {pipeline}", file=stream, flush=True)
+        label = f"file '{spec.name}' ({index}/{len(specs)})"  # for errors
+        start = time.perf_counter()
+        result = _compile_one(spec, pipeline, build_dir, label, **options)
+        seconds = time.perf_counter() - start
+        entry = file_entry(spec, result, build_dir, seconds)
+        _check_precision(spec, entry, label)
+        entries.append(entry)
+        done.append((spec, result, seconds, entry))
+        print(f"wrote {target / result.output.name} ({seconds:.1f} s)", file=stream, flush=True)
+    for entry, full in zip(entries, with_all_sections(entries)):
+        entry.clear()
+        entry.update(full)  # `done` holds the same dicts
+    (build_dir / "report.json").write_text(report_json(entries, config.source))
+    (build_dir / "report.md").write_text(report_markdown(entries, config.source))
+    script = build_dir / SCRIPT_NAME
+    script.write_text(trtexec_script(specs, _script_header(config)))
+    script.chmod(0o755)
+    return done
+
+
+def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:
+    """Resolve the entry's passes and options now, so a typo in the last entry fails before the
+    first one spends minutes compiling; returns the canonical pipeline text."""
+    entry = f"{where}: [[files]] entry {index} ('{spec.name}')"
+    try:
+        pipeline = parse_pipeline(spec.pipeline)
+        steps = build_steps(pipeline, registry, input_kind(spec.input),
+                            PassContext(registry=registry))
+    except BevccError as exc:
+        raise _prefixed(exc, entry) from exc
+    kind = steps[-1].pass_.output_kind() if steps else input_kind(spec.input)
+    if kind == "fx":
+        ends = " or ".join(f"{name} ({what})" for what, names in (
+            ("TensorRT", _conversions_to(registry, "onnx")),
+            ("libspconv", _conversions_to(registry, "libspconv"))) for name in names)
+        raise UsageError(f"{entry}: the pipeline ends on fx IR, but a deployable file is ONNX; "
+                         f"end it with {ends or 'a conversion to onnx'}")
+    if (kind == "libspconv") != (spec.precision == "libspconv"):
+        to_libspconv = " or ".join(_conversions_to(registry, "libspconv")) or "a conversion"
+        fix = ('precision = "libspconv"' if kind == "libspconv"
+               else f"a pipeline ending in {to_libspconv}, or another precision")
+        raise UsageError(f"{entry}: precision '{spec.precision}' does not fit a pipeline "
+                         f"ending on {kind} IR; use {fix}")
+    return pipeline.text()
+
+
+def _check_replaceable(target: Path, config: CompileConfig) -> None:
+    """DIR is replaced whole, so refuse a DIR holding anything but an earlier set's output, and
+    inputs that live inside it (replacing DIR would delete them)."""
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"output {target} is a file; a set compile writes a directory: choose "
+                         "another -o")
+    root = target.resolve()
+    sources = [config.source] + [v for s in config.files for v in (s.input, s.calib)]
+    for value in sources:
+        path = _file_of(value)
+        if path is not None and path.resolve().is_relative_to(root):
+            raise UsageError(f"{value} lies inside the output directory {target}, which a set "
+                             "compile replaces whole; write the set to another directory")
+    if target.is_dir() and any(target.iterdir()) and not _is_set_output(target):
+        raise UsageError(f"output {target} exists and is not a set compile's output (no "
+                         f"report.json with schema {SCHEMA}); it would be replaced whole: "
+                         "choose a new directory or empty it")
+
+
+def _is_set_output(directory: Path) -> bool:
+    try:
+        return json.loads((directory / "report.json").read_text()).get("schema") == SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _file_of(value: str | None) -> Path | None:
+    if not value:
+        return None
+    if is_callable_ref(value):
+        location = value.rpartition(":")[0]
+        return Path(location) if location.endswith(".py") else None
+    return Path(value) if Path(value).exists() else None
+
+
+def _compile_one(spec: FileSpec, pipeline: str, build_dir: Path, label: str,
+                 **options) -> CompileResult:
+    artifacts = reports_dir(build_dir, spec)
+    artifacts.mkdir(parents=True)
+    try:
+        result = compile(spec.input, pipeline=pipeline, calib=spec.calib,
+                         output=build_dir / f"{spec.name}.onnx", artifacts_dir=artifacts,
+                         **options)
+    except BevccError as exc:
+        raise _prefixed(exc, label) from exc  # one line says which file of the set failed
+    if not any(artifacts.iterdir()):
+        artifacts.rmdir()  # no pass wrote a report; keep reports/ to files that have one
+        if not any(artifacts.parent.iterdir()):
+            artifacts.parent.rmdir()
+    return result
+
+
+def _prefixed(exc: BevccError, prefix: str) -> BevccError:
+    """The same error (class and exit code) with `prefix: ` in front of its message."""
+    try:
+        wrapped = type(exc)(f"{prefix}: {exc}")
+    except TypeError:  # a plugin's error class with its own constructor
+        wrapped = BevccError(f"{prefix}: {exc}")
+    wrapped.exit_code = exc.exit_code
+    return wrapped
+
+
+def _conversions_to(registry, kind: str) -> list[str]:
+    """Names of the registered conversions from fx that produce `kind` (for error hints)."""
+    return sorted(e.name for e in registry.entries()
+                  if e.obj.ir == "fx" and e.obj.is_conversion() and e.obj.output_kind() == kind)
+
+
+def _quantizing_passes(registry) -> str:
+    return ", ".join(sorted({e.name for e in registry.entries() if e.obj.quantizes})) or "none"
+
+
+def _check_precision(spec: FileSpec, entry: dict, label: str) -> None:
+    """trtexec --int8 on a file without Q/DQ quantizes implicitly with made-up ranges, and a
+    Q/DQ file built without --int8 fails: the file must match how its engine is built."""
+    pairs = entry["qdq"]["quantize_linear"] + entry["qdq"]["dequantize_linear"]
+    if spec.precision == "int8" and pairs == 0:
+        from bevcc.plugins import get_registry
+
+        raise UsageError(f"{label}: precision int8, but the file has no Q/DQ nodes; add a "
+                         f"quantizing pass ({_quantizing_passes(get_registry())}) to the "
+                         "pipeline or set precision = \"fp16\"")
+    if spec.precision in ("fp16", "fp32") and pairs:
+        raise UsageError(f"{label}: precision {spec.precision}, but the file has Q/DQ nodes "
+                         f"({entry['qdq']['quantize_linear']} QuantizeLinear); set precision = "
+                         "\"int8\" or drop the quantizing passes from the pipeline")
+
+
+def _moved(result: CompileResult, build_dir: Path, target: Path) -> CompileResult:
+    """The result as the caller sees it after the rename: paths inside the build directory now
+    live in DIR."""
+    old, new = f"{build_dir}{os.sep}", f"{target}{os.sep}"
+    records = [replace(r, stats=retarget(r.stats, old, new),
+                       report=retarget(r.report, old, new)) for r in result.records]
+    return replace(result, records=records, output=target / result.output.name)
+
+
+def _script_header(config: CompileConfig) -> str:
+    from bevcc.version import __version__
+
+    source = f" from {config.source}" if config.source else ""
+    return f"Written by bevcc {__version__}{source}."

@@ -1,0 +1,144 @@
+"""onnx `bn_fold`: fold inference BatchNormalization into the Conv/ConvTranspose/Gemm feeding it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.bn_fold import _math as fm
+from bevcc.passes.bn_fold import _set_report
+from bevcc.passes.bn_fold._report import report_lines
+from bevcc.pm.pass_base import Pass, PassResult
+
+_PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
+
+
+class BatchNormFoldOnnx(Pass):
+    name = "bn_fold"
+    summary = "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
+    ir = "onnx"
+
+    @classmethod
+    def set_report_section(cls, runs, context):
+        return _set_report.section(runs)
+
+    @classmethod
+    def set_report_lines(cls, entry):
+        return _set_report.lines(entry)
+
+    def report(self, stats: dict) -> list[str]:
+        return report_lines(stats)
+
+    def call(self, ir: OnnxIR) -> PassResult:
+        graph = ir.graph
+        outputs = {id(t) for t in graph.outputs}
+        folded: Counter[str] = Counter()
+        skipped: list[dict] = []
+        removed: set[int] = set()
+        for bn in list(graph.nodes):
+            if bn.op != "BatchNormalization" or not bn.inputs:
+                continue
+            x = bn.inputs[0]
+            producer = x.inputs[0] if len(x.inputs) == 1 else None
+            if producer is None or producer.op not in _PRODUCERS:
+                continue
+            reason = _skip_reason(bn, producer, x, outputs)
+            if reason:
+                skipped.append({"batchnorm": bn.name, "into": producer.name, "reason": reason})
+                continue
+            _fold(graph, bn, producer)
+            producer.outputs[0] = bn.outputs[0]  # downstream keeps its tensor names
+            param_identities = [t.inputs[0] for t in bn.inputs[1:5] if t.inputs]
+            bn.inputs.clear()
+            bn.outputs.clear()
+            removed.add(id(bn))
+            # Identity nodes that only fed this BN's parameters die with it; the rest of the
+            # graph is left as it was (dead code elsewhere is `cleanup`'s business).
+            for identity in param_identities:
+                if not _used(identity, outputs):
+                    identity.inputs.clear()  # no dangling consumer left on the initializer
+                    identity.outputs.clear()
+                    removed.add(id(identity))
+            folded[f"{producer.op}+BatchNormalization"] += 1
+        if removed:
+            graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+        return PassResult(ir, modified=bool(removed),
+                          stats={"folded": dict(sorted(folded.items())), "skipped": skipped})
+
+
+def _skip_reason(bn: gs.Node, producer: gs.Node, x: gs.Tensor, outputs: set[int]) -> str | None:
+    if bn.attrs.get("training_mode", 0):
+        return "BatchNormalization is in training mode"
+    if any(t.outputs or id(t) in outputs for t in bn.outputs[1:]):
+        return "BatchNormalization's running-statistics outputs are used"
+    if any(_constant_values(t) is None for t in bn.inputs[1:5]):
+        return "BatchNormalization parameters are not initializers"
+    if len(x.outputs) > 1 or id(x) in outputs:
+        return f"the unfolded output of {producer.name} is also used elsewhere"
+    params = [t for t in producer.inputs[1:] if t.name]
+    if not all(isinstance(t, gs.Constant) for t in params):
+        return f"{producer.name} has non-constant weights"
+    if any(len(t.outputs) > 1 for t in params):
+        return f"a weight of {producer.name} is shared with another node"
+    if producer.op == "Gemm" and float(producer.attrs.get("beta", 1.0)) == 0.0:
+        return "Gemm with beta=0 cannot take the folded bias"
+    channels = _out_channels(producer)
+    bn_channels = _constant_values(bn.inputs[1]).shape[0]
+    if channels != bn_channels:
+        return f"BatchNormalization has {bn_channels} channels, {producer.name} outputs {channels}"
+    return None
+
+
+def _constant_values(tensor: gs.Tensor):
+    """The value of an initializer, also behind Identity nodes (torch's exporter turns equal
+    initializers, e.g. a fresh BN's weight and running_var, into one plus an Identity)."""
+    seen = 0
+    while not isinstance(tensor, gs.Constant) and len(tensor.inputs) == 1 and seen < 8:
+        producer = tensor.inputs[0]
+        if producer.op != "Identity":
+            return None
+        tensor, seen = producer.inputs[0], seen + 1
+    return tensor.values if isinstance(tensor, gs.Constant) else None
+
+
+def _used(node: gs.Node, outputs: set[int]) -> bool:
+    return any(t.outputs or id(t) in outputs for t in node.outputs)
+
+
+def _out_channels(producer: gs.Node) -> int:
+    w = producer.inputs[1].values
+    if producer.op == "Conv":
+        return w.shape[0]
+    if producer.op == "ConvTranspose":
+        return w.shape[1] * int(producer.attrs.get("group", 1))
+    return w.shape[0] if producer.attrs.get("transB", 0) else w.shape[1]
+
+
+def _fold(graph: gs.Graph, bn: gs.Node, producer: gs.Node) -> None:
+    gamma, beta, mean, var = (_constant_values(t) for t in bn.inputs[1:5])
+    scale, shift = fm.scale_shift(mean, var, float(bn.attrs.get("epsilon", 1e-5)), gamma, beta)
+    weight = producer.inputs[1]
+    dtype = weight.values.dtype
+    bias = producer.inputs[2] if len(producer.inputs) > 2 and producer.inputs[2].name else None
+    old_bias = bias.values if bias is not None else None
+    if producer.op == "Gemm":
+        transposed_b = bool(producer.attrs.get("transB", 0))
+        w = np.asarray(weight.values, np.float64)
+        weight.values = (w * (scale[:, None] if transposed_b else scale[None, :])).astype(dtype)
+        # y = alpha*A*B + beta*C  ->  scale*y + shift  needs  C' = scale*C + shift/beta
+        gemm_beta = float(producer.attrs.get("beta", 1.0))
+        c = np.zeros_like(scale) if old_bias is None else np.asarray(old_bias, np.float64)
+        new_bias = c * scale + shift / gemm_beta
+    else:
+        layout = "transposed" if producer.op == "ConvTranspose" else "out_first"
+        group = int(producer.attrs.get("group", 1))
+        weight.values = fm.fold_weight(weight.values, scale, layout, group).astype(dtype)
+        new_bias = fm.fold_bias(old_bias, scale, shift)
+    if bias is not None:
+        bias.values = new_bias.astype(dtype)
+    else:
+        constant = gs.Constant(f"{weight.name}.bn_folded_bias", new_bias.astype(dtype))
+        producer.inputs.append(constant)

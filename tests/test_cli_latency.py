@@ -1,0 +1,104 @@
+"""The commands that must answer at once (`--help`, `passes`, `plugins`, pipeline errors) run in a
+process where importing torch, onnx and the other heavy dependencies raises: were any of them
+imported again, these fail (benchmarks/cli_latency.py measures the time itself)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "passes.md"
+HEAVY = ("torch", "onnx", "onnx_graphsurgeon", "onnxruntime", "spconv", "modelopt")
+# Runs bevcc's CLI (what the console script calls) behind an import hook that refuses HEAVY,
+# then reports which pass modules got imported.
+_SCRIPT = f"""
+import importlib.util, re, sys
+
+class Forbid:  # finds the heavy modules (so find_spec still sees them installed); never loads one
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {HEAVY!r}:
+            return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        raise ImportError(f"forbidden import of {{spec.name}}")
+
+    def exec_module(self, module):  # never reached: create_module raises
+        pass
+
+sys.meta_path.insert(0, Forbid())
+from bevcc.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # --help
+    code = exc.code
+passes = sorted(m for m in sys.modules if re.fullmatch(r"bevcc[.]passes[.]\\w+[.](fx|onnx)", m))
+print("pass modules imported:", passes, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _bevcc_without_torch(*args):
+    # installed plugins may import torch in their hooks; these are the built-ins' guarantees
+    env = dict(os.environ, BEVCC_DISABLE_PLUGIN_AUTOLOAD="1")
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    *errors, imported = proc.stderr.splitlines()
+    assert imported == "pass modules imported: []", proc.stderr
+    return proc.returncode, proc.stdout, errors
+
+
+def test_the_import_hook_refuses_torch():  # else the tests below could not fail
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT.replace("from bevcc.cli", "import torch"
+                                                                 "\nfrom bevcc.cli")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1 and "ImportError: forbidden import of torch" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["compile", "--help"], ["sensitivity", "--help"]])
+def test_help_needs_no_heavy_import(args):
+    code, out, errors = _bevcc_without_torch(*args)
+    assert (code, errors) == (0, []) and out.startswith("usage: bevcc")
+
+
+def test_passes_lists_every_builtin_without_importing_one():
+    code, out, errors = _bevcc_without_torch("passes", "--json")
+    assert (code, errors) == (0, [])
+    listed = json.loads(out)
+    assert len(listed["passes"]) == 14 and len(listed["pipelines"]) == 4
+    code, out, errors = _bevcc_without_torch("passes", "--markdown")
+    assert (code, out, errors) == (0, DOC.read_text(), [])  # test_docs ties the file to the classes
+
+
+def test_plugins_lists_what_the_builtins_defer_without_loading_it():
+    code, out, errors = _bevcc_without_torch("plugins", "--json")
+    assert (code, errors) == (0, [])
+    (builtin,) = json.loads(out)["plugins"]
+    contributions = builtin["contributions"]
+    assert (len(contributions["leaf_modules"]), contributions["models"]) == (
+        22, ["tiny_cnn", "tiny_sparse"])
+
+
+@pytest.mark.parametrize("pipeline, message", [
+    ("fx(dce),export,onnx(chek)",
+     "unknown onnx pass 'chek': did you mean check? (see `bevcc passes`)"),
+    ("fx(bn_fold{sparse_bias=maybe})",
+     "pass 'bn_fold' option 'sparse_bias=maybe': expected one of auto, inside, outside"),
+    ("fx(dce),onnx(check)",
+     ("'onnx(check)' runs on onnx, but the pipeline holds fx there; convert first (e.g. "
+      "export) or regroup")),
+])
+def test_a_bad_pipeline_is_reported_before_anything_heavy_loads(tmp_path, pipeline, message):
+    code, out, errors = _bevcc_without_torch("compile", "tiny_cnn", "-o", tmp_path / "m.onnx",
+                                             "--pipeline", pipeline)
+    assert (code, out, errors) == (2, "", [f"bevcc: error: {message}"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_bevcc_imports_nothing_heavy():
+    code = f"import sys, bevcc; print(sorted(m for m in sys.modules if m in {('numpy', *HEAVY)}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert proc.stdout == "[]\n"
