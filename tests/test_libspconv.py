@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from bevcc_bevfusion.sparse_encoder import small_sparse_encoder
 from onnx import helper, numpy_helper
 
 import bevcc
 from bevcc.errors import BevccError
 from bevcc.lint.checks import lint_model
-from bevcc_bevfusion.sparse_encoder import small_sparse_encoder
 from bevcc.reference.tiny_sparse import random_voxels
 from bevcc.sparse.interpreter import LibspconvInterpreter
 from bevcc.sparse.libspconv_check import check_libspconv
