@@ -160,6 +160,8 @@ def test_plugins_json_and_version():
     assert contributions == {"backends": ["fx:export", "fx:export_libspconv"],
                              "models": ["tiny_cnn", "tiny_sparse"],
                              "metrics": ["cosine", "sqnr"],
+                             "pipelines": ["default-fx", "default-onnx", "sensitivity-fx",
+                                           "sensitivity-onnx"],
                              "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert",
                                         "fx:quantizer_unify", "fx:sensitivity_disable",
                                         "fx:sparse_conv_quant",

@@ -240,7 +240,7 @@ def test_compile_default_pipeline_is_linear(registry):
         bevcc.compile(model, registry=registry, stream=io.StringIO())
 
     problem = superlinear(block_graph, compile_module)
-    assert problem is None, f"bevcc.compile {bevcc.compiler.DEFAULT_PIPELINES['fx']}: {problem}"
+    assert problem is None, f"bevcc.compile {registry.pipeline('default-fx')}: {problem}"
 
 
 # ---- the check can fail -------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def test_onnx_join_row_follows_the_add_policy(op):
 
 
 def test_the_table_holds_what_the_spec_names():
-    """The ops ../shared/specs/tensorrt-qdq.md names keep their rules."""
+    """The ops docs/tensorrt_qdq.md names keep their rules."""
     def rule(op, **attrs):
         return rule_for(helper.make_node(op, [], [], **attrs))
 

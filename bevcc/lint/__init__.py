@@ -1,1 +1,1 @@
-"""`bevcc lint`: check any Q/DQ ONNX file against ../specs/tensorrt-qdq.md."""
+"""`bevcc lint`: check any Q/DQ ONNX file against TensorRT's Q/DQ rules (docs/tensorrt_qdq.md)."""

@@ -1,4 +1,4 @@
-"""TensorRT's Q/DQ rules, stated once: one row per ONNX op type (../shared/specs/tensorrt-qdq.md).
+"""TensorRT's Q/DQ rules, stated once: one row per ONNX op type (docs/tensorrt_qdq.md).
 
 A row says what TensorRT does with Q/DQ around the op: which data inputs end up in the output's
 INT8 format (TensorRT moves DQ forward and Q backward through the op, so they must share one

@@ -15,27 +15,16 @@ Reformat. Add policies (the `add` option):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 from torch import fx
 
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.union_find import UnionFind
 from bevcc.passes.quantizer_unify import _fx_graph as g
+from bevcc.passes.quantizer_unify.options import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.quantizer import TensorQuantizer
-
-
-@dataclass
-class UnifyOptions:
-    add: Literal["residual", "shared"] = field(default="residual", metadata={
-        "help": "Add inputs: residual (quantize the identity input only, so TensorRT fuses the "
-                "conv branch) or shared (all inputs one quantizer)"})
-    concat_inputs: bool = field(default=True, metadata={
-        "help": "put the shared quantizer on every input of a quantized Concat"})
 
 
 class QuantizerUnifyFx(Pass):

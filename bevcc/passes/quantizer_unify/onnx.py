@@ -13,7 +13,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.quantizer_unify.fx import UnifyOptions
+from bevcc.passes.quantizer_unify.options import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.trt.domains import QdqGraph
 from bevcc.trt.rules import ALL, rule_for
