@@ -40,6 +40,10 @@ def __getattr__(name: str):
         from bevcc import compiler
 
         return getattr(compiler, name)
+    if name == "Instrumentation":  # hooks around every pass: bevcc.compile(instrumentations=)
+        from bevcc.pm.instrument import Instrumentation
+
+        return Instrumentation
     if name in ("compile_set", "SetResult"):
         from bevcc.deploy import set_compile
 
@@ -59,6 +63,7 @@ __all__ = [
     "BevccError",
     "CompileResult",
     "InputError",
+    "Instrumentation",
     "NoOptions",
     "Pass",
     "PassContext",

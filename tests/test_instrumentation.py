@@ -374,3 +374,10 @@ def test_the_reproducer_command_carries_the_data_flags_and_no_verify(tmp_path):
     assert reproducer.command("input.onnx", "onnx(check)") == (
         f"bevcc compile '{tmp_path}/my rep/input.onnx' --pipeline 'onnx(check)' --calib "
         f"'calib dir' --calib-batch-size 4 --no-verify -o '{tmp_path}/my rep/output'")
+
+
+def test_the_interface_is_public_on_the_package():
+    import bevcc
+    from bevcc.pm.instrument import Instrumentation
+
+    assert bevcc.Instrumentation is Instrumentation and "Instrumentation" in bevcc.__all__
