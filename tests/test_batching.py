@@ -80,6 +80,18 @@ def test_batch_size_against_a_static_batch_is_an_error():
         FittedBatches(CalibData([]), {"x": (1, 3, 32, 32)}, batch_size=4)
 
 
+def _export_batch2(model, directory):
+    """`model` exported with its batch fixed at 2, as most model-zoo files fix theirs."""
+    import torch
+
+    path = directory / "batch2.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), dynamo=False,
+                          opset_version=17, input_names=["x"], output_names=["y"])
+    return path
+
+
 def _scales(path) -> dict[str, np.ndarray]:
     model = onnx.load(str(path))
     return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer
@@ -108,14 +120,8 @@ def test_static_batch_onnx_calibrates_on_an_n_sample_npz(tmp_path, tiny_onnx, re
 
 def test_static_batch_remainder_is_reported(tmp_path, tiny):
     """A file fixed at batch 2 and 5 samples: two batches, the fifth sample reported unused."""
-    import torch
-
     model, _ = tiny
-    path = tmp_path / "batch2.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), dynamo=False,
-                          opset_version=17, input_names=["x"], output_names=["y"])
+    path = _export_batch2(model, tmp_path)
     np.savez(tmp_path / "calib.npz", x=_samples(5))
     result = run_bevcc("compile", path, "--pipeline", "onnx(qdq_insert)", "--calib",
                        tmp_path / "calib.npz", "-o", tmp_path / "out.onnx")
@@ -154,11 +160,7 @@ def test_evaluation_runs_every_sample_through_a_static_batch(tmp_path, tiny):
     import torch
 
     model, _ = tiny
-    path = tmp_path / "batch2.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), dynamo=False,
-                          opset_version=17, input_names=["x"], output_names=["y"])
+    path = _export_batch2(model, tmp_path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     data = _samples(5, seed=7)
     (got,) = run_in_batches(session, {"x": data})

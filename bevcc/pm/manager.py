@@ -14,7 +14,7 @@ from bevcc.pm.checks import default_checks
 from bevcc.pm.instrument import Instrumentation, PrintIRAfter, Timing
 from bevcc.pm.options import build_options
 from bevcc.pm.pass_base import Pass, PassContext, PassResult
-from bevcc.pm.pipeline import IRGroup, Pipeline, StepSpec, parse_pipeline
+from bevcc.pm.pipeline import Pipeline, StepSpec, parse_pipeline, placed_steps
 from bevcc.registry import IR_KINDS
 
 
@@ -154,24 +154,11 @@ def _first_line(exc: BaseException) -> str:
 def build_steps(pipeline: Pipeline, registry, input_kind: str, context: PassContext) -> list[Step]:
     """Resolve every word and option, and check the IR flow, before any pass runs."""
     steps: list[Step] = []
-    kind = input_kind
 
     def add(spec: StepSpec, cls) -> None:
         before = tuple(s.spec.name for s in steps)
         steps.append(Step(spec, cls(build_options(cls, spec.options), context), len(steps), before))
 
-    for element in pipeline.elements:
-        if isinstance(element, IRGroup):
-            if element.ir not in IR_KINDS:
-                raise UsageError(f"unknown IR '{element.ir}' in pipeline; known: "
-                                 f"{', '.join(IR_KINDS)}")
-            if element.ir != kind:
-                raise UsageError(f"'{element.text()}' runs on {element.ir}, but the pipeline holds "
-                                 f"{kind} there; convert first (e.g. export) or regroup")
-            for spec in element.steps:
-                add(spec, registry.lookup(spec.name, kind, conversion=False))
-        else:
-            cls = registry.lookup(element.name, kind, conversion=True)
-            add(element, cls)
-            kind = cls.output_kind()
+    for spec, cls, _ in placed_steps(pipeline, input_kind, IR_KINDS, registry.lookup):
+        add(spec, cls)
     return steps

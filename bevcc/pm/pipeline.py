@@ -160,6 +160,27 @@ class _Parser:
         return Pipeline(elements)
 
 
+def placed_steps(pipeline: Pipeline, input_kind: str, ir_kinds, resolve):
+    """Each step with what `resolve(name, ir, conversion)` finds for it (a pass class or its
+    declaration, anything with `output_kind()`), after checking that every IR group runs on the
+    IR the pipeline holds at that point. Yields (step spec, resolved, IR kind after the step)."""
+    kind = input_kind
+    for element in pipeline.elements:
+        if isinstance(element, IRGroup):
+            if element.ir not in ir_kinds:
+                raise UsageError(f"unknown IR '{element.ir}' in pipeline; known: "
+                                 f"{', '.join(ir_kinds)}")
+            if element.ir != kind:
+                raise UsageError(f"'{element.text()}' runs on {element.ir}, but the pipeline holds "
+                                 f"{kind} there; convert first (e.g. export) or regroup")
+            for spec in element.steps:
+                yield spec, resolve(spec.name, kind, False), kind
+        else:
+            resolved = resolve(element.name, kind, True)
+            kind = resolved.output_kind()
+            yield element, resolved, kind
+
+
 def parse_pipeline(text: str) -> Pipeline:
     """Parse pipeline text; a syntax error is one UsageError naming the column."""
     return _Parser(text).pipeline()

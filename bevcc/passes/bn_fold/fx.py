@@ -11,10 +11,10 @@ from torch import nn
 
 from bevcc.ir.fx import FxIR
 from bevcc.passes.bn_fold import _math as fm
-from bevcc.passes.bn_fold import _set_report, sparse
-from bevcc.passes.bn_fold._report import report_lines
+from bevcc.passes.bn_fold import sparse
+from bevcc.passes.bn_fold._report import BnFoldReporting
 from bevcc.passes.bn_fold.options import BnFoldOptions
-from bevcc.pm.pass_base import Pass, PassResult
+from bevcc.pm.pass_base import PassResult
 from bevcc.sparse.layers import weight_layout
 
 
@@ -35,24 +35,13 @@ BUILTIN_FOLDABLES = (
 )
 
 
-class BatchNormFoldFx(Pass):
+class BatchNormFoldFx(BnFoldReporting):
     name = "bn_fold"
     summary = ("Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
                "spconv sparse conv (FX).")
     ir = "fx"
 
     Options = BnFoldOptions
-
-    @classmethod
-    def set_report_section(cls, runs, context):
-        return _set_report.section(runs)
-
-    @classmethod
-    def set_report_lines(cls, entry):
-        return _set_report.lines(entry)
-
-    def report(self, stats: dict) -> list[str]:
-        return report_lines(stats)
 
     def call(self, ir: FxIR) -> PassResult:
         graph, modules = ir.graph, dict(ir.module.named_modules())

@@ -9,28 +9,16 @@ import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
 from bevcc.passes.bn_fold import _math as fm
-from bevcc.passes.bn_fold import _set_report
-from bevcc.passes.bn_fold._report import report_lines
-from bevcc.pm.pass_base import Pass, PassResult
+from bevcc.passes.bn_fold._report import BnFoldReporting
+from bevcc.pm.pass_base import PassResult
 
 _PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
 
 
-class BatchNormFoldOnnx(Pass):
+class BatchNormFoldOnnx(BnFoldReporting):
     name = "bn_fold"
     summary = "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
     ir = "onnx"
-
-    @classmethod
-    def set_report_section(cls, runs, context):
-        return _set_report.section(runs)
-
-    @classmethod
-    def set_report_lines(cls, entry):
-        return _set_report.lines(entry)
-
-    def report(self, stats: dict) -> list[str]:
-        return report_lines(stats)
 
     def call(self, ir: OnnxIR) -> PassResult:
         graph = ir.graph
