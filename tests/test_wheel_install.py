@@ -95,4 +95,6 @@ def test_installed_wheel_compiles_and_lints_a_model(venv, tmp_path):
     assert linted.returncode == 0, linted.stdout + linted.stderr
     report = json.loads(linted.stdout)
     assert (report["errors"], report["predicted_reformats"]) == (0, 0)
-    assert report["qdq_pairs"] > 0
+    # the same file an editable install makes (test_readme's single-model example): 17 Q/DQ
+    # pairs, every MAC in INT8
+    assert (report["qdq_pairs"], report["int8_mac_share"]) == (17, 1.0)
