@@ -34,7 +34,8 @@ def readme_main_job(tmp_path_factory):
     out = tmp_path_factory.mktemp("main") / "bevfusion"
     args[args.index("-o") + 1] = str(out)
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=900, check=False)
+    proc = subprocess.run(
+        [exe, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=900, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return out, proc

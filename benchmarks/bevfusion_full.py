@@ -28,29 +28,43 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bevfusion_full"
         start = time.perf_counter()
-        subprocess.run([str(bevcc), "compile", "--config", str(CONFIG), "-o", str(out)],
-                       check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+        subprocess.run(
+            [str(bevcc), "compile", "--config", str(CONFIG), "-o", str(out)],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
         seconds = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         report = json.loads((out / "report.json").read_text())
         sizes = {f["name"]: (out / f["file"]).stat().st_size / 2**20 for f in report["files"]}
     command = "`.venv/bin/python benchmarks/bevfusion_full.py`"
-    lines = ["# Full-size BEVFusion through the pipeline", "",
-             f"{command} on this machine ({os.cpu_count()} cores, no GPU).", "",
-             (f"- wall time (whole command, incl. rendering/loading the 2 calibration scenes "
-              f"and the float pass that makes each file's calibration inputs): "
-              f"**{seconds:.0f} s**"),
-             f"- peak RSS: **{peak_mb:.0f} MB**", "",
-             ("| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
-              "INT8 MAC share | compile s | size MB |"),
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Full-size BEVFusion through the pipeline",
+        "",
+        f"{command} on this machine ({os.cpu_count()} cores, no GPU).",
+        "",
+        (
+            f"- wall time (whole command, incl. rendering/loading the 2 calibration scenes "
+            f"and the float pass that makes each file's calibration inputs): "
+            f"**{seconds:.0f} s**"
+        ),
+        f"- peak RSS: **{peak_mb:.0f} MB**",
+        "",
+        (
+            "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
+            "INT8 MAC share | compile s | size MB |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for f in report["files"]:
         lint = f["lint"]
         share = lint["int8_mac_share"]
-        lines.append(f"| {f['name']} | {f['precision']} | {f['qdq']['quantize_linear']} | "
-                     f"{lint['errors']} | {_dash(lint['predicted_reformats'])} | "
-                     f"{'-' if share is None else f'{share:.1%}'} | {f['seconds']:.1f} | "
-                     f"{sizes[f['name']]:.1f} |")
+        lines.append(
+            f"| {f['name']} | {f['precision']} | {f['qdq']['quantize_linear']} | "
+            f"{lint['errors']} | {_dash(lint['predicted_reformats'])} | "
+            f"{'-' if share is None else f'{share:.1%}'} | {f['seconds']:.1f} | "
+            f"{sizes[f['name']]:.1f} |"
+        )
     text = "\n".join(lines) + "\n"
     (Path(__file__).parent / "bevfusion_full.md").write_text(text)
     sys.stdout.write(text)

@@ -55,8 +55,11 @@ def _commands(scratch: Path) -> list[tuple[str, list[str], int]]:
         ("bevcc --help", [bevcc, "--help"], 0),
         ("bevcc passes", [bevcc, "passes"], 0),
         ("bevcc plugins", [bevcc, "plugins"], 0),
-        (f"bevcc compile tiny_cnn --pipeline '{MISSPELT}'",
-         [bevcc, "compile", "tiny_cnn", "-o", str(scratch / "m.onnx"), "--pipeline", MISSPELT], 2),
+        (
+            f"bevcc compile tiny_cnn --pipeline '{MISSPELT}'",
+            [bevcc, "compile", "tiny_cnn", "-o", str(scratch / "m.onnx"), "--pipeline", MISSPELT],
+            2,
+        ),
     ]
 
 
@@ -65,8 +68,9 @@ def run_once(argv: list[str], env: dict[str, str], expected: int) -> float:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if proc.returncode != expected:
-        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}, expected {expected}:\n"
-                         f"{proc.stderr}")
+        raise SystemExit(
+            f"{' '.join(argv)} exited {proc.returncode}, expected {expected}:\n{proc.stderr}"
+        )
     return seconds
 
 
@@ -80,23 +84,32 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     with tempfile.TemporaryDirectory() as scratch:
         commands = _commands(Path(scratch))
-        runs = [("floor", [python, "-c", "pass"], builtins_only, 0),
-                ("torch", [python, "-c", "import torch"], builtins_only, 0)]
+        runs = [
+            ("floor", [python, "-c", "pass"], builtins_only, 0),
+            ("torch", [python, "-c", "import torch"], builtins_only, 0),
+        ]
         for label, command, code in commands:
-            runs += [((label, "ours"), command, builtins_only, code),
-                     ((label, "installed"), command, installed, code)]
+            runs += [
+                ((label, "ours"), command, builtins_only, code),
+                ((label, "installed"), command, installed, code),
+            ]
         best: dict = {}
         # round-robin, so a busy moment of the machine does not land on one command only
         for _ in range(args.repeat):
             for key, command, env, code in runs:
                 best[key] = min(best.get(key, float("inf")), run_once(command, env, code))
-    rows = [(label, best[(label, "ours")], best[(label, "installed")])
-            for label, _, _ in commands]
+    rows = [(label, best[(label, "ours")], best[(label, "installed")]) for label, _, _ in commands]
     table = "\n".join(f"| `{label}` | {ours:.3f} | {theirs:.3f} |" for label, ours, theirs in rows)
-    text = REPORT.format(repeat=args.repeat, python=f"{platform.python_implementation()} "
-                         f"{platform.python_version()}", machine=platform.machine(),
-                         cpus=os.cpu_count(), goal=GOAL_S, table=table, floor=best["floor"],
-                         torch=best["torch"])
+    text = REPORT.format(
+        repeat=args.repeat,
+        python=f"{platform.python_implementation()} {platform.python_version()}",
+        machine=platform.machine(),
+        cpus=os.cpu_count(),
+        goal=GOAL_S,
+        table=table,
+        floor=best["floor"],
+        torch=best["torch"],
+    )
     Path(args.out).write_text(text)
     sys.stdout.write(text)
     slow = [label for label, ours, _ in rows if ours >= GOAL_S]

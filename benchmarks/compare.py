@@ -20,6 +20,7 @@ A second table measures calibration overhead on the camera backbone (ResNet-50 a
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import platform
@@ -40,8 +41,12 @@ def child(tool: str, blocks: int, workdir: Path) -> dict:
 
     source, out = workdir / f"blocks{blocks}.onnx", workdir / f"{tool}_{blocks}.onnx"
     batches = [dict(np.load(workdir / f"calib_{i}.npz")) for i in range(8)]
-    runner = {"bevcc": _bevcc, "onnxruntime": _onnxruntime, "modelopt_onnx": _modelopt_onnx,
-              "modelopt_torch": _modelopt_torch}[tool]
+    runner = {
+        "bevcc": _bevcc,
+        "onnxruntime": _onnxruntime,
+        "modelopt_onnx": _modelopt_onnx,
+        "modelopt_torch": _modelopt_torch,
+    }[tool]
     prepare, work = runner(source, out, batches, blocks)
     prepare()  # imports, outside the timing
     start = time.perf_counter()
@@ -51,10 +56,14 @@ def child(tool: str, blocks: int, workdir: Path) -> dict:
     from bevcc.lint.checks import lint_model
 
     report = lint_model(read_onnx_file(out), str(out))
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF)
-            .ru_maxrss / 1024, "qdq_pairs": report.qdq_pairs, "reformats": report.reformats,
-            "encoding_errors": len(report.problems),
-            "int8_mac_share": round(report.int8_mac_share, 4)}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "qdq_pairs": report.qdq_pairs,
+        "reformats": report.reformats,
+        "encoding_errors": len(report.problems),
+        "int8_mac_share": round(report.int8_mac_share, 4),
+    }
 
 
 def _bevcc(source, out, batches, blocks):
@@ -67,9 +76,15 @@ def _bevcc(source, out, batches, blocks):
     def work():
         import bevcc
 
-        bevcc.compile(str(source), pipeline="onnx(bn_fold,qdq_insert,quantizer_unify)",
-                      calib=batches, output=out, registry=prepare.registry,
-                      stream=open("/dev/null", "w"))  # noqa: SIM115
+        bevcc.compile(
+            str(source),
+            pipeline="onnx(bn_fold,qdq_insert,quantizer_unify)",
+            calib=batches,
+            output=out,
+            registry=prepare.registry,
+            stream=io.StringIO(),  # the report is not needed here
+        )
+
     return prepare, work
 
 
@@ -92,10 +107,17 @@ def _onnxruntime(source, out, batches, blocks):
             def get_next(self):
                 return next(self.items, None)
 
-        quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        quantize_static(
+            str(source),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+
     return prepare, work
 
 
@@ -108,8 +130,15 @@ def _modelopt_onnx(source, out, batches, blocks):
         from modelopt.onnx.quantization import quantize
 
         data = np.concatenate([b["input"] for b in batches])
-        quantize(str(source), quantize_mode="int8", calibration_data=data,
-                 calibration_method="max", output_path=str(out), calibration_eps=["cpu"])
+        quantize(
+            str(source),
+            quantize_mode="int8",
+            calibration_data=data,
+            calibration_method="max",
+            output_path=str(out),
+            calibration_eps=["cpu"],
+        )
+
     return prepare, work
 
 
@@ -137,9 +166,17 @@ def _modelopt_torch(source, out, batches, blocks):
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(quantized, example, buffer, dynamo=False, opset_version=17,
-                              input_names=["input"], output_names=["output"])
+            torch.onnx.export(
+                quantized,
+                example,
+                buffer,
+                dynamo=False,
+                opset_version=17,
+                input_names=["input"],
+                output_names=["output"],
+            )
         out.write_bytes(buffer.getvalue())
+
     return prepare, work
 
 
@@ -154,13 +191,16 @@ def calibration_overhead() -> dict:
 
     model, (image,) = resnet50()
     generator = torch.Generator().manual_seed(1)
-    batches = [{"image": torch.randn(1, 3, 256, 704, generator=generator).numpy()}
-               for _ in range(4)]
-    result = bevcc.compile((model, (image,)), calib=batches,
-                           pipeline="fx(bn_fold,qdq_insert{calibrator=histogram:percentile},"
-                                    "quantizer_unify)",
-                           registry=load_plugins(autoload=False).registry,
-                           stream=open("/dev/null", "w"))  # noqa: SIM115
+    batches = [
+        {"image": torch.randn(1, 3, 256, 704, generator=generator).numpy()} for _ in range(4)
+    ]
+    result = bevcc.compile(
+        (model, (image,)),
+        calib=batches,
+        pipeline="fx(bn_fold,qdq_insert{calibrator=histogram:percentile},quantizer_unify)",
+        registry=load_plugins(autoload=False).registry,
+        stream=io.StringIO(),  # the report is not needed here
+    )
     fake_quant = result.ir.module
     quantizers = [q for q in fake_quant.modules() if isinstance(q, TensorQuantizer)]
 
@@ -180,10 +220,15 @@ def calibration_overhead() -> dict:
     collect_s = timed(lambda: fake_quant(image))
     for q in activations:
         q.calibrating, q._calibrator = False, None
-    return {"model": "ResNet-50, 1x3x256x704", "calibrator": "histogram:percentile",
-            "float_forward_s": float_s, "fake_quant_forward_s": quant_s,
-            "calibration_forward_s": collect_s, "fake_quant_ratio": quant_s / float_s,
-            "calibration_ratio": collect_s / float_s}
+    return {
+        "model": "ResNet-50, 1x3x256x704",
+        "calibrator": "histogram:percentile",
+        "float_forward_s": float_s,
+        "fake_quant_forward_s": quant_s,
+        "calibration_forward_s": collect_s,
+        "fake_quant_ratio": quant_s / float_s,
+        "calibration_ratio": collect_s / float_s,
+    }
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -208,8 +253,10 @@ def main() -> int:
         workdir = Path(tmp)
         rng = np.random.default_rng(0)
         for i in range(8):
-            np.savez(workdir / f"calib_{i}.npz",
-                     input=rng.standard_normal((1, 8, 8, 8)).astype(np.float32))
+            np.savez(
+                workdir / f"calib_{i}.npz",
+                input=rng.standard_normal((1, 8, 8, 8)).astype(np.float32),
+            )
         for blocks in sizes:
             model = block_graph_onnx(blocks)
             onnx.save(model, workdir / f"blocks{blocks}.onnx")
@@ -221,7 +268,11 @@ def main() -> int:
                 try:
                     proc = subprocess.run(
                         [sys.executable, __file__, "--child", tool, str(blocks), str(workdir)],
-                        capture_output=True, text=True, timeout=args.timeout, check=False)
+                        capture_output=True,
+                        text=True,
+                        timeout=args.timeout,
+                        check=False,
+                    )
                     if proc.returncode == 0:
                         row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
                     else:
@@ -231,8 +282,12 @@ def main() -> int:
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 runs.append(row)
     overhead = calibration_overhead()
-    data = {"machine": f"{platform.machine()}, {platform.python_version()}",
-            "runs": runs, "calibration_overhead": overhead, "goals": _goals(runs, overhead)}
+    data = {
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "runs": runs,
+        "calibration_overhead": overhead,
+        "goals": _goals(runs, overhead),
+    }
     (HERE / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     (HERE / "results.md").write_text(_markdown(data))
     print(_markdown(data))
@@ -242,51 +297,87 @@ def main() -> int:
 def _goals(runs, overhead) -> dict:
     bevcc = {r["blocks"]: r for r in runs if r["tool"] == "bevcc" and "seconds" in r}
     sizes = sorted(bevcc)
-    growth = {f"{a}->{b}": bevcc[b]["seconds"] / bevcc[a]["seconds"]
-              for a, b in itertools.pairwise(sizes) if b == 4 * a}
+    growth = {
+        f"{a}->{b}": bevcc[b]["seconds"] / bevcc[a]["seconds"]
+        for a, b in itertools.pairwise(sizes)
+        if b == 4 * a
+    }
     speedups = {}
     for blocks in sizes:
-        peers = [r["seconds"] for r in runs if r["blocks"] == blocks and r["tool"] != "bevcc"
-                 and "seconds" in r]
+        peers = [
+            r["seconds"]
+            for r in runs
+            if r["blocks"] == blocks and r["tool"] != "bevcc" and "seconds" in r
+        ]
         if peers:
             speedups[blocks] = min(peers) / bevcc[blocks]["seconds"]
-    return {"bevcc_time_growth_per_4x": growth, "speedup_vs_fastest_peer": speedups,
-            "fake_quant_forward_ratio": overhead["fake_quant_ratio"]}
+    return {
+        "bevcc_time_growth_per_4x": growth,
+        "speedup_vs_fastest_peer": speedups,
+        "fake_quant_forward_ratio": overhead["fake_quant_ratio"],
+    }
 
 
 def _markdown(data) -> str:
     runs = data["runs"]
     bevcc = {r["blocks"]: r.get("seconds") for r in runs if r["tool"] == "bevcc"}
-    lines = ["# bevcc vs peers (one run, same float ONNX and calibration batches)", "",
-             (f"Machine: {data['machine']}, 2 cores, CPU only. "
-             "Reproduce: `.venv/bin/python benchmarks/compare.py`."), "",
-             ("| blocks | nodes | tool | time (s) | x bevcc time | peak RSS (MB) | Q/DQ pairs | "
-             "predicted Reformats | encoding errors | INT8 MACs |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# bevcc vs peers (one run, same float ONNX and calibration batches)",
+        "",
+        (
+            f"Machine: {data['machine']}, 2 cores, CPU only. "
+            "Reproduce: `.venv/bin/python benchmarks/compare.py`."
+        ),
+        "",
+        (
+            "| blocks | nodes | tool | time (s) | x bevcc time | peak RSS (MB) | Q/DQ pairs | "
+            "predicted Reformats | encoding errors | INT8 MACs |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         if "seconds" not in r:
-            lines.append(f"| {r['blocks']} | {r['nodes']} | {r['tool']} | {r['error']} "
-                         "| | | | | | |")
+            lines.append(
+                f"| {r['blocks']} | {r['nodes']} | {r['tool']} | {r['error']} | | | | | | |"
+            )
             continue
         ratio = r["seconds"] / bevcc[r["blocks"]] if bevcc.get(r["blocks"]) else float("nan")
-        lines.append(f"| {r['blocks']} | {r['nodes']} | {r['tool']} | {r['seconds']:.2f} | "
-                     f"{ratio:.1f} | {r['peak_rss_mb']:.0f} | {r['qdq_pairs']} | "
-                     f"{r['reformats']} | {r['encoding_errors']} | "
-                     f"{100 * r['int8_mac_share']:.0f}% |")
+        lines.append(
+            f"| {r['blocks']} | {r['nodes']} | {r['tool']} | {r['seconds']:.2f} | "
+            f"{ratio:.1f} | {r['peak_rss_mb']:.0f} | {r['qdq_pairs']} | "
+            f"{r['reformats']} | {r['encoding_errors']} | "
+            f"{100 * r['int8_mac_share']:.0f}% |"
+        )
     o, goals = data["calibration_overhead"], data["goals"]
-    lines += ["", f"## Calibration overhead ({o['model']}, {o['calibrator']})", "",
-              ("| float forward (s) | fake-quant forward (s) | ratio | calibration forward (s) | "
-              "ratio |"), "|---|---|---|---|---|",
-              (f"| {o['float_forward_s']:.3f} | {o['fake_quant_forward_s']:.3f} | "
-              f"{o['fake_quant_ratio']:.2f} | {o['calibration_forward_s']:.3f} | "
-              f"{o['calibration_ratio']:.2f} |"), "", "## Goals", ""]
+    lines += [
+        "",
+        f"## Calibration overhead ({o['model']}, {o['calibrator']})",
+        "",
+        (
+            "| float forward (s) | fake-quant forward (s) | ratio | calibration forward (s) | "
+            "ratio |"
+        ),
+        "|---|---|---|---|---|",
+        (
+            f"| {o['float_forward_s']:.3f} | {o['fake_quant_forward_s']:.3f} | "
+            f"{o['fake_quant_ratio']:.2f} | {o['calibration_forward_s']:.3f} | "
+            f"{o['calibration_ratio']:.2f} |"
+        ),
+        "",
+        "## Goals",
+        "",
+    ]
     for key, value in goals["bevcc_time_growth_per_4x"].items():
         lines.append(f"- bevcc time growth {key} blocks: {value:.2f}x (goal <= 4.5)")
     for blocks, value in goals["speedup_vs_fastest_peer"].items():
-        lines.append(f"- {blocks} blocks: fastest peer / bevcc = {value:.1f}x"
-                     + (" (goal >= 10 at ~3600 nodes)" if blocks == 400 else ""))
-    lines.append(f"- fake-quant forward / float forward: {goals['fake_quant_forward_ratio']:.2f}"
-                 " (goal <= 1.5)")
+        lines.append(
+            f"- {blocks} blocks: fastest peer / bevcc = {value:.1f}x"
+            + (" (goal >= 10 at ~3600 nodes)" if blocks == 400 else "")
+        )
+    lines.append(
+        f"- fake-quant forward / float forward: {goals['fake_quant_forward_ratio']:.2f}"
+        " (goal <= 1.5)"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -33,11 +33,21 @@ def child(path: str, budget: int) -> None:
     rng = np.random.default_rng(0)
     batches = [{name: rng.standard_normal(shape).astype(np.float32)} for _ in range(8)]
     start = time.perf_counter()
-    result = bevcc.compile(path, pipeline=f"onnx(qdq_insert{{calib_memory_mb={budget}}})",
-                           calib=batches, registry=load_plugins(autoload=False).registry)
-    print(json.dumps({"seconds": time.perf_counter() - start,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "quantizers": result.records[0].stats["quantizers"]}))
+    result = bevcc.compile(
+        path,
+        pipeline=f"onnx(qdq_insert{{calib_memory_mb={budget}}})",
+        calib=batches,
+        registry=load_plugins(autoload=False).registry,
+    )
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - start,
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "quantizers": result.records[0].stats["quantizers"],
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -57,17 +67,24 @@ def main() -> int:
         path = Path(tmp) / "blocks.onnx"
         onnx.save(block_graph_onnx(args.blocks, channels=32, size=64), path)
         for budget in (1 << 20, 512, 64, 16):
-            out = subprocess.run([sys.executable, __file__, "--child", str(path), str(budget)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(path), str(budget)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             rows.append((budget, json.loads(out.strip().splitlines()[-1])))
     lines = ["| calib_memory_mb | peak RSS (MB) | seconds |", "|---|---|---|"]
-    lines += [f"| {'all at once' if b == 1 << 20 else b} | {r['peak_mb']:.0f} | "
-              f"{r['seconds']:.2f} |" for b, r in rows]
+    lines += [
+        f"| {'all at once' if b == 1 << 20 else b} | {r['peak_mb']:.0f} | {r['seconds']:.2f} |"
+        for b, r in rows
+    ]
     table = "\n".join(lines)
     print(table)
     Path(__file__).with_suffix(".md").write_text(
         f"# ONNX-path calibration memory\n\n`python benchmarks/onnx_calib_memory.py --blocks "
-        f"{args.blocks}`: block graph, 32x64x64 activations, 8 batches of 1.\n\n{table}\n")
+        f"{args.blocks}`: block graph, 32x64x64 activations, 8 batches of 1.\n\n{table}\n"
+    )
     return 0
 
 

@@ -22,7 +22,9 @@ def register_pass(pass_cls: type[Pass]) -> type[Pass]:
     from bevcc.plugins import default_plugins
 
     registry = default_plugins().registry  # adding needs no deferred registrations loaded
-    return registry.add_backend(pass_cls) if pass_cls.is_conversion() else registry.add_pass(pass_cls)
+    return (
+        registry.add_backend(pass_cls) if pass_cls.is_conversion() else registry.add_pass(pass_cls)
+    )
 
 
 def register_leaf_module(module_type: type) -> type:

@@ -34,8 +34,10 @@ def atomic_path(target: str | os.PathLike):
     except OSError as exc:  # disk full, file-size limit, permissions changed mid-way ...
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise InputError(f"writing {target} failed half-way ({exc.strerror or exc}); nothing was "
-                         "written: check free space, quotas and permissions") from exc
+        raise InputError(
+            f"writing {target} failed half-way ({exc.strerror or exc}); nothing was "
+            "written: check free space, quotas and permissions"
+        ) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -76,8 +78,10 @@ def atomic_directory(target: str | os.PathLike):
         try:
             _swap_in(tmp, target)
         except OSError as exc:
-            raise InputError(f"replacing {target} failed ({exc.strerror or exc}); it was left "
-                             "as it was: check permissions on it and its parent") from exc
+            raise InputError(
+                f"replacing {target} failed ({exc.strerror or exc}); it was left "
+                "as it was: check permissions on it and its parent"
+            ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(made)

@@ -50,7 +50,8 @@ class FittedBatches:
         # A free first axis is a batch only when the user asked for one and no input fixes it;
         # beside a static batch it is something else (a voxel or point count).
         self._free_is_batch = self.batch_size is not None and not any(
-            dims and dims[0] is not None for dims in self.expected.values())
+            dims and dims[0] is not None for dims in self.expected.values()
+        )
         self.dropped = 0
         self.used_samples = 0
         self._warned = False  # calibration may iterate several times; say it once
@@ -89,16 +90,21 @@ class FittedBatches:
         if held:
             self.dropped = held
             if emitted == 0:
-                raise InputError(f"calibration data {self.description} has {held} sample(s), "
-                                 f"fewer than the model's batch of {self.batch_size}; give at "
-                                 f"least {self.batch_size}")
+                raise InputError(
+                    f"calibration data {self.description} has {held} sample(s), "
+                    f"fewer than the model's batch of {self.batch_size}; give at "
+                    f"least {self.batch_size}"
+                )
             if self._warned:
                 return
             self._warned = True
-            warnings.warn(f"calibration data {self.description}: the last {held} sample(s) do "
-                          f"not fill a batch of {self.batch_size} and were not used; give a "
-                          f"multiple of {self.batch_size} samples", CalibRemainderWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"calibration data {self.description}: the last {held} sample(s) do "
+                f"not fill a batch of {self.batch_size} and were not used; give a "
+                f"multiple of {self.batch_size} samples",
+                CalibRemainderWarning,
+                stacklevel=2,
+            )
 
     @property
     def _split_names(self) -> list[str]:
@@ -113,14 +119,18 @@ class FittedBatches:
     def _samples(self, batch: dict, index: int) -> int:
         missing = [name for name in self._split_names if name not in batch]
         if missing:  # nothing to count samples by: say so here, not as an empty stream later
-            raise InputError(f"calibration batch {index} of {self.description} lacks input(s) "
-                             f"{', '.join(missing)}; it has {', '.join(batch) or 'no arrays'}")
+            raise InputError(
+                f"calibration batch {index} of {self.description} lacks input(s) "
+                f"{', '.join(missing)}; it has {', '.join(batch) or 'no arrays'}"
+            )
         counts = {name: batch[name].shape[0] for name in self._split_names}
         if len(set(counts.values())) > 1:
             given = ", ".join(f"{n} {c}" for n, c in counts.items())
-            raise InputError(f"calibration batch {index} of {self.description} has different "
-                             f"sample counts per input ({given}); give every input the same "
-                             "number of samples")
+            raise InputError(
+                f"calibration batch {index} of {self.description} has different "
+                f"sample counts per input ({given}); give every input the same "
+                "number of samples"
+            )
         return next(iter(counts.values()), 0)
 
     def _check(self, batch: dict, index: int) -> None:
@@ -130,13 +140,16 @@ class FittedBatches:
             given = np.shape(batch[name])
             batch_free = self._batched(dims)
             if len(given) == len(dims) and all(
-                    d is None or d == g or (axis == 0 and batch_free)
-                    for axis, (d, g) in enumerate(zip(dims, given))):
+                d is None or d == g or (axis == 0 and batch_free)
+                for axis, (d, g) in enumerate(zip(dims, given, strict=True))
+            ):
                 continue
-            raise InputError(f"calibration batch {index} of {self.description}: input '{name}' "
-                             f"has shape {shape_text(given)}, the model expects "
-                             f"{shape_text(dims)}; give arrays of that shape (the first axis "
-                             "may hold any number of samples when it is the batch)")
+            raise InputError(
+                f"calibration batch {index} of {self.description}: input '{name}' "
+                f"has shape {shape_text(given)}, the model expects "
+                f"{shape_text(dims)}; give arrays of that shape (the first axis "
+                "may hold any number of samples when it is the batch)"
+            )
 
 
 def fit_batches(source, expected: Mapping[str, Shape] | None, batch_size: int | None = None):
@@ -145,8 +158,9 @@ def fit_batches(source, expected: Mapping[str, Shape] | None, batch_size: int | 
         return source
     if batch_size is None:
         batch_size = getattr(source, "batch_size", None)
-    if not expected or (batch_size is None and
-                        all(dims and dims[0] is None for dims in expected.values())):
+    if not expected or (
+        batch_size is None and all(dims and dims[0] is None for dims in expected.values())
+    ):
         return source
     return FittedBatches(source, expected, batch_size)
 
@@ -162,8 +176,11 @@ def fx_input_shapes(ir) -> dict[str, Shape] | None:
     if not examples:
         return None
     names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
-    return {name: (None,) * len(example.shape) for name, example in zip(names, examples)
-            if hasattr(example, "shape") and len(example.shape)}
+    return {
+        name: (None,) * len(example.shape)
+        for name, example in zip(names, examples, strict=True)
+        if hasattr(example, "shape") and len(example.shape)
+    }
 
 
 def _target_batch(expected: dict[str, Shape], asked: int | None, description: str) -> int | None:
@@ -176,9 +193,11 @@ def _target_batch(expected: dict[str, Shape], asked: int | None, description: st
         size = sizes.pop()
         if asked is not None and asked != size:
             names = ", ".join(static)
-            raise InputError(f"--calib-batch-size {asked} for {description}, but the model's "
-                             f"input(s) {names} have a static batch of {size}; drop the option "
-                             "or re-export the model with a dynamic batch")
+            raise InputError(
+                f"--calib-batch-size {asked} for {description}, but the model's "
+                f"input(s) {names} have a static batch of {size}; drop the option "
+                "or re-export the model with a dynamic batch"
+            )
         return size
     return asked
 
@@ -204,8 +223,11 @@ def _take(buffer: list[dict], count: int, names: list[str]) -> tuple[dict, list[
         if take < size:
             rest.append({n: (v[take:] if n in parts else v) for n, v in batch.items()})
         need -= take
-    out = {name: (chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
-           for name, chunks in parts.items() if chunks}
+    out = {
+        name: (chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+        for name, chunks in parts.items()
+        if chunks
+    }
     out.update(others)
     held = sum(next((b[n].shape[0] for n in names if n in b), 0) for b in rest)
     return out, rest, held
@@ -218,8 +240,10 @@ def run_in_batches(session, feed: Mapping[str, np.ndarray], description: str = "
     calibration the last partial batch runs too: it is filled up with copies of its own last
     sample, whose outputs are cut off again (a model in eval mode computes each sample alone).
     """
-    expected = {i.name: tuple(d if isinstance(d, int) else None for d in i.shape)
-                for i in session.get_inputs()}
+    expected = {
+        i.name: tuple(d if isinstance(d, int) else None for d in i.shape)
+        for i in session.get_inputs()
+    }
     fitted = FittedBatches([dict(feed)], expected)
     fitted.description = description
     if fitted.batch_size is None:
@@ -236,7 +260,7 @@ def run_in_batches(session, feed: Mapping[str, np.ndarray], description: str = "
             if name not in names:
                 chunk[name] = value
                 continue
-            piece = value[start:start + size]
+            piece = value[start : start + size]
             if len(piece) < size:  # the last partial batch, filled with its own last sample
                 piece = np.concatenate([piece, np.repeat(piece[-1:], size - len(piece), 0)])
             chunk[name] = piece

@@ -27,68 +27,115 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="run a pipeline of passes and write the result")
     c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
-    c.add_argument("-o", "--output", help="output file (.onnx / .pt) or directory (for a set "
-                                          "config: the directory of the set)")
-    c.add_argument("--pipeline", help="IR(pass,pass{option=value}),conversion,... (default: "
-                                      "the named pipeline default-fx, or default-onnx for .onnx)")
-    c.add_argument("--config", help="TOML file with input, pipeline, calib, output, or a set "
-                                    "of [[files]] (docs/deploy_sets.md)")
+    c.add_argument(
+        "-o",
+        "--output",
+        help="output file (.onnx / .pt) or directory (for a set config: the directory of the set)",
+    )
+    c.add_argument(
+        "--pipeline",
+        help="IR(pass,pass{option=value}),conversion,... (default: "
+        "the named pipeline default-fx, or default-onnx for .onnx)",
+    )
+    c.add_argument(
+        "--config",
+        help="TOML file with input, pipeline, calib, output, or a set "
+        "of [[files]] (docs/deploy_sets.md)",
+    )
     c.add_argument("--calib", help=".npz, directory of .npz, or file.py:callable yielding batches")
-    c.add_argument("--calib-batch-size", type=int, metavar="N",
-                   help="samples per calibration batch for a model whose batch is dynamic "
-                        "(a static batch always splits the data into batches of its size)")
+    c.add_argument(
+        "--calib-batch-size",
+        type=int,
+        metavar="N",
+        help="samples per calibration batch for a model whose batch is dynamic "
+        "(a static batch always splits the data into batches of its size)",
+    )
     c.add_argument("--print-pipeline", action="store_true", help="print the pipeline text")
     c.add_argument("--timing", action="store_true", help="print time per pass")
     c.add_argument("--print-ir-after", metavar="WHAT", help="NAME[,NAME], all, or change")
-    c.add_argument("--print-ir-after-failure", action="store_true",
-                   help="when a pass fails, print the IR it left behind (stderr)")
-    c.add_argument("--reproducer", metavar="DIR",
-                   help="when a pass fails, write DIR: the IR before it, the pipeline from it "
-                        "on, and the bevcc compile command that reruns it (README.txt)")
-    c.add_argument("--fp16-set", action="store_true",
-                   help="set config: also write DIR/fp16/, every file without its quantization "
-                        "passes (the config key fp16_set = true does the same)")
-    c.add_argument("--no-verify", action="store_true",
-                   help="skip IR verification and the modified check after each pass")
+    c.add_argument(
+        "--print-ir-after-failure",
+        action="store_true",
+        help="when a pass fails, print the IR it left behind (stderr)",
+    )
+    c.add_argument(
+        "--reproducer",
+        metavar="DIR",
+        help="when a pass fails, write DIR: the IR before it, the pipeline from it "
+        "on, and the bevcc compile command that reruns it (README.txt)",
+    )
+    c.add_argument(
+        "--fp16-set",
+        action="store_true",
+        help="set config: also write DIR/fp16/, every file without its quantization "
+        "passes (the config key fp16_set = true does the same)",
+    )
+    c.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip IR verification and the modified check after each pass",
+    )
 
     p = sub.add_parser("passes", help="list the registered passes and named pipelines")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print docs/passes.md")
 
-    sens = sub.add_parser("sensitivity", help="rank quantized layers by the accuracy INT8 "
-                                              "costs; write the report and a disable list")
+    sens = sub.add_parser(
+        "sensitivity",
+        help="rank quantized layers by the accuracy INT8 "
+        "costs; write the report and a disable list",
+    )
     sens.add_argument("input", help="model, as for compile")
-    sens.add_argument("-o", "--output", required=True, help="directory for the report, the "
-                                                            "disable list and the model")
+    sens.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="directory for the report, the disable list and the model",
+    )
     sens.add_argument("--calib", required=True, help="calibration / evaluation data")
-    sens.add_argument("--calib-batch-size", type=int, metavar="N",
-                      help="samples per batch for a model whose batch is dynamic")
-    sens.add_argument("--prefix", help="passes before the analysis, on the input's IR: fx for "
-                                       "a model, onnx for an .onnx file; '' for a file that is "
-                                       "already Q/DQ (default: the steps before the analysis "
-                                       "in the named pipeline sensitivity-fx or -onnx)")
+    sens.add_argument(
+        "--calib-batch-size",
+        type=int,
+        metavar="N",
+        help="samples per batch for a model whose batch is dynamic",
+    )
+    sens.add_argument(
+        "--prefix",
+        help="passes before the analysis, on the input's IR: fx for "
+        "a model, onnx for an .onnx file; '' for a file that is "
+        "already Q/DQ (default: the steps before the analysis "
+        "in the named pipeline sensitivity-fx or -onnx)",
+    )
     budget = sens.add_mutually_exclusive_group()
     budget.add_argument("--top-k", type=int, help="keep the K most sensitive units float")
     budget.add_argument("--min-sqnr-db", type=float, help="greedy until SQNR >= D dB")
-    budget.add_argument("--max-drop", type=float, help="greedy until the task metric drops "
-                                                       "at most this fraction")
+    budget.add_argument(
+        "--max-drop", type=float, help="greedy until the task metric drops at most this fraction"
+    )
     sens.add_argument("--metric", default="sqnr", help="sqnr, cosine or a plugin metric")
-    sens.add_argument("--mode", default="both", choices=("both", "alone_quantized",
-                                                         "alone_float"))
+    sens.add_argument("--mode", default="both", choices=("both", "alone_quantized", "alone_float"))
     sens.add_argument("--eval-batches", type=int, default=4)
 
     lint = sub.add_parser("lint", help="check a Q/DQ ONNX file against TensorRT's rules")
     lint.add_argument("file", help="an ONNX file (bevcc's, onnxruntime's, modelopt's, ...)")
     lint.add_argument("--json", action="store_true")
-    lint.add_argument("--conv-transpose-axis", type=int, choices=(0, 1), default=0,
-                      help="expected per-channel axis of ConvTranspose weights (default 0, "
-                           "TensorRT's)")
+    lint.add_argument(
+        "--conv-transpose-axis",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="expected per-channel axis of ConvTranspose weights (default 0, TensorRT's)",
+    )
 
-    ev = sub.add_parser("evaluate", help="run a set's files as the deployment chains them; "
-                                         "task metric and per-file parity against PyTorch")
+    ev = sub.add_parser(
+        "evaluate",
+        help="run a set's files as the deployment chains them; "
+        "task metric and per-file parity against PyTorch",
+    )
     ev.add_argument("directory", help="a directory written by a set compile")
-    ev.add_argument("--scenes", type=int, default=100, help="evaluation scenes/batches "
-                                                            "(default: %(default)s)")
+    ev.add_argument(
+        "--scenes", type=int, default=100, help="evaluation scenes/batches (default: %(default)s)"
+    )
     ev.add_argument("--config", help="the set config (default: the one report.json records)")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON here")
 
@@ -103,11 +150,19 @@ def cmd_compile(args) -> int:
 
     config = load_config(args.config) if args.config else CompileConfig()
     if config.is_set:
-        given = [flag for flag, value in (("--print-ir-after-failure", args.print_ir_after_failure),
-                                          ("--reproducer", args.reproducer)) if value]
+        given = [
+            flag
+            for flag, value in (
+                ("--print-ir-after-failure", args.print_ir_after_failure),
+                ("--reproducer", args.reproducer),
+            )
+            if value
+        ]
         if given:
-            raise UsageError(f"{', '.join(given)}: not available for a set config ([[files]] "
-                             "tables); compile the failing file on its own")
+            raise UsageError(
+                f"{', '.join(given)}: not available for a set config ([[files]] "
+                "tables); compile the failing file on its own"
+            )
         return _compile_set(args, config)
     if args.fp16_set:
         raise UsageError("--fp16-set applies to a set config ([[files]] tables)")
@@ -118,11 +173,19 @@ def cmd_compile(args) -> int:
     if output is None:
         raise UsageError("compile needs -o OUTPUT (or `output` in --config)")
     result = run_compile(
-        model, pipeline=args.pipeline or config.pipeline, calib=args.calib or config.calib,
-        output=output, verify_each=not args.no_verify, print_ir_after=args.print_ir_after,
-        timing=args.timing, stream=sys.stderr, calib_batch_size=args.calib_batch_size,
-        print_ir_after_failure=args.print_ir_after_failure, reproducer=args.reproducer,
-        on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
+        model,
+        pipeline=args.pipeline or config.pipeline,
+        calib=args.calib or config.calib,
+        output=output,
+        verify_each=not args.no_verify,
+        print_ir_after=args.print_ir_after,
+        timing=args.timing,
+        stream=sys.stderr,
+        calib_batch_size=args.calib_batch_size,
+        print_ir_after_failure=args.print_ir_after_failure,
+        reproducer=args.reproducer,
+        on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None,
+    )
     for record in result.records:
         for line in record.report:
             print(f"{record.name}: {line}", file=sys.stderr)
@@ -134,20 +197,36 @@ def _compile_set(args, config) -> int:
     """A config with [[files]] tables: several deployable files into one directory."""
     from bevcc.deploy.set_compile import compile_set
 
-    given = [flag for flag, value in (("INPUT", args.input), ("--pipeline", args.pipeline),
-                                      ("--calib", args.calib),
-                                      ("--calib-batch-size", args.calib_batch_size)) if value]
+    given = [
+        flag
+        for flag, value in (
+            ("INPUT", args.input),
+            ("--pipeline", args.pipeline),
+            ("--calib", args.calib),
+            ("--calib-batch-size", args.calib_batch_size),
+        )
+        if value
+    ]
     if given:
-        raise UsageError(f"{', '.join(given)} given with {args.config}, a set config "
-                         "([[files]] tables); set input, pipeline and calib in the config")
+        raise UsageError(
+            f"{', '.join(given)} given with {args.config}, a set config "
+            "([[files]] tables); set input, pipeline and calib in the config"
+        )
     if args.fp16_set:
         config.fp16_set = True
     result = compile_set(
-        config, output=args.output, verify_each=not args.no_verify, timing=args.timing,
-        print_ir_after=args.print_ir_after, stream=sys.stderr,
-        on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None)
-    print(f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",
-          file=sys.stderr)
+        config,
+        output=args.output,
+        verify_each=not args.no_verify,
+        timing=args.timing,
+        print_ir_after=args.print_ir_after,
+        stream=sys.stderr,
+        on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None,
+    )
+    print(
+        f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -177,18 +256,26 @@ def cmd_sensitivity(args) -> int:
             options[key] = getattr(args, key)
     # an .onnx input is analysed as ONNX (onnxruntime), anything else as FX
     kind = input_kind(args.input)
-    pipeline = _sensitivity_pipeline(default_plugins().registry, kind, args.prefix,
-                                     [(k, str(v)) for k, v in options.items()])
+    pipeline = _sensitivity_pipeline(
+        default_plugins().registry, kind, args.prefix, [(k, str(v)) for k, v in options.items()]
+    )
     output = Path(args.output) / ("model.onnx" if kind == "onnx" else "model.pt")
-    result = run_compile(args.input, pipeline=pipeline, calib=args.calib, output=output,
-                         stream=sys.stderr, calib_batch_size=args.calib_batch_size)
+    result = run_compile(
+        args.input,
+        pipeline=pipeline,
+        calib=args.calib,
+        output=output,
+        stream=sys.stderr,
+        calib_batch_size=args.calib_batch_size,
+    )
     for line in result.records[-1].report:
         print(line)
     return 0
 
 
-def _sensitivity_pipeline(registry, kind: str, prefix: str | None,
-                          options: list[tuple[str, str]]) -> str:
+def _sensitivity_pipeline(
+    registry, kind: str, prefix: str | None, options: list[tuple[str, str]]
+) -> str:
     """The named pipeline sensitivity-KIND is one KIND(...) group whose last step is the
     analysis: it gets the command's options, and --prefix replaces the steps before it."""
     from bevcc.errors import PluginError
@@ -198,8 +285,10 @@ def _sensitivity_pipeline(registry, kind: str, prefix: str | None,
     named = parse_pipeline(registry.pipeline(name))
     (group, *rest) = named.elements
     if rest or not isinstance(group, IRGroup) or group.ir != kind:
-        raise PluginError(f"named pipeline '{name}' is {named.text()}; `bevcc sensitivity` "
-                          f"needs one {kind}(...) group ending in the analysis step")
+        raise PluginError(
+            f"named pipeline '{name}' is {named.text()}; `bevcc sensitivity` "
+            f"needs one {kind}(...) group ending in the analysis step"
+        )
     *steps, analysis = group.steps
     if prefix is None:
         prefix = ",".join(step.text() for step in steps)
@@ -220,12 +309,16 @@ def cmd_evaluate(args) -> int:
     report = set_report(directory)
     source = args.config or report.get("config")
     if not source or not Path(source).is_file():
-        raise UsageError(f"{directory}: its set config {source!r} is not there (paths in "
-                         "report.json are as given when compiling); pass --config SET.toml")
+        raise UsageError(
+            f"{directory}: its set config {source!r} is not there (paths in "
+            "report.json are as given when compiling); pass --config SET.toml"
+        )
     config = load_config(source)
     if not config.evaluate:
-        raise UsageError(f"config {source} names no `evaluate`; add evaluate = "
-                         "\"package.module:function\" (the function that chains the files)")
+        raise UsageError(
+            f"config {source} names no `evaluate`; add evaluate = "
+            '"package.module:function" (the function that chains the files)'
+        )
     if args.scenes < 1:
         raise UsageError("--scenes must be at least 1")
     evaluate = load_callable(config.evaluate, "evaluate")
@@ -249,8 +342,13 @@ def cmd_passes(args) -> int:
 
     registry = default_plugins().registry  # declarations only: imports no pass, no torch
     if args.json:
-        print(json.dumps({"passes": pass_rows(registry), "pipelines": pipeline_rows(registry)},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {"passes": pass_rows(registry), "pipelines": pipeline_rows(registry)},
+                indent=2,
+                default=str,
+            )
+        )
     elif args.markdown:
         sys.stdout.write(passes_markdown(registry))
     else:
@@ -284,9 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     show_traceback = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
     try:
         args = build_parser().parse_args(argv)
-        handler = {"compile": cmd_compile, "passes": cmd_passes, "plugins": cmd_plugins,
-                   "lint": cmd_lint, "sensitivity": cmd_sensitivity,
-                   "evaluate": cmd_evaluate}
+        handler = {
+            "compile": cmd_compile,
+            "passes": cmd_passes,
+            "plugins": cmd_plugins,
+            "lint": cmd_lint,
+            "sensitivity": cmd_sensitivity,
+            "evaluate": cmd_evaluate,
+        }
         return handler[args.command](args)
     except BevccError as exc:
         if show_traceback:
@@ -299,8 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if show_traceback:
             raise
-        print(f"bevcc: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
-              f"{TRACEBACK_ENV}=1 for the traceback and report it)", file=sys.stderr)
+        print(
+            f"bevcc: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+            f"{TRACEBACK_ENV}=1 for the traceback and report it)",
+            file=sys.stderr,
+        )
         return 70
 
 

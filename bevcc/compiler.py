@@ -31,16 +31,27 @@ class CompileResult:
     output: Path | None
 
 
-def compile(model, pipeline: str | None = None, calib=None, output=None, *,
-            example_inputs=None, registry=None, verify_each: bool = True,
-            check_modified: bool | None = None,
-            print_ir_after: str | None = None, timing: bool = False,
-            stream: TextIO | None = None,
-            on_pipeline: Callable[[str], None] | None = None,
-            quant_config=None, artifacts_dir=None,
-            calib_batch_size: int | None = None,
-            instrumentations: list[Instrumentation] | tuple = (),
-            print_ir_after_failure: bool = False, reproducer=None) -> CompileResult:
+def compile(
+    model,
+    pipeline: str | None = None,
+    calib=None,
+    output=None,
+    *,
+    example_inputs=None,
+    registry=None,
+    verify_each: bool = True,
+    check_modified: bool | None = None,
+    print_ir_after: str | None = None,
+    timing: bool = False,
+    stream: TextIO | None = None,
+    on_pipeline: Callable[[str], None] | None = None,
+    quant_config=None,
+    artifacts_dir=None,
+    calib_batch_size: int | None = None,
+    instrumentations: list[Instrumentation] | tuple = (),
+    print_ir_after_failure: bool = False,
+    reproducer=None,
+) -> CompileResult:
     """Compile `model` with `pipeline` and, if `output` is given, write the result there.
 
     `model`: a path to .onnx, a `file.py:callable` / `package.module:callable` reference or a
@@ -71,8 +82,9 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
     if calib_batch_size is not None:
         if calib_data is None:
-            raise UsageError("a calibration batch size was given without calibration data; "
-                             "add --calib DATA")
+            raise UsageError(
+                "a calibration batch size was given without calibration data; add --calib DATA"
+            )
         if calib_batch_size < 1:
             raise UsageError(f"calibration batch size {calib_batch_size} must be at least 1")
         calib_data.batch_size = calib_batch_size
@@ -85,14 +97,28 @@ def compile(model, pipeline: str | None = None, calib=None, output=None, *,
     if print_ir_after_failure:
         on_failure.append(PrintIRAfterFailure(stream))
     if reproducer is not None:
-        on_failure.append(Reproducer(reproducer, parsed, calib=calib,
-                                     calib_batch_size=calib_batch_size,
-                                     verify_each=verify_each, stream=stream))
-    manager = PassManager(parsed, registry, kind, context=context,
-                          verify_each=verify_each,
-                          check_modified=verify_each if check_modified is None else check_modified,
-                          print_ir_after=print_ir_after, timing=timing, stream=stream,
-                          instrumentations=[*on_failure, *instrumentations])
+        on_failure.append(
+            Reproducer(
+                reproducer,
+                parsed,
+                calib=calib,
+                calib_batch_size=calib_batch_size,
+                verify_each=verify_each,
+                stream=stream,
+            )
+        )
+    manager = PassManager(
+        parsed,
+        registry,
+        kind,
+        context=context,
+        verify_each=verify_each,
+        check_modified=verify_each if check_modified is None else check_modified,
+        print_ir_after=print_ir_after,
+        timing=timing,
+        stream=stream,
+        instrumentations=[*on_failure, *instrumentations],
+    )
     target = resolve_output(output, manager.output_kind) if output is not None else None
     if artifacts_dir is not None:
         context.artifacts_dir = Path(artifacts_dir)
@@ -125,6 +151,8 @@ def resolve_output(output, kind: str) -> Path:
     if path.is_dir() or not path.suffix:
         return path / f"model{suffix}"
     if path.suffix != suffix:
-        raise UsageError(f"output {path} ends in {path.suffix}, but the pipeline ends on {kind} "
-                         f"IR, which is written as {suffix}; rename the output or add a conversion")
+        raise UsageError(
+            f"output {path} ends in {path.suffix}, but the pipeline ends on {kind} "
+            f"IR, which is written as {suffix}; rename the output or add a conversion"
+        )
     return path

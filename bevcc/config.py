@@ -66,16 +66,20 @@ def load_config(path: str | Path) -> CompileConfig:
     tables = data.pop("files", None)
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
-        raise UsageError(f"config {path}: unknown key(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(KEYS)} (and [[files]] tables for a set of files)")
+        raise UsageError(
+            f"config {path}: unknown key(s) {', '.join(unknown)}; known: "
+            f"{', '.join(KEYS)} (and [[files]] tables for a set of files)"
+        )
     for key, value in data.items():
         wanted = bool if key == "fp16_set" else str
         if not isinstance(value, wanted):
             kind = "true or false" if wanted is bool else "a string"
             raise UsageError(f"config {path}: '{key}' must be {kind}")
     if tables is None and any(key in data for key in SET_ONLY_KEYS):
-        raise UsageError(f"config {path}: {', '.join(k for k in SET_ONLY_KEYS if k in data)} "
-                         "only apply to a set config ([[files]] tables)")
+        raise UsageError(
+            f"config {path}: {', '.join(k for k in SET_ONLY_KEYS if k in data)} "
+            "only apply to a set config ([[files]] tables)"
+        )
     config = CompileConfig(**data, source=str(path))
     for key in ("input", "calib", "output", "evaluate"):
         value = getattr(config, key)
@@ -89,14 +93,17 @@ def load_config(path: str | Path) -> CompileConfig:
 
 def _parse_files(path: Path, tables, config: CompileConfig) -> list[FileSpec]:
     if isinstance(tables, dict):
-        raise UsageError(f"config {path}: 'files' is one table; write [[files]] (double "
-                         "brackets), one table per deployable file")
-    if not isinstance(tables, list) or not tables or \
-            not all(isinstance(t, dict) for t in tables):
+        raise UsageError(
+            f"config {path}: 'files' is one table; write [[files]] (double "
+            "brackets), one table per deployable file"
+        )
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise UsageError(f"config {path}: 'files' must be one or more [[files]] tables")
     if config.input is not None:
-        raise UsageError(f"config {path}: a set config takes `input` in each [[files]] table, "
-                         "not at the top level; move it into the tables")
+        raise UsageError(
+            f"config {path}: a set config takes `input` in each [[files]] table, "
+            "not at the top level; move it into the tables"
+        )
     specs = []
     for index, table in enumerate(tables, 1):
         where = f"config {path}: [[files]] entry {index}"
@@ -104,8 +111,9 @@ def _parse_files(path: Path, tables, config: CompileConfig) -> list[FileSpec]:
             where += f" ('{table['name']}')"
         unknown = sorted(set(table) - set(FILE_KEYS))
         if unknown:
-            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(FILE_KEYS)}")
+            raise UsageError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(FILE_KEYS)}"
+            )
         for key, value in table.items():
             if not isinstance(value, str):
                 raise UsageError(f"{where}: '{key}' must be a string")
@@ -113,8 +121,9 @@ def _parse_files(path: Path, tables, config: CompileConfig) -> list[FileSpec]:
         for key in ("name", "input", "pipeline", "precision"):
             if not values.get(key):
                 hint = " (or a top-level default)" if key == "pipeline" else ""
-                raise UsageError(f"{where}: missing '{key}'; add {key} = \"...\" to the "
-                                 f"table{hint}")
+                raise UsageError(
+                    f"{where}: missing '{key}'; add {key} = \"...\" to the table{hint}"
+                )
         for key in ("input", "calib"):
             if values.get(key) is not None:
                 values[key] = _relative_to(path.parent, values[key])
@@ -130,27 +139,34 @@ def check_files(files: list[FileSpec], where: str) -> None:
     for index, spec in enumerate(files, 1):
         entry = f"{where}: [[files]] entry {index} ('{spec.name}')"
         if not isinstance(spec.name, str) or not _NAME.fullmatch(spec.name):
-            raise UsageError(f"{entry}: name must be letters, digits, '.', '_' or '-' (not "
-                             "starting with '.' or '-'), since it names DIR/<name>.onnx")
+            raise UsageError(
+                f"{entry}: name must be letters, digits, '.', '_' or '-' (not "
+                "starting with '.' or '-'), since it names DIR/<name>.onnx"
+            )
         if spec.name.endswith(".onnx"):
-            raise UsageError(f"{entry}: give the name without '.onnx' (the file is written as "
-                             "DIR/<name>.onnx)")
+            raise UsageError(
+                f"{entry}: give the name without '.onnx' (the file is written as DIR/<name>.onnx)"
+            )
         if spec.name in seen:
             raise UsageError(f"{entry}: name used twice; each file needs its own name")
         seen.add(spec.name)
         if not spec.input or not spec.pipeline:
             raise UsageError(f"{entry}: needs an input and a pipeline")
         if spec.precision not in PRECISIONS:
-            raise UsageError(f"{entry}: precision '{spec.precision}' is not one of "
-                             f"{', '.join(PRECISIONS)}")
+            raise UsageError(
+                f"{entry}: precision '{spec.precision}' is not one of {', '.join(PRECISIONS)}"
+            )
         try:
             shlex.split(spec.trtexec or "")
         except ValueError as exc:
-            raise UsageError(f"{entry}: trtexec flags are not valid shell words ({exc}); "
-                             "check the quotes") from None
+            raise UsageError(
+                f"{entry}: trtexec flags are not valid shell words ({exc}); check the quotes"
+            ) from None
         if spec.trtexec and spec.precision == "libspconv":
-            raise UsageError(f"{entry}: trtexec flags given, but libspconv loads this file "
-                             "itself and no engine is built; remove trtexec")
+            raise UsageError(
+                f"{entry}: trtexec flags given, but libspconv loads this file "
+                "itself and no engine is built; remove trtexec"
+            )
 
 
 def _relative_to(base: Path, value: str) -> str:

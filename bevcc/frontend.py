@@ -61,13 +61,17 @@ def _build_referenced(text: str, registry):
     elif is_callable_ref(text):
         builder = load_callable(text, "model")
     elif Path(text).exists():
-        raise InputError(f"model {text}: bevcc reads .onnx files, .pt files bevcc wrote, or "
-                         "file.py:callable / package.module:callable references returning an "
-                         "nn.Module")
+        raise InputError(
+            f"model {text}: bevcc reads .onnx files, .pt files bevcc wrote, or "
+            "file.py:callable / package.module:callable references returning an "
+            "nn.Module"
+        )
     else:
-        raise InputError(f"model '{text}' is neither a file, a registered model "
-                         f"({', '.join(sorted(registry.models)) or 'none'}) nor a "
-                         "file.py:callable or package.module:callable reference")
+        raise InputError(
+            f"model '{text}' is neither a file, a registered model "
+            f"({', '.join(sorted(registry.models)) or 'none'}) nor a "
+            "file.py:callable or package.module:callable reference"
+        )
     return call_user(builder, text, "model")
 
 
@@ -79,13 +83,19 @@ def _trace(obj, registry, calib: CalibData | None, example_inputs):
     module, inputs = obj, example_inputs
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], torch.nn.Module):
         module, inputs = obj[0], obj[1] if example_inputs is None else example_inputs
-    if isinstance(module, Mapping) and module and all(isinstance(v, torch.Tensor)
-                                                      for v in module.values()):
-        raise InputError("got a state_dict (a mapping of tensors) where an nn.Module was expected; "
-                         "build the model, call load_state_dict on it and return the module")
+    if (
+        isinstance(module, Mapping)
+        and module
+        and all(isinstance(v, torch.Tensor) for v in module.values())
+    ):
+        raise InputError(
+            "got a state_dict (a mapping of tensors) where an nn.Module was expected; "
+            "build the model, call load_state_dict on it and return the module"
+        )
     if not isinstance(module, torch.nn.Module):
-        raise InputError(f"model is a {type(module).__name__}; expected an nn.Module or "
-                         "(module, example_inputs)")
+        raise InputError(
+            f"model is a {type(module).__name__}; expected an nn.Module or (module, example_inputs)"
+        )
     if inputs is not None and not isinstance(inputs, (tuple, list)):
         inputs = (inputs,)
     if inputs is None and calib is not None:
@@ -126,12 +136,18 @@ def _inputs_from_calib(module, calib: CalibData) -> tuple:
     names = [namer.placeholder(p.name).name for p in params]
     calib.input_names = names
     batch = calib.first()
-    missing = [n for n, p in zip(names, params) if n not in batch and p.default is p.empty]
+    missing = [
+        n for n, p in zip(names, params, strict=True) if n not in batch and p.default is p.empty
+    ]
     if missing:
-        raise InputError(f"calibration data {calib.description} lacks input(s) "
-                         f"{', '.join(missing)}; it has {', '.join(batch)}; add them to the "
-                         "data, or return (module, example_inputs) from the model callable "
-                         "(non-tensor inputs such as batch_size go there)")
+        raise InputError(
+            f"calibration data {calib.description} lacks input(s) "
+            f"{', '.join(missing)}; it has {', '.join(batch)}; add them to the "
+            "data, or return (module, example_inputs) from the model callable "
+            "(non-tensor inputs such as batch_size go there)"
+        )
     given = max((i + 1 for i, n in enumerate(names) if n in batch), default=0)
-    return tuple(torch.from_numpy(batch[n]) if n in batch else p.default
-                 for n, p in zip(names[:given], params[:given]))
+    return tuple(
+        torch.from_numpy(batch[n]) if n in batch else p.default
+        for n, p in zip(names[:given], params[:given], strict=True)
+    )

@@ -24,14 +24,17 @@ def load_callable(ref: str, what: str):
         try:
             module = importlib.import_module(location)
         except ImportError as exc:
-            raise InputError(f"{what} '{ref}': cannot import module '{location}' ({exc}); check "
-                             "the name or install the package") from exc
+            raise InputError(
+                f"{what} '{ref}': cannot import module '{location}' ({exc}); check "
+                "the name or install the package"
+            ) from exc
     obj = module
     for part in attr.split("."):  # "module:obj.method" names a bound method of a module object
         owner, obj = obj, getattr(obj, part, None)
         if obj is None:
-            names = ", ".join(n for n in dir(owner) if not n.startswith("_") and
-                              callable(getattr(owner, n)))[:200]
+            names = ", ".join(
+                n for n in dir(owner) if not n.startswith("_") and callable(getattr(owner, n))
+            )[:200]
             where = location if owner is module else attr.rpartition(".")[0]
             raise InputError(f"{what} '{ref}': '{where}' has no '{part}' (it has: {names})")
     if not callable(obj):

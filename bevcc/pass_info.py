@@ -42,9 +42,15 @@ class PassInfo:
     @classmethod
     def of(cls, pass_cls: type[Pass]) -> PassInfo:
         """The declaration of an already imported class (it stays attached: nothing to import)."""
-        info = cls(pass_cls.name, pass_cls.ir, pass_cls.summary,
-                   f"{pass_cls.__module__}:{pass_cls.__qualname__}", pass_cls.Options,
-                   pass_cls.produces, pass_cls.quantizes)
+        info = cls(
+            pass_cls.name,
+            pass_cls.ir,
+            pass_cls.summary,
+            f"{pass_cls.__module__}:{pass_cls.__qualname__}",
+            pass_cls.Options,
+            pass_cls.produces,
+            pass_cls.quantizes,
+        )
         object.__setattr__(info, "_cls", pass_cls)
         return info
 
@@ -72,12 +78,15 @@ class PassInfo:
         if self._cls is None:
             pass_cls = _import(self.impl, f"pass '{self.name}' on {self.ir}")
             if not (isinstance(pass_cls, type) and issubclass(pass_cls, Pass)):
-                raise PluginError(f"pass '{self.name}' on {self.ir}: {self.impl} is not a "
-                                  "bevcc.Pass subclass")
+                raise PluginError(
+                    f"pass '{self.name}' on {self.ir}: {self.impl} is not a bevcc.Pass subclass"
+                )
             disagreement = self.disagreement(pass_cls)
             if disagreement:
-                raise PluginError(f"pass '{self.name}' on {self.ir}: {disagreement}; make the "
-                                  "declaration and the class agree")
+                raise PluginError(
+                    f"pass '{self.name}' on {self.ir}: {disagreement}; make the "
+                    "declaration and the class agree"
+                )
             object.__setattr__(self, "_cls", pass_cls)
         return self._cls
 
@@ -87,10 +96,13 @@ class PassInfo:
             declared, actual = getattr(self, attr), getattr(pass_cls, attr, None)
             if declared != actual:
                 return f"{self.impl} has {attr} {actual!r}, its declaration {declared!r}"
-        if pass_cls.Options is not self.options and \
-                describe_options(pass_cls) != describe_options(self):
-            return (f"{self.impl}'s options {pass_cls.Options.__qualname__} differ from the "
-                    f"declared {self.options.__qualname__}")
+        if pass_cls.Options is not self.options and describe_options(pass_cls) != describe_options(
+            self
+        ):
+            return (
+                f"{self.impl}'s options {pass_cls.Options.__qualname__} differ from the "
+                f"declared {self.options.__qualname__}"
+            )
         return None
 
 
@@ -102,8 +114,9 @@ def check_declaration(info: Any, who: str, label: str, conversion: bool) -> None
     if not NAME.fullmatch(info.name):
         raise PluginError(f"{who}: pass name '{info.name}' must be lower_snake_case")
     if info.ir not in IR_KINDS or info.output_kind() not in IR_KINDS:
-        raise PluginError(f"{who}: pass '{info.name}' names an unknown IR; known: "
-                          f"{', '.join(IR_KINDS)}")
+        raise PluginError(
+            f"{who}: pass '{info.name}' names an unknown IR; known: {', '.join(IR_KINDS)}"
+        )
     if not dataclasses.is_dataclass(info.Options):
         raise PluginError(f"{who}: pass '{info.name}' Options must be a dataclass")
     if info.is_conversion() != conversion:
@@ -118,6 +131,8 @@ def _import(ref: str, what: str) -> Any:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise PluginError(f"{what}: cannot import {ref} ({type(exc).__name__}: {exc}); "
-                          "reinstall the plugin that declares it") from exc
+        raise PluginError(
+            f"{what}: cannot import {ref} ({type(exc).__name__}: {exc}); "
+            "reinstall the plugin that declares it"
+        ) from exc
     return obj

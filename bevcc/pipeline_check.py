@@ -12,6 +12,7 @@ def check_pipeline(pipeline: Pipeline, registry, input_kind: str) -> str:
     """Raise the UsageError the pass manager would raise for the first bad step (same order,
     same message); return the IR kind the pipeline ends on."""
     kind = input_kind
-    for spec, info, kind in placed_steps(pipeline, input_kind, IR_KINDS, registry.pass_info):
+    for spec, info, step_kind in placed_steps(pipeline, input_kind, IR_KINDS, registry.pass_info):
         build_options(info, spec.options)
+        kind = step_kind
     return kind

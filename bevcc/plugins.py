@@ -19,8 +19,14 @@ ENTRY_POINT_GROUP = "bevcc"
 DISABLE_AUTOLOAD_ENV = "BEVCC_DISABLE_PLUGIN_AUTOLOAD"
 EXTRA_PLUGINS_ENV = "BEVCC_PLUGINS"
 BUILTIN = "bevcc"
-HOOKS = ("bevcc_register_passes", "bevcc_register_backends", "bevcc_register_pipelines",
-         "bevcc_register_leaf_modules", "bevcc_register_metrics", "bevcc_register_models")
+HOOKS = (
+    "bevcc_register_passes",
+    "bevcc_register_backends",
+    "bevcc_register_pipelines",
+    "bevcc_register_leaf_modules",
+    "bevcc_register_metrics",
+    "bevcc_register_models",
+)
 
 
 class PluginLoadWarning(UserWarning):
@@ -88,46 +94,74 @@ class UnknownHookError(Exception):
 def _check_hook_names(pm: pluggy.PluginManager, module, name: str) -> None:
     """pluggy's check_pending, for one plugin: every `bevcc_*` function it defines must be a
     known hook marked with @bevcc.hookimpl, else it would load as "ok" and register nothing."""
-    unknown = sorted(hook for hook, caller in vars(pm.hook).items()
-                     if not caller.has_spec() and
-                     any(impl.plugin_name == name for impl in caller.get_hookimpls()))
-    unmarked = sorted(attr for attr in dir(module) if attr in HOOKS and callable(
-        getattr(module, attr)) and not hasattr(getattr(module, attr), f"{ENTRY_POINT_GROUP}_impl"))
-    unknown += sorted(attr for attr in dir(module) if attr.startswith("bevcc_register")
-                      and attr not in HOOKS and attr not in unknown
-                      and callable(getattr(module, attr)))
+    unknown = sorted(
+        hook
+        for hook, caller in vars(pm.hook).items()
+        if not caller.has_spec()
+        and any(impl.plugin_name == name for impl in caller.get_hookimpls())
+    )
+    unmarked = sorted(
+        attr
+        for attr in dir(module)
+        if attr in HOOKS
+        and callable(getattr(module, attr))
+        and not hasattr(getattr(module, attr), f"{ENTRY_POINT_GROUP}_impl")
+    )
+    unknown += sorted(
+        attr
+        for attr in dir(module)
+        if attr.startswith("bevcc_register")
+        and attr not in HOOKS
+        and attr not in unknown
+        and callable(getattr(module, attr))
+    )
     if unknown:
         close = difflib.get_close_matches(unknown[0], HOOKS, n=1)
         hint = f"did you mean {close[0]}?" if close else f"the hooks are {', '.join(HOOKS)}"
         raise UnknownHookError(f"{unknown[0]} is not a bevcc hook ({hint})")
     if unmarked:
-        raise UnknownHookError(f"{unmarked[0]} is not marked @bevcc.hookimpl, so pluggy never "
-                               "calls it; decorate it")
+        raise UnknownHookError(
+            f"{unmarked[0]} is not marked @bevcc.hookimpl, so pluggy never calls it; decorate it"
+        )
 
 
 def _candidates(autoload: bool):
     """(info, loader, hint on failure) for the built-ins, entry points, and BEVCC_PLUGINS."""
     from bevcc.version import __version__
 
-    yield (PluginInfo(BUILTIN, "bevcc", __version__, "bevcc.passes"),
-           lambda: importlib.import_module("bevcc.passes"), "reinstall bevcc")
+    yield (
+        PluginInfo(BUILTIN, "bevcc", __version__, "bevcc.passes"),
+        lambda: importlib.import_module("bevcc.passes"),
+        "reinstall bevcc",
+    )
     if autoload:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = getattr(ep, "dist", None)
-            yield (PluginInfo(ep.name, dist.name if dist else None,
-                              dist.version if dist else None, ep.value), ep.load,
-                   f"fix or uninstall it, or set {DISABLE_AUTOLOAD_ENV}=1")
+            yield (
+                PluginInfo(
+                    ep.name, dist.name if dist else None, dist.version if dist else None, ep.value
+                ),
+                ep.load,
+                f"fix or uninstall it, or set {DISABLE_AUTOLOAD_ENV}=1",
+            )
     for name in filter(None, (n.strip() for n in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
-        yield (PluginInfo(name, None, None, name), partial(importlib.import_module, name),
-               f"fix it or remove it from {EXTRA_PLUGINS_ENV}")
+        yield (
+            PluginInfo(name, None, None, name),
+            partial(importlib.import_module, name),
+            f"fix it or remove it from {EXTRA_PLUGINS_ENV}",
+        )
 
 
 def _fail(info: PluginInfo, exc: Exception, hint: str) -> None:
     info.status = "failed"
     info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     origin = f" (from {info.dist} {info.version})" if info.dist else ""
-    warnings.warn(f"plugin '{info.name}'{origin} failed to load: {info.error}; skipped. "
-                  f"{hint[0].upper()}{hint[1:]}", PluginLoadWarning, stacklevel=3)
+    warnings.warn(
+        f"plugin '{info.name}'{origin} failed to load: {info.error}; skipped. "
+        f"{hint[0].upper()}{hint[1:]}",
+        PluginLoadWarning,
+        stacklevel=3,
+    )
 
 
 _DEFAULT: Plugins | None = None

@@ -78,8 +78,9 @@ class Registry(RuntimeTables):
         is parsed now; its words are checked when a command uses it."""
         who = f"plugin '{self.current_plugin}'"
         if not (isinstance(name, str) and _PIPELINE_NAME.fullmatch(name)):
-            raise PluginError(f"{who}: pipeline name {name!r} must be lowercase letters, digits, "
-                              "'-' and '_'")
+            raise PluginError(
+                f"{who}: pipeline name {name!r} must be lowercase letters, digits, '-' and '_'"
+            )
         if not isinstance(summary, str) or not summary:
             raise PluginError(f"{who}: pipeline '{name}' needs a one-line summary")
         try:
@@ -89,8 +90,10 @@ class Registry(RuntimeTables):
         pipeline = NamedPipeline(name, canonical, summary)
         previous = self.pipelines.get(name)
         if previous is not None and previous.obj != pipeline:
-            raise PluginError(f"pipeline '{name}' is registered twice: by '{previous.plugin}' and "
-                              f"by '{self.current_plugin}'; rename one")
+            raise PluginError(
+                f"pipeline '{name}' is registered twice: by '{previous.plugin}' and "
+                f"by '{self.current_plugin}'; rename one"
+            )
         self.pipelines[name] = Entry(name, pipeline, self.current_plugin, "pipeline")
         return name
 
@@ -109,12 +112,20 @@ class Registry(RuntimeTables):
         elsewhere = [e.info for (i, n), e in self.passes.items() if n == name]
         if elsewhere:
             raise UsageError(_misplaced(name, ir, conversion, elsewhere))
-        candidates = sorted({n for (i, n), e in self.passes.items()
-                             if e.info.is_conversion() == conversion and (conversion or i == ir)})
+        candidates = sorted(
+            {
+                n
+                for (i, n), e in self.passes.items()
+                if e.info.is_conversion() == conversion and (conversion or i == ir)
+            }
+        )
         close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
         where = "conversion" if conversion else f"{ir} pass"
-        hint = f"did you mean {', '.join(close)}?" if close else \
-            f"known: {', '.join(candidates) or 'none'}"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else f"known: {', '.join(candidates) or 'none'}"
+        )
         raise UsageError(f"unknown {where} '{name}': {hint} (see `bevcc passes`)")
 
     def pipeline(self, name: str) -> str:
@@ -124,8 +135,9 @@ class Registry(RuntimeTables):
             return entry.obj.text
         known = sorted(self.pipelines)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else \
-            f"known: {', '.join(known) or 'none'}"
+        hint = (
+            f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known) or 'none'}"
+        )
         raise UsageError(f"no named pipeline '{name}': {hint} (see `bevcc passes`)")
 
     def entries(self) -> list[PassEntry]:
@@ -162,8 +174,10 @@ class Registry(RuntimeTables):
         key = (info.ir, info.name)
         previous = self.passes.get(key)
         if previous is not None and not previous.info.same_pass(info):
-            raise PluginError(f"pass '{info.name}' on {info.ir} is registered twice: by "
-                              f"'{previous.plugin}' and by '{self.current_plugin}'; rename one")
+            raise PluginError(
+                f"pass '{info.name}' on {info.ir} is registered twice: by "
+                f"'{previous.plugin}' and by '{self.current_plugin}'; rename one"
+            )
         if previous is None or not previous.info.is_loaded():
             self.passes[key] = PassEntry(info, self.current_plugin, kind)
         return given
@@ -174,10 +188,14 @@ def _misplaced(name: str, ir: str, conversion: bool, found: list[PassInfo]) -> s
     irs = sorted({i.ir for i in found})
     if info.is_conversion():
         if conversion:
-            return (f"conversion '{name}' reads {', '.join(irs)}, but the pipeline holds {ir} at "
-                    f"that point; put it right after a {irs[0]}(...) group")
-        return (f"'{name}' converts {info.ir} to {info.output_kind()}: write it at the "
-                f"top level of the pipeline, not inside {ir}(...)")
+            return (
+                f"conversion '{name}' reads {', '.join(irs)}, but the pipeline holds {ir} at "
+                f"that point; put it right after a {irs[0]}(...) group"
+            )
+        return (
+            f"'{name}' converts {info.ir} to {info.output_kind()}: write it at the "
+            f"top level of the pipeline, not inside {ir}(...)"
+        )
     if conversion:
         return f"'{name}' is a pass on {', '.join(irs)}: write it inside {irs[0]}(...)"
     return f"pass '{name}' runs on {', '.join(irs)}, not {ir}: move it into {irs[0]}(...)"

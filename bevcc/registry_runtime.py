@@ -11,9 +11,17 @@ from typing import Any
 from bevcc.errors import BevccError, PluginError
 from bevcc.ir.trace_rules import TraceRules
 
-PLURAL = {"pass": "passes", "backend": "backends", "pipeline": "pipelines",
-          "leaf_module": "leaf_modules", "metric": "metrics", "model": "models",
-          "foldable": "foldables", "trace_rule": "trace_rules", "leaf_function": "leaf_functions"}
+PLURAL = {
+    "pass": "passes",
+    "backend": "backends",
+    "pipeline": "pipelines",
+    "leaf_module": "leaf_modules",
+    "metric": "metrics",
+    "model": "models",
+    "foldable": "foldables",
+    "trace_rule": "trace_rules",
+    "leaf_function": "leaf_functions",
+}
 DEFERRABLE = ("leaf_modules", "foldables", "trace_rules", "leaf_functions", "metrics", "models")
 
 
@@ -66,21 +74,31 @@ class RuntimeTables:
         """
         unknown = sorted(set(declared) - set(DEFERRABLE))
         if unknown or not callable(load):
-            raise PluginError(f"plugin '{self.current_plugin}': defer expects a callable and "
-                              f"kinds among {', '.join(DEFERRABLE)}; got {load!r}, "
-                              f"{', '.join(unknown) or 'no unknown kind'}")
-        self._deferred.append(Deferred(self.current_plugin, load,
-                                       {k: sorted(v) for k, v in declared.items()},
-                                       {t: len(getattr(self, t)) for t in _ORDERED}))
+            raise PluginError(
+                f"plugin '{self.current_plugin}': defer expects a callable and "
+                f"kinds among {', '.join(DEFERRABLE)}; got {load!r}, "
+                f"{', '.join(unknown) or 'no unknown kind'}"
+            )
+        self._deferred.append(
+            Deferred(
+                self.current_plugin,
+                load,
+                {k: sorted(v) for k, v in declared.items()},
+                {t: len(getattr(self, t)) for t in _ORDERED},
+            )
+        )
 
     def add_leaf_module(self, module_type: type) -> type:
         """Declare a module type that FX tracing must treat as one opaque call."""
         if not isinstance(module_type, type):
-            raise PluginError(f"plugin '{self.current_plugin}': add_leaf_module expects a class, "
-                              f"got {module_type!r}")
+            raise PluginError(
+                f"plugin '{self.current_plugin}': add_leaf_module expects a class, "
+                f"got {module_type!r}"
+            )
         if all(e.obj is not module_type for e in self._leaf_modules):
-            self._leaf_modules.append(Entry(_type_name(module_type), module_type,
-                                            self.current_plugin, "leaf_module"))
+            self._leaf_modules.append(
+                Entry(_type_name(module_type), module_type, self.current_plugin, "leaf_module")
+            )
         return module_type
 
     def add_foldable(self, module_type: type, layout: str = "out_first") -> type:
@@ -90,10 +108,13 @@ class RuntimeTables:
         The type needs `weight`, `bias` (may be None) and `out_channels` attributes.
         """
         if layout not in ("out_first", "transposed"):
-            raise PluginError(f"plugin '{self.current_plugin}': add_foldable layout must be "
-                              f"out_first or transposed, got {layout!r}")
-        self._foldables.append(Entry(_type_name(module_type), (module_type, layout),
-                                     self.current_plugin, "foldable"))
+            raise PluginError(
+                f"plugin '{self.current_plugin}': add_foldable layout must be "
+                f"out_first or transposed, got {layout!r}"
+            )
+        self._foldables.append(
+            Entry(_type_name(module_type), (module_type, layout), self.current_plugin, "foldable")
+        )
         return module_type
 
     def add_trace_rule(self, module_type: type, rule: Callable) -> Callable:
@@ -103,17 +124,21 @@ class RuntimeTables:
         Proxy never matches); the children the rule calls are traced under their own names.
         """
         if not isinstance(module_type, type) or not callable(rule):
-            raise PluginError(f"plugin '{self.current_plugin}': add_trace_rule expects a class "
-                              f"and a callable, got {module_type!r}, {rule!r}")
-        self._container_rules.append(Entry(_type_name(module_type), (module_type, rule),
-                                           self.current_plugin, "trace_rule"))
+            raise PluginError(
+                f"plugin '{self.current_plugin}': add_trace_rule expects a class "
+                f"and a callable, got {module_type!r}, {rule!r}"
+            )
+        self._container_rules.append(
+            Entry(_type_name(module_type), (module_type, rule), self.current_plugin, "trace_rule")
+        )
         return rule
 
     def add_leaf_function(self, fn: Callable) -> Callable:
         """Record calls of `fn` (a function or class called by a global name) as one FX node."""
         if not callable(fn):
-            raise PluginError(f"plugin '{self.current_plugin}': add_leaf_function expects a "
-                              f"callable, got {fn!r}")
+            raise PluginError(
+                f"plugin '{self.current_plugin}': add_leaf_function expects a callable, got {fn!r}"
+            )
         if all(e.obj is not fn for e in self._leaf_functions):
             name = _type_name(fn) if hasattr(fn, "__qualname__") else repr(fn)
             self._leaf_functions.append(Entry(name, fn, self.current_plugin, "leaf_function"))
@@ -162,8 +187,11 @@ class RuntimeTables:
 
     def trace_rules(self) -> TraceRules:
         """Everything FX tracing needs from plugins, in registration order."""
-        return TraceRules(self.leaf_types(), tuple(e.obj for e in self.container_rules),
-                          tuple(e.obj for e in self.leaf_functions))
+        return TraceRules(
+            self.leaf_types(),
+            tuple(e.obj for e in self.container_rules),
+            tuple(e.obj for e in self.leaf_functions),
+        )
 
     def resolve(self) -> None:
         """Run every deferred registration now (get_registry() does, for a complete registry).
@@ -182,9 +210,11 @@ class RuntimeTables:
                 self._drop_runtime(group.plugin)
                 if isinstance(exc, BevccError):
                     raise
-                raise PluginError(f"plugin '{group.plugin}' failed to register its "
-                                  f"{', '.join(group.declared) or 'deferred contributions'}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plugin '{group.plugin}' failed to register its "
+                    f"{', '.join(group.declared) or 'deferred contributions'}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             finally:
                 self.current_plugin = outer
 
@@ -192,8 +222,8 @@ class RuntimeTables:
     def _move_into_place(self, group: Deferred, ends: dict[str, int]) -> None:
         for name in _ORDERED:
             table = getattr(self, name)
-            added = table[ends[name]:]
-            del table[ends[name]:]
+            added = table[ends[name] :]
+            del table[ends[name] :]
             at = group.positions[name]
             table[at:at] = added
             for later in self._deferred:  # deferred after this group: their place moves too
@@ -202,8 +232,14 @@ class RuntimeTables:
 
     def _runtime_contributions(self, plugin: str) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for e in [*self._leaf_modules, *self._foldables, *self._container_rules,
-                  *self._leaf_functions, *self._metrics.values(), *self._models.values()]:
+        for e in [
+            *self._leaf_modules,
+            *self._foldables,
+            *self._container_rules,
+            *self._leaf_functions,
+            *self._metrics.values(),
+            *self._models.values(),
+        ]:
             if e.plugin == plugin:
                 out.setdefault(PLURAL[e.kind], set()).add(e.name)
         for group in self._deferred:
@@ -226,8 +262,10 @@ class RuntimeTables:
             raise PluginError(f"plugin '{self.current_plugin}': {kind} '{name}' is not callable")
         previous = table.get(name)
         if previous is not None and previous.obj is not obj:
-            raise PluginError(f"{kind} '{name}' is registered twice: by '{previous.plugin}' and "
-                              f"by '{self.current_plugin}'; rename one")
+            raise PluginError(
+                f"{kind} '{name}' is registered twice: by '{previous.plugin}' and "
+                f"by '{self.current_plugin}'; rename one"
+            )
         table[name] = Entry(name, obj, self.current_plugin, kind)
         return obj
 

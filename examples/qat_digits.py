@@ -21,8 +21,9 @@ from bevcc.quant.quantizer import TensorQuantizer
 from bevcc.reference.digits import accuracy, calibration_batches, trained_digits_net
 
 
-def fine_tune(module: torch.nn.Module, images, labels, steps: int, lr: float = 2e-5,
-              seed: int = 0) -> None:
+def fine_tune(
+    module: torch.nn.Module, images, labels, steps: int, lr: float = 2e-5, seed: int = 0
+) -> None:
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
@@ -37,11 +38,17 @@ def fine_tune(module: torch.nn.Module, images, labels, steps: int, lr: float = 2
 
 def main(steps: int = 60, out: Path = Path("build/qat_digits"), registry=None) -> dict:
     model, example, (train_x, train_y), (test_x, test_y) = trained_digits_net()
-    ptq = bevcc.compile((model, example), pipeline="fx(bn_fold,qdq_insert)",
-                        calib=calibration_batches(train_x), registry=registry)
+    ptq = bevcc.compile(
+        (model, example),
+        pipeline="fx(bn_fold,qdq_insert)",
+        calib=calibration_batches(train_x),
+        registry=registry,
+    )
     fake_quant = ptq.ir.module  # calibrated; quantizers are nn.Modules inside it
-    results = {"float": accuracy(model, test_x, test_y),
-               "ptq": accuracy(fake_quant, test_x, test_y)}
+    results = {
+        "float": accuracy(model, test_x, test_y),
+        "ptq": accuracy(fake_quant, test_x, test_y),
+    }
 
     for quantizer in fake_quant.modules():
         if isinstance(quantizer, TensorQuantizer):
@@ -51,11 +58,13 @@ def main(steps: int = 60, out: Path = Path("build/qat_digits"), registry=None) -
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "digits_qat.onnx"
-    bevcc.compile(ptq.ir, pipeline="export{dynamic_batch=true},onnx(check)", output=path,
-                  registry=registry)
+    bevcc.compile(
+        ptq.ir, pipeline="export{dynamic_batch=true},onnx(check)", output=path, registry=registry
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     results["qat deployed file"] = accuracy(
-        lambda images: session.run(None, {"image": np.asarray(images)})[0], test_x, test_y)
+        lambda images: session.run(None, {"image": np.asarray(images)})[0], test_x, test_y
+    )
     results["file"] = str(path)
     return results
 

@@ -34,8 +34,15 @@ def tiny_onnx(tmp_path, tiny):
     model, inputs = tiny
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, inputs, str(path), dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["output"])
+        torch.onnx.export(
+            model,
+            inputs,
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=["output"],
+        )
     return path
 
 
@@ -43,5 +50,12 @@ def run_bevcc(*args, env_extra=None, cwd=None, timeout=300):
     """Run the installed `bevcc` console script in a subprocess, as a user would."""
     env = dict(os.environ, **(env_extra or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=timeout, check=False)
+    return subprocess.run(
+        [exe, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )

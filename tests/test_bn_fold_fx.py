@@ -27,16 +27,24 @@ def _bn(dims, channels, affine=True):
 
 CASES = {
     "conv1d": (nn.Conv1d(4, 6, 3, padding=1), 1, (2, 4, 9)),
-    "conv2d_groups_dilation_nobias": (nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2,
-                                                bias=False), 2, (2, 4, 7, 7)),
-    "conv2d_reflect_stride": (nn.Conv2d(3, 5, 3, stride=2, padding=1, padding_mode="reflect"), 2,
-                              (1, 3, 9, 9)),
+    "conv2d_groups_dilation_nobias": (
+        nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2, bias=False),
+        2,
+        (2, 4, 7, 7),
+    ),
+    "conv2d_reflect_stride": (
+        nn.Conv2d(3, 5, 3, stride=2, padding=1, padding_mode="reflect"),
+        2,
+        (1, 3, 9, 9),
+    ),
     "conv3d": (nn.Conv3d(2, 4, (1, 3, 3), padding=(0, 1, 1)), 3, (1, 2, 3, 5, 5)),
     "convtranspose1d": (nn.ConvTranspose1d(4, 6, 3, stride=2), 1, (2, 4, 5)),
-    "convtranspose2d_groups_outpad": (nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1,
-                                                         groups=2, bias=False), 2, (1, 4, 5, 5)),
-    "convtranspose3d_groups": (nn.ConvTranspose3d(6, 9, 2, stride=2, groups=3), 3,
-                               (1, 6, 2, 3, 3)),
+    "convtranspose2d_groups_outpad": (
+        nn.ConvTranspose2d(4, 6, 3, stride=2, output_padding=1, groups=2, bias=False),
+        2,
+        (1, 4, 5, 5),
+    ),
+    "convtranspose3d_groups": (nn.ConvTranspose3d(6, 9, 2, stride=2, groups=3), 3, (1, 6, 2, 3, 3)),
     "linear": (nn.Linear(5, 7), 1, (4, 5)),
 }
 
@@ -54,8 +62,9 @@ def test_fp32_numerics_per_pattern(name, affine, registry):
     model, example = _seq(name, affine)
     result, expected, got = fold(model, example, registry)
     assert sum(result.records[0].stats["folded"].values()) == 1
-    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                   for m in result.ir.module.modules())
+    assert not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in result.ir.module.modules()
+    )
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -68,18 +77,27 @@ def test_fp64_numerics_per_pattern(name, registry):
 
 
 @settings(max_examples=40, deadline=None)
-@given(groups=st.sampled_from([1, 2, 3]), per_group_in=st.integers(1, 3),
-       per_group_out=st.integers(1, 3), kernel=st.integers(1, 3), stride=st.integers(1, 2),
-       transposed=st.booleans(), bias=st.booleans(), seed=st.integers(0, 2**16))
-def test_property_random_conv_and_deconv(groups, per_group_in, per_group_out, kernel, stride,
-                                          transposed, bias, seed):
+@given(
+    groups=st.sampled_from([1, 2, 3]),
+    per_group_in=st.integers(1, 3),
+    per_group_out=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    transposed=st.booleans(),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_random_conv_and_deconv(
+    groups, per_group_in, per_group_out, kernel, stride, transposed, bias, seed
+):
     from bevcc.plugins import load_plugins
 
     torch.manual_seed(seed)
     cin, cout = groups * per_group_in, groups * per_group_out
     cls = nn.ConvTranspose2d if transposed else nn.Conv2d
-    model = nn.Sequential(cls(cin, cout, kernel, stride=stride, groups=groups, bias=bias),
-                          nn.BatchNorm2d(cout))
+    model = nn.Sequential(
+        cls(cin, cout, kernel, stride=stride, groups=groups, bias=bias), nn.BatchNorm2d(cout)
+    )
     bn = model[1]
     generator = torch.Generator().manual_seed(seed)
     bn.running_mean.copy_(torch.randn(cout, generator=generator) * 3)
@@ -115,15 +133,22 @@ def test_skips_are_reported_with_their_reason(golden, registry):
     assert stats["skipped"] == [  # in graph order
         {"batchnorm": "bn3", "into": "shared", "reason": shared},
         {"batchnorm": "bn4", "into": "shared", "reason": shared},
-        {"batchnorm": "bn2", "into": "conv2",
-         "reason": "the unfolded output of conv2 is also used by output, shared, shared_1"},
+        {
+            "batchnorm": "bn2",
+            "into": "conv2",
+            "reason": "the unfolded output of conv2 is also used by output, shared, shared_1",
+        },
     ]
     assert result.records[0].report == [
         "folded 1 BatchNorm (Conv2d+BatchNorm2d 1), skipped 3",
-        f"  kept bn3 (after shared): {shared}", f"  kept bn4 (after shared): {shared}",
-        ("  kept bn2 (after conv2): the unfolded output of conv2 is also used by output, shared, "
-        "shared_1")]
-    for e, g in zip(expected, got):
+        f"  kept bn3 (after shared): {shared}",
+        f"  kept bn4 (after shared): {shared}",
+        (
+            "  kept bn2 (after conv2): the unfolded output of conv2 is also used by output, shared, "
+            "shared_1"
+        ),
+    ]
+    for e, g in zip(expected, got, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
     golden("bn_fold_branchy.fx", result.ir)
 
@@ -132,34 +157,41 @@ def test_training_mode_bn_is_skipped_with_a_warning(registry):
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
     model[1].train()
     with pytest.warns(UserWarning, match="bn_fold: 1 not folded: BatchNorm is in training mode"):
-        result = bevcc.compile((model, (torch.randn(2, 3, 4, 4),)), pipeline="fx(bn_fold)",
-                               registry=registry)
+        result = bevcc.compile(
+            (model, (torch.randn(2, 3, 4, 4),)), pipeline="fx(bn_fold)", registry=registry
+        )
     assert result.records[0].modified is False
 
 
 def test_linear_with_3d_output_is_not_folded(registry):
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).eval()
-    result = bevcc.compile((model, (torch.randn(2, 4, 4),)), pipeline="fx(bn_fold)",
-                           registry=registry)
+    result = bevcc.compile(
+        (model, (torch.randn(2, 4, 4),)), pipeline="fx(bn_fold)", registry=registry
+    )
     assert result.records[0].stats["skipped"][0]["reason"].startswith("Linear output is not")
 
 
 def test_nothing_to_fold_is_unmodified(registry):
-    result = bevcc.compile((nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU()),
-                            (torch.randn(1, 3, 2, 2),)), pipeline="fx(bn_fold,bn_fold)",
-                           registry=registry)
+    result = bevcc.compile(
+        (nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU()), (torch.randn(1, 3, 2, 2),)),
+        pipeline="fx(bn_fold,bn_fold)",
+        registry=registry,
+    )
     assert [r.modified for r in result.records] == [False, False]
 
 
 def test_reference_model_folds_every_bn_and_stays_numerically_equal(golden, registry, tiny):
     model, example = tiny
     result = bevcc.compile(tiny, pipeline="fx(bn_fold,bn_fold)", registry=registry)
-    assert result.records[0].stats["folded"] == {"Conv2d+BatchNorm2d": 5,
-                                                 "ConvTranspose2d+BatchNorm2d": 1}
+    assert result.records[0].stats["folded"] == {
+        "Conv2d+BatchNorm2d": 5,
+        "ConvTranspose2d+BatchNorm2d": 1,
+    }
     assert [r.modified for r in result.records] == [True, False]
     with torch.no_grad():
-        torch.testing.assert_close(result.ir.module(*example), model(*example), rtol=1e-4,
-                                   atol=1e-5)
+        torch.testing.assert_close(
+            result.ir.module(*example), model(*example), rtol=1e-4, atol=1e-5
+        )
     golden("bn_fold_tiny_cnn.fx", result.ir)
 
 
@@ -202,7 +234,10 @@ def test_a_plugin_type_without_the_needed_attributes_fails_by_name(registry):
 
     registry.add_leaf_module(NoChannels)
     registry.add_foldable(NoChannels)
-    ir = FxIR.trace(nn.Sequential(NoChannels(), nn.BatchNorm2d(4)).eval(),
-                    (torch.randn(1, 3, 2, 2),), registry.trace_rules())
+    ir = FxIR.trace(
+        nn.Sequential(NoChannels(), nn.BatchNorm2d(4)).eval(),
+        (torch.randn(1, 3, 2, 2),),
+        registry.trace_rules(),
+    )
     with pytest.raises(PassError, match="pass 'bn_fold' failed after \\[\\]: AttributeError"):
         bevcc.compile(ir, pipeline="fx(bn_fold)", registry=registry)

@@ -21,8 +21,16 @@ def export(model, example, opset):
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), example, buffer, dynamo=False, opset_version=opset,
-                          input_names=["x"], output_names=["y"], do_constant_folding=False)
+        torch.onnx.export(
+            model.eval(),
+            example,
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["x"],
+            output_names=["y"],
+            do_constant_folding=False,
+        )
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -36,8 +44,9 @@ def fold_file(tmp_path, model: onnx.ModelProto, registry):
     path = tmp_path / "in.onnx"
     onnx.save(model, path)
     before = path.read_bytes()
-    result = bevcc.compile(str(path), pipeline="onnx(bn_fold,check)", registry=registry,
-                           output=tmp_path / "out.onnx")
+    result = bevcc.compile(
+        str(path), pipeline="onnx(bn_fold,check)", registry=registry, output=tmp_path / "out.onnx"
+    )
     assert path.read_bytes() == before  # the input file is never modified
     return result, onnx.load(tmp_path / "out.onnx")
 
@@ -54,10 +63,12 @@ def test_reference_model_from_torch_export_folds_completely(tmp_path, registry, 
     result, folded = fold_file(tmp_path, original, registry)
     assert result.records[0].stats == {
         "folded": {"Conv+BatchNormalization": 5, "ConvTranspose+BatchNormalization": 1},
-        "skipped": []}
+        "skipped": [],
+    }
     assert count(folded, "BatchNormalization") == 0
-    np.testing.assert_allclose(run(folded, x.numpy()), run(original, x.numpy()), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        run(folded, x.numpy()), run(original, x.numpy()), rtol=1e-4, atol=1e-5
+    )
 
 
 class GemmAndDeconv(nn.Module):
@@ -81,10 +92,13 @@ def test_grouped_deconv_and_gemm_fold_exactly(tmp_path, golden, registry):
     original = export(model, (x,), 17)
     assert count(original, "Gemm") == 1
     result, folded = fold_file(tmp_path, original, registry)
-    assert result.records[0].stats["folded"] == {"ConvTranspose+BatchNormalization": 1,
-                                                 "Gemm+BatchNormalization": 1}
-    np.testing.assert_allclose(run(folded, x.numpy()), run(original, x.numpy()), rtol=1e-4,
-                               atol=1e-5)
+    assert result.records[0].stats["folded"] == {
+        "ConvTranspose+BatchNormalization": 1,
+        "Gemm+BatchNormalization": 1,
+    }
+    np.testing.assert_allclose(
+        run(folded, x.numpy()), run(original, x.numpy()), rtol=1e-4, atol=1e-5
+    )
     golden("bn_fold_gemm_deconv.onnx", result.ir)
 
 
@@ -109,8 +123,11 @@ def test_conv_output_used_elsewhere_is_skipped_and_reported(tmp_path, registry):
 
 def test_folded_graph_has_nothing_left_to_fold(registry, tiny):
     model, example = tiny
-    result = bevcc.compile(OnnxIR.from_model(export(model, example, 17)),
-                           pipeline="onnx(bn_fold,bn_fold)", registry=registry)
+    result = bevcc.compile(
+        OnnxIR.from_model(export(model, example, 17)),
+        pipeline="onnx(bn_fold,bn_fold)",
+        registry=registry,
+    )
     assert [r.modified for r in result.records] == [True, False]
 
 
@@ -122,8 +139,7 @@ def test_fp64_graph_folds_to_1e_10(registry):
     randomize_batchnorm(model, torch.Generator().manual_seed(2))
     x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
     original = export(model, (x,), 17)
-    result = bevcc.compile(OnnxIR.from_model(original), pipeline="onnx(bn_fold)",
-                           registry=registry)
+    result = bevcc.compile(OnnxIR.from_model(original), pipeline="onnx(bn_fold)", registry=registry)
     (got,) = ReferenceEvaluator(result.ir.to_model()).run(None, {"x": x.numpy()})
     np.testing.assert_allclose(got, model.eval()(x).detach().numpy(), rtol=1e-10, atol=1e-12)
 
@@ -133,12 +149,20 @@ def test_only_the_folded_nodes_go_and_unrelated_dead_code_stays(registry):
 
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))  # fresh BN: torch dedups its
     original = export(model, (torch.randn(1, 3, 4, 4),), 17)  # params behind Identity nodes
-    assert [n.op_type for n in original.graph.node] == ["Identity", "Identity", "Conv",
-                                                        "BatchNormalization"]
+    assert [n.op_type for n in original.graph.node] == [
+        "Identity",
+        "Identity",
+        "Conv",
+        "BatchNormalization",
+    ]
     ir = OnnxIR.from_model(original)
     dead = gs.Variable("dead", dtype=np.float32)
     ir.graph.nodes.append(gs.Node("Neg", inputs=[ir.graph.inputs[0]], outputs=[dead]))
     result = bevcc.compile(ir, pipeline="onnx(bn_fold)", registry=registry)
     assert [n.op for n in result.ir.graph.nodes] == ["Conv", "Neg"]
-    assert [n.op for n in bevcc.compile(result.ir, pipeline="onnx(cleanup)",
-                                        registry=registry).ir.graph.nodes] == ["Conv"]
+    assert [
+        n.op
+        for n in bevcc.compile(
+            result.ir, pipeline="onnx(cleanup)", registry=registry
+        ).ir.graph.nodes
+    ] == ["Conv"]

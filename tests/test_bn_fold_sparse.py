@@ -56,8 +56,7 @@ def test_subm_and_strided_sparse_convs_match_dense_convolution_on_every_call(reg
     for _ in range(40):
         x = sparse_input(features, coors)
         torch.testing.assert_close(run(subm, (x,)).dense(), want_subm, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(run(strided, (x,)).dense(), want_strided, rtol=1e-5,
-                                   atol=1e-5)
+        torch.testing.assert_close(run(strided, (x,)).dense(), want_strided, rtol=1e-5, atol=1e-5)
 
 
 # ---- the reference encoder -----------------------------------------------------------------------
@@ -65,16 +64,21 @@ def test_encoder_folds_every_batchnorm_and_stays_numerically_equal(golden, regis
     model, inputs = encoder
     result = fold(model, inputs, registry, "fx(bn_fold,bn_fold)")
     assert result.records[0].stats == {
-        "folded": {"SparseConv3d+BatchNorm1d": 1, "SparseInverseConv3d+BatchNorm1d": 1,
-                   "SubMConv3d+BatchNorm1d": 3},
-        "skipped": []}
+        "folded": {
+            "SparseConv3d+BatchNorm1d": 1,
+            "SparseInverseConv3d+BatchNorm1d": 1,
+            "SubMConv3d+BatchNorm1d": 3,
+        },
+        "skipped": [],
+    }
     assert [r.modified for r in result.records] == [True, False]
     modules = list(result.ir.module.modules())
     assert not any(isinstance(m, nn.BatchNorm1d) for m in modules)
     assert sum(isinstance(m, SparseConvBias) for m in modules) == 5  # CPU: bias outside
     assert all(m.bias is None for m in modules if isinstance(m, SparseConvolution))
-    torch.testing.assert_close(run(result.ir.module, inputs), run(model, inputs), rtol=1e-4,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        run(result.ir.module, inputs), run(model, inputs), rtol=1e-4, atol=1e-5
+    )
     assert model.conv_input[1].__class__ is nn.BatchNorm1d  # the caller's model is untouched
     golden("bn_fold_tiny_sparse.fx", result.ir)
 
@@ -83,19 +87,20 @@ def test_encoder_fp64_matches_to_1e_10(registry, encoder):
     model, (features, coors) = encoder
     model, inputs = model.double(), (features.double(), coors)
     result = fold(model, inputs, registry)
-    torch.testing.assert_close(run(result.ir.module, inputs), run(model, inputs), rtol=1e-10,
-                               atol=1e-12)
+    torch.testing.assert_close(
+        run(result.ir.module, inputs), run(model, inputs), rtol=1e-10, atol=1e-12
+    )
 
 
-def test_bias_inside_puts_the_folded_bias_in_the_conv_and_simplifies_the_graph(registry,
-                                                                               encoder):
+def test_bias_inside_puts_the_folded_bias_in_the_conv_and_simplifies_the_graph(registry, encoder):
     model, inputs = encoder
     outside = fold(model, inputs, registry, "fx(bn_fold)").ir.module
     inside = fold(model, inputs, registry, "fx(bn_fold{sparse_bias=inside})").ir.module
     assert not any(isinstance(m, (nn.BatchNorm1d, SparseConvBias)) for m in inside.modules())
     torch.testing.assert_close(inside.block.conv2.bias, outside.block.bn2.bias)
-    torch.testing.assert_close(inside.get_submodule("down.0").weight,
-                               outside.get_submodule("down.0").weight)
+    torch.testing.assert_close(
+        inside.get_submodule("down.0").weight, outside.get_submodule("down.0").weight
+    )
     code = inside.code
     assert "block_bn2" not in code and "conv_input_1" not in code
     # spconv adds an eval-mode bias only on CUDA; in train mode it adds it on CPU too, which
@@ -113,8 +118,7 @@ def test_fx_file_of_a_folded_sparse_model_round_trips(tmp_path, registry, encode
     ir.save(tmp_path / "folded.pt")
     loaded = FxIR.load(tmp_path / "folded.pt", registry.trace_rules())
     assert loaded.fingerprint() == ir.fingerprint()
-    torch.testing.assert_close(run(loaded.module, inputs), run(model, inputs), rtol=1e-4,
-                               atol=1e-5)
+    torch.testing.assert_close(run(loaded.module, inputs), run(model, inputs), rtol=1e-4, atol=1e-5)
 
 
 # ---- other shapes of the pattern -----------------------------------------------------------------
@@ -163,16 +167,25 @@ def test_observed_unfolded_features_are_not_folded_and_the_reason_is_reported(re
     result = fold(model.eval(), inputs, registry)
     record = result.records[0]
     assert record.modified is False
-    assert record.stats["skipped"] == [{
-        "batchnorm": "bn", "into": "conv",
-        "reason": "the unfolded features of conv are also used by getattr_3"}]
+    assert record.stats["skipped"] == [
+        {
+            "batchnorm": "bn",
+            "into": "conv",
+            "reason": "the unfolded features of conv are also used by getattr_3",
+        }
+    ]
 
 
 def test_sparse_sequential_with_to_dense_and_dense_layers_traces_and_folds(registry):
     def build():
         return spconv.SparseSequential(
-            spconv.SparseConv3d(4, 6, 3, stride=2, padding=1, bias=False), nn.BatchNorm1d(6),
-            nn.ReLU(), spconv.ToDense(), nn.Conv3d(6, 3, 1), nn.BatchNorm3d(3))
+            spconv.SparseConv3d(4, 6, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm1d(6),
+            nn.ReLU(),
+            spconv.ToDense(),
+            nn.Conv3d(6, 3, 1),
+            nn.BatchNorm3d(3),
+        )
 
     class Net(nn.Module):
         def __init__(self):
@@ -185,10 +198,13 @@ def test_sparse_sequential_with_to_dense_and_dense_layers_traces_and_folds(regis
     model, _ = seeded(Net, seed=9)
     inputs = random_voxels(seed=10)
     result = fold(model.eval(), inputs, registry)
-    assert result.records[0].stats["folded"] == {"Conv3d+BatchNorm3d": 1,
-                                                 "SparseConv3d+BatchNorm1d": 1}
-    torch.testing.assert_close(run(result.ir.module, inputs), run(model, inputs), rtol=1e-4,
-                               atol=1e-5)
+    assert result.records[0].stats["folded"] == {
+        "Conv3d+BatchNorm3d": 1,
+        "SparseConv3d+BatchNorm1d": 1,
+    }
+    torch.testing.assert_close(
+        run(result.ir.module, inputs), run(model, inputs), rtol=1e-4, atol=1e-5
+    )
 
 
 # ---- property test -------------------------------------------------------------------------------
@@ -196,10 +212,16 @@ KINDS = {"subm": spconv.SubMConv3d, "sparse": spconv.SparseConv3d}
 
 
 @settings(max_examples=25, deadline=None)
-@given(kind=st.sampled_from(["subm", "sparse", "sparse+inverse"]), cin=st.integers(1, 5),
-       cout=st.integers(1, 6), kernel=st.tuples(*[st.integers(1, 3)] * 3),
-       stride=st.integers(1, 2), bias=st.booleans(), affine=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    kind=st.sampled_from(["subm", "sparse", "sparse+inverse"]),
+    cin=st.integers(1, 5),
+    cout=st.integers(1, 6),
+    kernel=st.tuples(*[st.integers(1, 3)] * 3),
+    stride=st.integers(1, 2),
+    bias=st.booleans(),
+    affine=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_property_random_sparse_convs(kind, cin, cout, kernel, stride, bias, affine, seed):
     from bevcc.plugins import load_plugins
 
@@ -208,12 +230,21 @@ def test_property_random_sparse_convs(kind, cin, cout, kernel, stride, bias, aff
     first = kind.split("+")[0]
     if first == "subm":  # submanifold convs need odd kernels to keep voxels in place
         kernel = tuple(k | 1 for k in kernel)
-    conv = KINDS[first](cin, cout, kernel, stride=1 if first == "subm" else stride,
-                        padding=tuple(k // 2 for k in kernel), bias=bias, indice_key="k")
+    conv = KINDS[first](
+        cin,
+        cout,
+        kernel,
+        stride=1 if first == "subm" else stride,
+        padding=tuple(k // 2 for k in kernel),
+        bias=bias,
+        indice_key="k",
+    )
     layers = [conv, nn.BatchNorm1d(cout, affine=affine)]
     if kind == "sparse+inverse":
-        layers += [spconv.SparseInverseConv3d(cout, cin, kernel, bias=False, indice_key="k"),
-                   nn.BatchNorm1d(cin, affine=affine)]
+        layers += [
+            spconv.SparseInverseConv3d(cout, cin, kernel, bias=False, indice_key="k"),
+            nn.BatchNorm1d(cin, affine=affine),
+        ]
 
     class Net(nn.Module):
         def __init__(self):
@@ -229,8 +260,9 @@ def test_property_random_sparse_convs(kind, cin, cout, kernel, stride, bias, aff
     inputs = random_voxels(seed=seed, count=60, channels=cin)
     result = fold(model, inputs, registry)
     assert sum(result.records[0].stats["folded"].values()) == len(layers) // 2
-    torch.testing.assert_close(run(result.ir.module, inputs), run(model, inputs), rtol=1e-4,
-                               atol=1e-4)
+    torch.testing.assert_close(
+        run(result.ir.module, inputs), run(model, inputs), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("cls", [spconv.SubMConv3d, spconv.SparseConv3d])
@@ -239,8 +271,7 @@ def test_1x1_sparse_conv_folds_along_the_axis_spconv_actually_computes_with(regi
     # its declared [Cout, 1, 1, 1, Cin] (spconv#450); with Cin != Cout a fold along the declared
     # axis would scale the wrong numbers.
     def build():
-        return spconv.SparseSequential(cls(3, 5, 1, bias=False, indice_key="a"),
-                                       nn.BatchNorm1d(5))
+        return spconv.SparseSequential(cls(3, 5, 1, bias=False, indice_key="a"), nn.BatchNorm1d(5))
 
     class Net(nn.Module):
         def __init__(self):
@@ -254,8 +285,9 @@ def test_1x1_sparse_conv_folds_along_the_axis_spconv_actually_computes_with(regi
     inputs = random_voxels(seed=12, channels=3)
     assert model.body[0].conv1x1
     result = fold(model.eval(), inputs, registry)
-    torch.testing.assert_close(run(result.ir.module, inputs), run(model, inputs), rtol=1e-4,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        run(result.ir.module, inputs), run(model, inputs), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_cli_compiles_the_registered_sparse_reference_model(tmp_path):
@@ -265,7 +297,10 @@ def test_cli_compiles_the_registered_sparse_reference_model(tmp_path):
     proc = run_bevcc("compile", "tiny_sparse", "--pipeline", "fx(bn_fold)", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [  # spconv's own notices are filtered; nothing else
-        ("fx(bn_fold): folded 5 BatchNorm (SparseConv3d+BatchNorm1d 1, "
-        "SparseInverseConv3d+BatchNorm1d 1, SubMConv3d+BatchNorm1d 3), skipped 0"),
-        f"wrote {out}"]
+        (
+            "fx(bn_fold): folded 5 BatchNorm (SparseConv3d+BatchNorm1d 1, "
+            "SparseInverseConv3d+BatchNorm1d 1, SubMConv3d+BatchNorm1d 3), skipped 0"
+        ),
+        f"wrote {out}",
+    ]
     assert FxIR.load(out).node_count() > 0

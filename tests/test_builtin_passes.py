@@ -45,13 +45,15 @@ def test_cleanup_removes_what_no_output_needs(registry, tiny_onnx):
     extra_input = gs.Variable("unused_input", dtype=np.float32, shape=[1])
     ir.graph.inputs.append(extra_input)
     nodes = len(ir.graph.nodes)
-    result = bevcc.compile(ir, pipeline="onnx(cleanup,cleanup{remove_unused_inputs=true},cleanup)",
-                           registry=registry)
+    result = bevcc.compile(
+        ir, pipeline="onnx(cleanup,cleanup{remove_unused_inputs=true},cleanup)", registry=registry
+    )
     assert [r.modified for r in result.records] == [True, True, False]
     assert [r.stats for r in result.records] == [
         {"removed_nodes": 1, "removed_inputs": 0},
         {"removed_nodes": 0, "removed_inputs": 1},
-        {"removed_nodes": 0, "removed_inputs": 0}]
+        {"removed_nodes": 0, "removed_inputs": 0},
+    ]
     assert len(result.ir.graph.nodes) == nodes - 1
     assert [t.name for t in result.ir.graph.inputs] == ["x"]
 
@@ -62,8 +64,9 @@ def test_check_never_modifies(registry, tiny_onnx):
 
 
 def test_export_opset_and_dynamic_batch(registry, tiny):
-    result = bevcc.compile(tiny, pipeline="fx(dce),export{opset=13,dynamic_batch=true}",
-                           registry=registry)
+    result = bevcc.compile(
+        tiny, pipeline="fx(dce),export{opset=13,dynamic_batch=true}", registry=registry
+    )
     model = result.ir.to_model()
     assert model.opset_import[0].version == 13
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"

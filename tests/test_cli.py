@@ -22,8 +22,9 @@ def _one_error_line(proc, code=2):
 
 def test_compile_echoes_the_pipeline_and_writes_a_valid_file(tmp_path, tiny_onnx):
     out = tmp_path / "out.onnx"
-    proc = run_bevcc("compile", tiny_onnx, "--pipeline", "onnx(check)", "-o", out,
-                     "--print-pipeline")
+    proc = run_bevcc(
+        "compile", tiny_onnx, "--pipeline", "onnx(check)", "-o", out, "--print-pipeline"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "onnx(check)\n"
     onnx.checker.check_model(onnx.load(out), full_check=True)
@@ -32,21 +33,28 @@ def test_compile_echoes_the_pipeline_and_writes_a_valid_file(tmp_path, tiny_onnx
 def test_misspelt_pass_is_one_line_and_writes_nothing(tmp_path, tiny_onnx):
     out = tmp_path / "out.onnx"
     # Only the built-in passes: an installed plugin's pass (swin's mha_check) is a close match too.
-    proc = run_bevcc("compile", tiny_onnx, "--pipeline", "onnx(chek)", "-o", out,
-                     env_extra=NO_PLUGINS)
-    assert _one_error_line(proc) == ("bevcc: error: unknown onnx pass 'chek': did you mean check? "
-                                     "(see `bevcc passes`)")
+    proc = run_bevcc(
+        "compile", tiny_onnx, "--pipeline", "onnx(chek)", "-o", out, env_extra=NO_PLUGINS
+    )
+    assert _one_error_line(proc) == (
+        "bevcc: error: unknown onnx pass 'chek': did you mean check? (see `bevcc passes`)"
+    )
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--pipeline", "onnx(cleanup{remove_unused_inputs=maybe})"],
-     "pass 'cleanup' option 'remove_unused_inputs=maybe': expected true or false"),
-    (["--pipeline", "fx(dce)"], "'fx(dce)' runs on fx, but the pipeline holds onnx there"),
-    (["--pipeline", "onnx(check"], "pipeline text: expected ')' at column 11"),
-    (["--print-ir-after", "dce"], "--print-ir-after names dce, not in the pipeline"),
-    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--pipeline", "onnx(cleanup{remove_unused_inputs=maybe})"],
+            "pass 'cleanup' option 'remove_unused_inputs=maybe': expected true or false",
+        ),
+        (["--pipeline", "fx(dce)"], "'fx(dce)' runs on fx, but the pipeline holds onnx there"),
+        (["--pipeline", "onnx(check"], "pipeline text: expected ')' at column 11"),
+        (["--print-ir-after", "dce"], "--print-ir-after names dce, not in the pipeline"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
 def test_usage_errors_are_one_line(tmp_path, tiny_onnx, args, message):
     proc = run_bevcc("compile", tiny_onnx, "-o", tmp_path / "out.onnx", *args)
     assert message in _one_error_line(proc)
@@ -58,8 +66,9 @@ def test_bad_input_files_are_one_line(tmp_path):
     garbage.write_bytes(b"\x00\xff" * 50)
     line = _one_error_line(run_bevcc("compile", garbage, "-o", tmp_path / "o.onnx"), code=1)
     assert "garbage.onnx" in line and "re-export" in line
-    line = _one_error_line(run_bevcc("compile", "missing_module_xyz:build", "-o",
-                                     tmp_path / "o.onnx"), code=1)
+    line = _one_error_line(
+        run_bevcc("compile", "missing_module_xyz:build", "-o", tmp_path / "o.onnx"), code=1
+    )
     assert "cannot import module 'missing_module_xyz'" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.onnx"]
 
@@ -72,8 +81,8 @@ def test_output_suffix_must_match_the_final_ir(tmp_path, tiny_onnx):
 def test_compile_a_python_model_to_onnx_matches_torch(tmp_path):
     model_file = tmp_path / "my_model.py"
     model_file.write_text(
-        "from bevcc.reference.tiny_cnn import tiny_cnn\n"
-        "def build():\n    return tiny_cnn(seed=3)\n")
+        "from bevcc.reference.tiny_cnn import tiny_cnn\ndef build():\n    return tiny_cnn(seed=3)\n"
+    )
     out = tmp_path / "build"
     proc = run_bevcc("compile", f"{model_file}:build", "-o", out, "--timing")
     assert proc.returncode == 0, proc.stderr
@@ -97,11 +106,13 @@ def test_compiling_twice_gives_byte_identical_files(tmp_path):
 def test_calibration_data_provides_example_inputs(tmp_path):
     model_file = tmp_path / "net.py"
     model_file.write_text(
-        "from bevcc.reference.tiny_cnn import tiny_cnn\n"
-        "def build():\n    return tiny_cnn()[0]\n")  # module only: inputs come from --calib
+        "from bevcc.reference.tiny_cnn import tiny_cnn\ndef build():\n    return tiny_cnn()[0]\n"
+    )  # module only: inputs come from --calib
     np.savez(tmp_path / "batch0.npz", x=np.ones((2, 3, 16, 16), np.float32))
     out = tmp_path / "net.onnx"
-    proc = run_bevcc("compile", f"{model_file}:build", "--calib", tmp_path / "batch0.npz", "-o", out)
+    proc = run_bevcc(
+        "compile", f"{model_file}:build", "--calib", tmp_path / "batch0.npz", "-o", out
+    )
     assert proc.returncode == 0, proc.stderr
     dims = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [2, 3, 16, 16]
@@ -117,15 +128,19 @@ def test_nan_in_calibration_data_names_input_and_batch(tmp_path):
     bad.mkdir()
     np.savez(bad / "0.npz", x=np.ones((1, 3, 8, 8), np.float32))
     np.savez(bad / "1.npz", x=np.full((1, 3, 8, 8), np.nan, np.float32))
-    with pytest.raises(InputError, match=r"calibration batch 1 input 'x' of .*calib contains NaN; "
-                                         r"clean or drop that batch"):
+    with pytest.raises(
+        InputError,
+        match=r"calibration batch 1 input 'x' of .*calib contains NaN; "
+        r"clean or drop that batch",
+    ):
         list(CalibData(str(bad)))
 
 
 def test_config_file_supplies_the_arguments(tmp_path):
     (tmp_path / "job.toml").write_text(
         'input = "tiny_cnn"\npipeline = "fx(dce),export{opset=13},onnx(check)"\n'
-        'output = "out/model.onnx"\n')
+        'output = "out/model.onnx"\n'
+    )
     proc = run_bevcc("compile", "--config", tmp_path / "job.toml", "--print-pipeline")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "fx(dce),export{opset=13},onnx(check)\n"
@@ -138,16 +153,30 @@ def test_config_file_supplies_the_arguments(tmp_path):
 def test_passes_json_lists_builtins_with_their_options():
     proc = run_bevcc("passes", "--json", env_extra=NO_PLUGINS)
     rows = {(r["ir"], r["name"]): r for r in json.loads(proc.stdout)["passes"]}
-    assert set(rows) == {("fx", "bn_fold"), ("fx", "dce"), ("fx", "export"), ("fx", "qdq_insert"),
-                         ("fx", "quantizer_unify"), ("fx", "sparse_conv_quant"),
-                         ("fx", "sensitivity_disable"),
-                         ("fx", "export_libspconv"), ("onnx", "bn_fold"), ("onnx", "check"),
-                         ("onnx", "cleanup"), ("onnx", "qdq_insert"), ("onnx", "quantizer_unify"),
-                         ("onnx", "sensitivity_disable")}
+    assert set(rows) == {
+        ("fx", "bn_fold"),
+        ("fx", "dce"),
+        ("fx", "export"),
+        ("fx", "qdq_insert"),
+        ("fx", "quantizer_unify"),
+        ("fx", "sparse_conv_quant"),
+        ("fx", "sensitivity_disable"),
+        ("fx", "export_libspconv"),
+        ("onnx", "bn_fold"),
+        ("onnx", "check"),
+        ("onnx", "cleanup"),
+        ("onnx", "qdq_insert"),
+        ("onnx", "quantizer_unify"),
+        ("onnx", "sensitivity_disable"),
+    }
     assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
     assert rows[("fx", "export")]["produces"] == "onnx"
     assert rows[("fx", "export")]["options"][0] == {
-        "name": "opset", "type": "int", "default": 17, "help": "ONNX opset to emit (>= 13)"}
+        "name": "opset",
+        "type": "int",
+        "default": 17,
+        "help": "ONNX opset to emit (>= 13)",
+    }
     assert {r["plugin"] for r in rows.values()} == {"bevcc"}
 
 
@@ -157,22 +186,35 @@ def test_plugins_json_and_version():
     assert builtin["name"] == "bevcc" and builtin["status"] == "ok"
     contributions = builtin["contributions"]
     leaf_modules = contributions.pop("leaf_modules")
-    assert contributions == {"backends": ["fx:export", "fx:export_libspconv"],
-                             "models": ["tiny_cnn", "tiny_sparse"],
-                             "metrics": ["cosine", "sqnr"],
-                             "pipelines": ["default-fx", "default-onnx", "sensitivity-fx",
-                                           "sensitivity-onnx"],
-                             "passes": ["fx:bn_fold", "fx:dce", "fx:qdq_insert",
-                                        "fx:quantizer_unify", "fx:sensitivity_disable",
-                                        "fx:sparse_conv_quant",
-                                        "onnx:bn_fold", "onnx:check", "onnx:cleanup",
-                                        "onnx:qdq_insert", "onnx:quantizer_unify",
-                                        "onnx:sensitivity_disable"],
-                             # spconv support (spconv is in the dev extra the tests run with)
-                             "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
-                             "trace_rules": ["spconv.pytorch.modules.SparseSequential"]}
+    assert contributions == {
+        "backends": ["fx:export", "fx:export_libspconv"],
+        "models": ["tiny_cnn", "tiny_sparse"],
+        "metrics": ["cosine", "sqnr"],
+        "pipelines": ["default-fx", "default-onnx", "sensitivity-fx", "sensitivity-onnx"],
+        "passes": [
+            "fx:bn_fold",
+            "fx:dce",
+            "fx:qdq_insert",
+            "fx:quantizer_unify",
+            "fx:sensitivity_disable",
+            "fx:sparse_conv_quant",
+            "onnx:bn_fold",
+            "onnx:check",
+            "onnx:cleanup",
+            "onnx:qdq_insert",
+            "onnx:quantizer_unify",
+            "onnx:sensitivity_disable",
+        ],
+        # spconv support (spconv is in the dev extra the tests run with)
+        "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
+        "trace_rules": ["spconv.pytorch.modules.SparseSequential"],
+    }
     assert len(leaf_modules) == 22  # 14 for spconv, the quantizer and 7 quantized layers
-    assert {"bevcc.quant.quantizer.TensorQuantizer", "bevcc.quant.modules.QuantConv2d",
-            "bevcc.sparse.conv_bias.SparseConvBias",
-            "spconv.pytorch.conv.SparseConvolution", "spconv.pytorch.ToDense"} <= set(leaf_modules)
+    assert {
+        "bevcc.quant.quantizer.TensorQuantizer",
+        "bevcc.quant.modules.QuantConv2d",
+        "bevcc.sparse.conv_bias.SparseConvBias",
+        "spconv.pytorch.conv.SparseConvolution",
+        "spconv.pytorch.ToDense",
+    } <= set(leaf_modules)
     assert run_bevcc("--version").stdout.strip() == "bevcc 0.1.0"

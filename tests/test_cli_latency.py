@@ -43,17 +43,27 @@ sys.exit(code)
 def _bevcc_without_torch(*args):
     # installed plugins may import torch in their hooks; these are the built-ins' guarantees
     env = dict(os.environ, BEVCC_DISABLE_PLUGIN_AUTOLOAD="1")
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     *errors, imported = proc.stderr.splitlines()
     assert imported == "pass modules imported: []", proc.stderr
     return proc.returncode, proc.stdout, errors
 
 
 def test_the_import_hook_refuses_torch():  # else the tests below could not fail
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT.replace("from bevcc.cli", "import torch"
-                                                                 "\nfrom bevcc.cli")],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT.replace("from bevcc.cli", "import torch\nfrom bevcc.cli")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1 and "ImportError: forbidden import of torch" in proc.stderr
 
 
@@ -78,27 +88,42 @@ def test_plugins_lists_what_the_builtins_defer_without_loading_it():
     (builtin,) = json.loads(out)["plugins"]
     contributions = builtin["contributions"]
     assert (len(contributions["leaf_modules"]), contributions["models"]) == (
-        22, ["tiny_cnn", "tiny_sparse"])
+        22,
+        ["tiny_cnn", "tiny_sparse"],
+    )
 
 
-@pytest.mark.parametrize("pipeline, message", [
-    ("fx(dce),export,onnx(chek)",
-     "unknown onnx pass 'chek': did you mean check? (see `bevcc passes`)"),
-    ("fx(bn_fold{sparse_bias=maybe})",
-     "pass 'bn_fold' option 'sparse_bias=maybe': expected one of auto, inside, outside"),
-    ("fx(dce),onnx(check)",
-     ("'onnx(check)' runs on onnx, but the pipeline holds fx there; convert first (e.g. "
-      "export) or regroup")),
-])
+@pytest.mark.parametrize(
+    "pipeline, message",
+    [
+        (
+            "fx(dce),export,onnx(chek)",
+            "unknown onnx pass 'chek': did you mean check? (see `bevcc passes`)",
+        ),
+        (
+            "fx(bn_fold{sparse_bias=maybe})",
+            "pass 'bn_fold' option 'sparse_bias=maybe': expected one of auto, inside, outside",
+        ),
+        (
+            "fx(dce),onnx(check)",
+            (
+                "'onnx(check)' runs on onnx, but the pipeline holds fx there; convert first (e.g. "
+                "export) or regroup"
+            ),
+        ),
+    ],
+)
 def test_a_bad_pipeline_is_reported_before_anything_heavy_loads(tmp_path, pipeline, message):
-    code, out, errors = _bevcc_without_torch("compile", "tiny_cnn", "-o", tmp_path / "m.onnx",
-                                             "--pipeline", pipeline)
+    code, out, errors = _bevcc_without_torch(
+        "compile", "tiny_cnn", "-o", tmp_path / "m.onnx", "--pipeline", pipeline
+    )
     assert (code, out, errors) == (2, "", [f"bevcc: error: {message}"])
     assert list(tmp_path.iterdir()) == []
 
 
 def test_import_bevcc_imports_nothing_heavy():
     code = f"import sys, bevcc; print(sorted(m for m in sys.modules if m in {('numpy', *HEAVY)}))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert proc.stdout == "[]\n"

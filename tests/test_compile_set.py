@@ -80,22 +80,28 @@ def _one_error_line(proc, code):
 
 
 def _snapshot(directory: Path) -> dict:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_every_file_report_and_script_is_written_with_progress(built):
     out, proc = built
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}.onnx" for n in NAMES] + ["build_trt_engines.sh", "report.json", "report.md",
-                                        "reports"])
+        [f"{n}.onnx" for n in NAMES]
+        + ["build_trt_engines.sh", "report.json", "report.md", "reports"]
+    )
     assert (out / "reports" / "camera.int8" / "sensitivity.md").is_file()
     assert sorted(p.name for p in (out / "reports").iterdir()) == ["camera.int8"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["set"]  # no temporary left over
     lines = proc.stderr.splitlines()
     assert [line for line in lines if line.startswith("[")] == [
-        f"[1/3] camera.int8: {INT8}", f"[2/3] camera.fp16: {FLOAT}",
-        f"[3/3] lidar.backbone.xyz: {SPARSE}"]
+        f"[1/3] camera.int8: {INT8}",
+        f"[2/3] camera.fp16: {FLOAT}",
+        f"[3/3] lidar.backbone.xyz: {SPARSE}",
+    ]
     wrote = [line for line in lines if line.startswith("wrote ")]
     assert [w.split(" (")[0] for w in wrote[:3]] == [f"wrote {out / n}.onnx" for n in NAMES]
     assert all(w.endswith(" s)") for w in wrote[:3])
@@ -107,8 +113,10 @@ def test_report_counts_equal_what_the_files_hold(built, report):
     assert list(report) == NAMES
     for name, entry in report.items():
         ops = [n.op_type for n in onnx.load(out / entry["file"]).graph.node]
-        assert entry["qdq"] == {"quantize_linear": ops.count("QuantizeLinear"),
-                                "dequantize_linear": ops.count("DequantizeLinear")}, name
+        assert entry["qdq"] == {
+            "quantize_linear": ops.count("QuantizeLinear"),
+            "dequantize_linear": ops.count("DequantizeLinear"),
+        }, name
     int8, fp16, sparse = (report[n] for n in NAMES)
     assert int8["qdq"]["quantize_linear"] > 0 and fp16["qdq"]["quantize_linear"] == 0
     assert (int8["lint"]["errors"], int8["lint"]["predicted_reformats"]) == (0, 0)
@@ -126,19 +134,27 @@ def test_report_has_the_sensitivity_decision_bn_fold_and_pass_times(report):
     assert len(int8["kept_float"]) == 1
     ranking = int8["sensitivity"]["ranking"]
     assert len(ranking) == int8["sensitivity"]["units"] == 7  # tiny_cnn's quantized units
-    assert [r["alone_quantized"] for r in ranking] == sorted(r["alone_quantized"]
-                                                             for r in ranking)
+    assert [r["alone_quantized"] for r in ranking] == sorted(r["alone_quantized"] for r in ranking)
     assert [r["unit"] for r in ranking if r["decision"] == "float"] == int8["kept_float"]
     assert ranking[0]["unit"] == int8["kept_float"][0]  # top_k=1 keeps the most sensitive
     assert int8["sensitivity"]["report"] == "reports/camera.int8/sensitivity.md"
     assert "reports/camera.int8/disable_list.json" in int8["artifacts"]
     assert fp16["kept_float"] is None and fp16["sensitivity"] is None
-    assert int8["bn_fold"] == fp16["bn_fold"] == {
-        "folded": 6, "by_pattern": {"Conv2d+BatchNorm2d": 5, "ConvTranspose2d+BatchNorm2d": 1},
-        "skipped": 0}
+    assert (
+        int8["bn_fold"]
+        == fp16["bn_fold"]
+        == {
+            "folded": 6,
+            "by_pattern": {"Conv2d+BatchNorm2d": 5, "ConvTranspose2d+BatchNorm2d": 1},
+            "skipped": 0,
+        }
+    )
     assert sparse["bn_fold"]["folded"] == 5
-    assert [p["name"] for p in sparse["passes"]] == ["fx(bn_fold)", "fx(sparse_conv_quant)",
-                                                     "export_libspconv"]
+    assert [p["name"] for p in sparse["passes"]] == [
+        "fx(bn_fold)",
+        "fx(sparse_conv_quant)",
+        "export_libspconv",
+    ]
     assert all(p["seconds"] >= 0 for e in report.values() for p in e["passes"])
     # paths inside the temporary build directory never reach the report
     assert ".tmp" not in json.dumps(report)
@@ -146,8 +162,10 @@ def test_report_has_the_sensitivity_decision_bn_fold_and_pass_times(report):
 
 def test_report_md_has_the_summary_table_then_one_section_per_file(built, report):
     text = (built[0] / "report.md").read_text()
-    assert ("| file | precision | Q/DQ pairs | lint errors | predicted Reformats | INT8 MAC share "
-            "| kept float |") in text
+    assert (
+        "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | INT8 MAC share "
+        "| kept float |"
+    ) in text
     kept = report["camera.int8"]["kept_float"][0]
     q = report["camera.int8"]["qdq"]["quantize_linear"]
     share = f"{100 * report['camera.int8']['lint']['int8_mac_share']:.1f}%"
@@ -155,7 +173,8 @@ def test_report_md_has_the_summary_table_then_one_section_per_file(built, report
     assert "| camera.fp16.onnx | fp16 | 0 | 0 | 0 | 0.0% | - |" in text
     assert "| lidar.backbone.xyz.onnx | libspconv | 0 | 0 | - |" in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
-        f"## {n}" for n in NAMES]
+        f"## {n}" for n in NAMES
+    ]
 
 
 def test_engine_script_builds_each_tensorrt_file_from_any_directory(built, tmp_path):
@@ -165,20 +184,32 @@ def test_engine_script_builds_each_tensorrt_file_from_any_directory(built, tmp_p
     assert "set -euo pipefail" in text and "TRTEXEC=${TRTEXEC:-trtexec}" in text
     calls = [line for line in text.splitlines() if line.startswith('"$TRTEXEC" ')]
     assert [c.split(" > ")[0] for c in calls] == [
-        ('"$TRTEXEC" --onnx=camera.int8.onnx --saveEngine=camera.int8.plan --int8 --fp16 '
-        "--memPoolSize=workspace:2048"),
-        '"$TRTEXEC" --onnx=camera.fp16.onnx --saveEngine=camera.fp16.plan --fp16']
-    assert any(line.startswith("#") and "lidar.backbone.xyz.onnx" in line
-               for line in text.splitlines())
+        (
+            '"$TRTEXEC" --onnx=camera.int8.onnx --saveEngine=camera.int8.plan --int8 --fp16 '
+            "--memPoolSize=workspace:2048"
+        ),
+        '"$TRTEXEC" --onnx=camera.fp16.onnx --saveEngine=camera.fp16.plan --fp16',
+    ]
+    assert any(
+        line.startswith("#") and "lidar.backbone.xyz.onnx" in line for line in text.splitlines()
+    )
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     # Run it for real on a copy, from elsewhere, with a stand-in trtexec that writes the engine.
     copy = shutil.copytree(built[0], tmp_path / "copy")
     fake = tmp_path / "fake_trtexec"
-    fake.write_text('#!/usr/bin/env bash\nfor a in "$@"; do case $a in --saveEngine=*) '
-                    'echo "$@" > "${a#--saveEngine=}";; esac; done\necho built\n')
+    fake.write_text(
+        '#!/usr/bin/env bash\nfor a in "$@"; do case $a in --saveEngine=*) '
+        'echo "$@" > "${a#--saveEngine=}";; esac; done\necho built\n'
+    )
     fake.chmod(0o755)
-    proc = subprocess.run([str(copy / "build_trt_engines.sh")], cwd=tmp_path, check=False,
-                          capture_output=True, text=True, env=dict(os.environ, TRTEXEC=str(fake)))
+    proc = subprocess.run(
+        [str(copy / "build_trt_engines.sh")],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TRTEXEC=str(fake)),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (copy / "camera.int8.plan").read_text().split() == calls[0].split(" > ")[0].split()[1:]
     assert (copy / "camera.fp16.build.log").read_text() == "built\n"
@@ -188,19 +219,39 @@ def test_engine_script_builds_each_tensorrt_file_from_any_directory(built, tmp_p
 ENTRY = 'name = "{name}"\ninput = "tiny_cnn"\npipeline = "fx(bn_fold),export"\nprecision = "fp32"\n'
 
 
-@pytest.mark.parametrize("toml, args, message", [
-    ('[[files]]\n' + ENTRY.format(name="a") + 'pipline = "x"\n', [],
-     ("[[files]] entry 1 ('a'): unknown key(s) pipline; known: name, input, calib, pipeline, "
-     "precision, trtexec")),
-    ('[[files]]\n' + ENTRY.format(name="a") + '[[files]]\n' + ENTRY.format(name="a"), [],
-     "[[files]] entry 2 ('a'): name used twice"),
-    ('[[files]]\n' + ENTRY.format(name="a").replace("fp32", "int4"), [],
-     "[[files]] entry 1 ('a'): precision 'int4' is not one of int8, fp16, fp32, libspconv"),
-    ('[[files]]\n' + ENTRY.format(name="a").replace("export", "exprot"), [],
-     "[[files]] entry 1 ('a'): unknown conversion 'exprot': did you mean export?"),
-    ('[[files]]\n' + ENTRY.format(name="a"), ["--pipeline", "fx(dce)"],
-     "--pipeline given with"),
-])
+@pytest.mark.parametrize(
+    "toml, args, message",
+    [
+        (
+            "[[files]]\n" + ENTRY.format(name="a") + 'pipline = "x"\n',
+            [],
+            (
+                "[[files]] entry 1 ('a'): unknown key(s) pipline; known: name, input, calib, pipeline, "
+                "precision, trtexec"
+            ),
+        ),
+        (
+            "[[files]]\n" + ENTRY.format(name="a") + "[[files]]\n" + ENTRY.format(name="a"),
+            [],
+            "[[files]] entry 2 ('a'): name used twice",
+        ),
+        (
+            "[[files]]\n" + ENTRY.format(name="a").replace("fp32", "int4"),
+            [],
+            "[[files]] entry 1 ('a'): precision 'int4' is not one of int8, fp16, fp32, libspconv",
+        ),
+        (
+            "[[files]]\n" + ENTRY.format(name="a").replace("export", "exprot"),
+            [],
+            "[[files]] entry 1 ('a'): unknown conversion 'exprot': did you mean export?",
+        ),
+        (
+            "[[files]]\n" + ENTRY.format(name="a"),
+            ["--pipeline", "fx(dce)"],
+            "--pipeline given with",
+        ),
+    ],
+)
 def test_bad_entries_are_one_line_and_create_nothing(tmp_path, toml, args, message):
     config = tmp_path / "set.toml"
     config.write_text('output = "out/set"\n' + toml)
@@ -215,11 +266,13 @@ def test_a_failing_second_file_leaves_the_old_directory_byte_identical(built, tm
     shutil.copytree(built[0], out)  # an earlier set compile's output, to be rebuilt
     before = _snapshot(out)
     (tmp_path / "broken.py").write_text("def build():\n    raise RuntimeError('no weights')\n")
-    (tmp_path / "set.toml").write_text('[[files]]\n' + ENTRY.format(name="a") + '[[files]]\n'
-                                       + ENTRY.format(name="b").replace('"tiny_cnn"',
-                                                                         '"broken.py:build"'))
-    proc = run_bevcc("compile", "--config", tmp_path / "set.toml", "-o", out,
-                     env_extra=NO_PLUGINS)
+    (tmp_path / "set.toml").write_text(
+        "[[files]]\n"
+        + ENTRY.format(name="a")
+        + "[[files]]\n"
+        + ENTRY.format(name="b").replace('"tiny_cnn"', '"broken.py:build"')
+    )
+    proc = run_bevcc("compile", "--config", tmp_path / "set.toml", "-o", out, env_extra=NO_PLUGINS)
     assert proc.stderr.splitlines()[0] == "[1/2] a: fx(bn_fold),export"
     error = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and error.startswith("bevcc: error: file 'b' (2/2): ")
@@ -228,8 +281,7 @@ def test_a_failing_second_file_leaves_the_old_directory_byte_identical(built, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py", "out", "set.toml"]
 
 
-def test_python_api_returns_each_files_compile_result_and_replaces_the_old_set(tmp_path,
-                                                                             registry):
+def test_python_api_returns_each_files_compile_result_and_replaces_the_old_set(tmp_path, registry):
     def config(name):
         return CompileConfig(files=[FileSpec(name, "tiny_cnn", "fx(dce),export", "fp32")])
 
@@ -239,7 +291,11 @@ def test_python_api_returns_each_files_compile_result_and_replaces_the_old_set(t
     assert first["m"].report["qdq"] == {"quantize_linear": 0, "dequantize_linear": 0}
     second = bevcc.compile_set(config("n"), output=tmp_path / "set", registry=registry)
     assert sorted(p.name for p in second.output.iterdir()) == [
-        "build_trt_engines.sh", "n.onnx", "report.json", "report.md"]
+        "build_trt_engines.sh",
+        "n.onnx",
+        "report.json",
+        "report.md",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
 
 
@@ -251,7 +307,7 @@ def test_a_directory_bevcc_did_not_write_is_never_replaced(tmp_path, registry):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not read")
     inside = FileSpec("m", str(model), "onnx(check)", "fp32")
-    with pytest.raises(UsageError, match="model.onnx lies inside the output directory"):
+    with pytest.raises(UsageError, match=r"model.onnx lies inside the output directory"):
         bevcc.compile_set(CompileConfig(files=[inside]), output=tmp_path, registry=registry)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt"]
 
@@ -260,6 +316,7 @@ def test_parents_made_for_a_failed_set_are_removed_again(tmp_path, registry):
     (tmp_path / "broken.py").write_text("def build():\n    raise RuntimeError('no weights')\n")
     spec = FileSpec("m", f"{tmp_path / 'broken.py'}:build", "fx(dce),export", "fp32")
     with pytest.raises(bevcc.InputError, match="no weights"):
-        bevcc.compile_set(CompileConfig(files=[spec]), output=tmp_path / "a" / "b" / "set",
-                          registry=registry)
+        bevcc.compile_set(
+            CompileConfig(files=[spec]), output=tmp_path / "a" / "b" / "set", registry=registry
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py"]

@@ -55,17 +55,23 @@ def test_a_deferred_load_that_fails_is_one_error_naming_the_plugin_and_leaves_no
 
     reg = Registry(current_plugin="broken")
     reg.defer(half, metrics=["half"])
-    with pytest.raises(PluginError, match="^plugin 'broken' failed to register its metrics: "
-                                          "RuntimeError: no torch here$"):
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'broken' failed to register its metrics: "
+        r"RuntimeError: no torch here$",
+    ):
         reg.resolve()
     assert reg.metrics == {} and reg.contributions("broken") == {}
 
 
 def test_defer_names_only_runtime_kinds():
     reg = Registry(current_plugin="odd")
-    with pytest.raises(PluginError, match="^plugin 'odd': defer expects a callable and kinds "
-                                          "among leaf_modules, foldables, trace_rules, "
-                                          "leaf_functions, metrics, models; got .*, passes$"):
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'odd': defer expects a callable and kinds "
+        r"among leaf_modules, foldables, trace_rules, "
+        r"leaf_functions, metrics, models; got .*, passes$",
+    ):
         reg.defer(lambda r: None, passes=["x"])
 
 

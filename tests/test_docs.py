@@ -13,7 +13,8 @@ DOC = ROOT / "docs" / "passes.md"
 def test_passes_doc_matches_the_registry(registry):
     assert DOC.read_text() == passes_markdown(registry), (
         "docs/passes.md is stale: BEVCC_DISABLE_PLUGIN_AUTOLOAD=1 bevcc passes --markdown > "
-        "docs/passes.md")
+        "docs/passes.md"
+    )
 
 
 def _cells(row: str) -> list[str]:
@@ -38,8 +39,16 @@ def test_every_table_row_of_the_passes_doc_has_its_headers_cells():
 
 def _texts():
     """Every document and source file of the project, its plugins included."""
-    for pattern in ("*.md", "docs/*.md", "plugins/*/*.md", "bevcc/**/*.py", "plugins/**/*.py",
-                    "benchmarks/*.py", "benchmarks/*.md", "examples/**/*"):
+    for pattern in (
+        "*.md",
+        "docs/*.md",
+        "plugins/*/*.md",
+        "bevcc/**/*.py",
+        "plugins/**/*.py",
+        "benchmarks/*.py",
+        "benchmarks/*.md",
+        "examples/**/*",
+    ):
         for path in sorted(ROOT.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path, path.read_text(errors="replace")
@@ -47,8 +56,11 @@ def _texts():
 
 def test_no_reference_leads_outside_the_repo():
     outside = re.compile(r"(\.\./)+(shared|specs)/|\bshared/specs/")
-    hits = [f"{path.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
-            for path, text in _texts() for m in outside.finditer(text)]
+    hits = [
+        f"{path.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}: {m.group(0)}"
+        for path, text in _texts()
+        for m in outside.finditer(text)
+    ]
     assert hits == []
 
 

@@ -14,7 +14,7 @@ def test_parity_accumulates_over_batches_like_one_concatenated_batch():
     want = [rng.normal(size=7), rng.normal(size=(2, 3))]
     got = [w + rng.normal(scale=0.01, size=w.shape) for w in want]
     parity = Parity()
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         parity.add(g, w)
     g, w = np.concatenate([x.ravel() for x in got]), np.concatenate([x.ravel() for x in want])
     assert parity.max_abs == pytest.approx(np.abs(g - w).max())
@@ -29,8 +29,13 @@ def test_identical_outputs_have_infinite_sqnr():
 
 
 def evaluation(set_name, sqnr, pytorch, files, label="row"):
-    return Evaluation("mAP", 10, [MetricRow(label, pytorch, files)],
-                      [FileParity(set_name, "a.onnx", 0.1, 0.99, sqnr, None)], notes=["n"])
+    return Evaluation(
+        "mAP",
+        10,
+        [MetricRow(label, pytorch, files)],
+        [FileParity(set_name, "a.onnx", 0.1, 0.99, sqnr, None)],
+        notes=["n"],
+    )
 
 
 def test_failures_name_the_file_under_tolerance_and_the_metric_row_off_by_more_than_it():
@@ -57,8 +62,9 @@ def test_the_metric_tolerance_is_never_finer_than_one_detection():
 
 
 def test_merged_evaluations_keep_both_sets_rows_parity_and_failures():
-    merged = evaluation("int8", 30.0, 0.5, 0.5, "a").merged(evaluation("int8-all", 20.0, 0.4,
-                                                                         0.4, "b"))
+    merged = evaluation("int8", 30.0, 0.5, 0.5, "a").merged(
+        evaluation("int8-all", 20.0, 0.4, 0.4, "b")
+    )
     assert [r.label for r in merged.rows] == ["a", "b"]
     assert [p.set for p in merged.parity] == ["int8", "int8-all"]
     assert merged.notes == ["n"]

@@ -34,17 +34,24 @@ class Random(nn.Module):
             elif kind == "pool":
                 layer = nn.MaxPool2d(3, stride=1, padding=1)
             elif kind == "concat":
-                layer = nn.ModuleList([nn.Conv2d(c, c, kernel, padding=kernel // 2),
-                                       nn.Conv2d(2 * c, c, 1)])
+                layer = nn.ModuleList(
+                    [nn.Conv2d(c, c, kernel, padding=kernel // 2), nn.Conv2d(2 * c, c, 1)]
+                )
             else:
-                layer = nn.Conv2d(c, c, kernel, padding=kernel // 2,
-                                  groups=c if kernel == 3 and kind == "conv" and c % 2 else 1)
-            self.layers.append(nn.ModuleDict({"op": layer, **({"bn": nn.BatchNorm2d(c)}
-                                                               if bn else {})}))
+                layer = nn.Conv2d(
+                    c,
+                    c,
+                    kernel,
+                    padding=kernel // 2,
+                    groups=c if kernel == 3 and kind == "conv" and c % 2 else 1,
+                )
+            self.layers.append(
+                nn.ModuleDict({"op": layer, **({"bn": nn.BatchNorm2d(c)} if bn else {})})
+            )
         self.head = nn.Linear(c * 64, 5) if head else None
 
     def forward(self, x):
-        for kind, relu, block in zip(self.kinds, self.relus, self.layers):
+        for kind, relu, block in zip(self.kinds, self.relus, self.layers, strict=True):
             op = block["op"]
             if kind == "residual":
                 y = x + op(x)
@@ -58,8 +65,11 @@ class Random(nn.Module):
         return self.head(torch.flatten(x, 1)) if self.head is not None else x
 
 
-blocks = st.lists(st.tuples(st.sampled_from(KINDS), st.sampled_from([1, 3]), st.booleans(),
-                            st.booleans()), min_size=1, max_size=5)
+blocks = st.lists(
+    st.tuples(st.sampled_from(KINDS), st.sampled_from([1, 3]), st.booleans(), st.booleans()),
+    min_size=1,
+    max_size=5,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -75,23 +85,33 @@ def test_random_graphs_through_the_whole_pipeline(tmp_path_factory, channels, sp
 
     folded = bevcc.compile((model, example), pipeline="fx(bn_fold)", registry=registry).ir
     with torch.no_grad():
-        torch.testing.assert_close(folded.module(*example), model(*example), rtol=1e-4,
-                                   atol=1e-5)
+        torch.testing.assert_close(folded.module(*example), model(*example), rtol=1e-4, atol=1e-5)
 
     out = tmp_path_factory.mktemp("fuzz") / "q.onnx"
-    result = bevcc.compile((model, example), calib=calib, output=out, registry=registry,
-                           pipeline="fx(bn_fold,qdq_insert,quantizer_unify),"
-                                    "export{dynamic_batch=true},onnx(check)")
+    result = bevcc.compile(
+        (model, example),
+        calib=calib,
+        output=out,
+        registry=registry,
+        pipeline="fx(bn_fold,qdq_insert,quantizer_unify),export{dynamic_batch=true},onnx(check)",
+    )
     report = lint_model(onnx.load(out))
     assert (report.reformats, report.problems) == (0, []), report.to_json()
-    fake_quant = bevcc.compile((model, example), calib=calib, registry=registry,
-                               pipeline="fx(bn_fold,qdq_insert,quantizer_unify)").ir.module
+    fake_quant = bevcc.compile(
+        (model, example),
+        calib=calib,
+        registry=registry,
+        pipeline="fx(bn_fold,qdq_insert,quantizer_unify)",
+    ).ir.module
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     got = ort.InferenceSession(str(out), options).run(None, {"x": calib[0]["x"]})[0]
     with torch.no_grad():
         want = fake_quant(torch.from_numpy(calib[0]["x"])).numpy()
-    steps = [float(q.amax) / 127 for q in fake_quant.modules()
-             if isinstance(q, TensorQuantizer) and q.axis is None and q.amax is not None]
+    steps = [
+        float(q.amax) / 127
+        for q in fake_quant.modules()
+        if isinstance(q, TensorQuantizer) and q.axis is None and q.amax is not None
+    ]
     np.testing.assert_allclose(got, want, rtol=0, atol=max(steps, default=1e-6))
     assert result.records[-1].name == "onnx(check)"

@@ -25,12 +25,14 @@ def test_missing_golden_fails_then_update_creates_it(pytester):
     _write(pytester, "Relu")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([("*golden file *relu_graph.txt does not exist; run pytest "
-                                 "--bevcc-update-goldens*")])
+    result.stdout.fnmatch_lines(
+        [("*golden file *relu_graph.txt does not exist; run pytest --bevcc-update-goldens*")]
+    )
     pytester.runpytest("--bevcc-update-goldens").assert_outcomes(passed=1)
     written = (pytester.path / "golden" / "relu_graph.txt").read_text()
-    assert written == ("onnx opset ai.onnx=17\ninput %x : float32[2]\n%y = Relu(%x)\n"
-                       "output %y : float32[2]\n")
+    assert written == (
+        "onnx opset ai.onnx=17\ninput %x : float32[2]\n%y = Relu(%x)\noutput %y : float32[2]\n"
+    )
     pytester.runpytest().assert_outcomes(passed=1)
 
 
@@ -40,8 +42,9 @@ def test_changed_output_fails_with_a_diff_and_update_rewrites(pytester):
     _write(pytester, "Sigmoid")
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*output differs from golden*relu_graph.txt*",
-                                 "-%y = Relu(%x)", "+%y = Sigmoid(%x)"])
+    result.stdout.fnmatch_lines(
+        ["*output differs from golden*relu_graph.txt*", "-%y = Relu(%x)", "+%y = Sigmoid(%x)"]
+    )
     pytester.runpytest("--bevcc-update-goldens").assert_outcomes(passed=1)
     assert "%y = Sigmoid(%x)" in (pytester.path / "golden" / "relu_graph.txt").read_text()
     pytester.runpytest().assert_outcomes(passed=1)

@@ -25,8 +25,9 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """The bevcc modules `path` imports anywhere in its code (lazy imports inside functions
     count too: a cycle through a function-level import is still a cycle of concepts)."""
     found = set()
-    package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else \
-        _module_name(path)
+    package = (
+        _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(path)
+    )
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
@@ -34,11 +35,14 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
-                                + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
             # `from pkg import sub` depends on the submodule, `from pkg import name` on pkg
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                     for a in node.names]
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
@@ -63,7 +67,7 @@ def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if state.get(nxt) is None:
                 cycle = visit(nxt)
                 if cycle:
@@ -102,12 +106,18 @@ def _literals_and_identifiers(path: Path) -> list[tuple[int, str]]:
     """Every string literal (not docstrings) and identifier of a module, with its line."""
     tree = ast.parse(path.read_text())
     # docstrings: of modules, classes and functions, and the string under an attribute
-    docstrings = {id(node.value) for node in ast.walk(tree)
-                  if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                id(node) not in docstrings:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
             found.append((node.lineno, node.value))
         elif isinstance(node, ast.Name):
             found.append((node.lineno, node.id))
@@ -118,17 +128,25 @@ def _literals_and_identifiers(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CORE.rglob("*.py")
-                                        if "passes" not in p.relative_to(CORE).parts[:1]
-                                        and "__pycache__" not in p.parts),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in CORE.rglob("*.py")
+        if "passes" not in p.relative_to(CORE).parts[:1] and "__pycache__" not in p.parts
+    ),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_no_core_module_names_a_builtin_pass(path):
     import re
 
     names = _builtin_pass_names()
     word = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b")
-    hits = [f"{path.name}:{line}: {text!r}" for line, text in _literals_and_identifiers(path)
-            if word.search(text) and not _generic(text)]
+    hits = [
+        f"{path.name}:{line}: {text!r}"
+        for line, text in _literals_and_identifiers(path)
+        if word.search(text) and not _generic(text)
+    ]
     assert hits == []
 
 

@@ -34,18 +34,31 @@ def test_ptq_int8_accuracy_within_half_a_point_of_float(tmp_path, digits):
     model, example, (train_x, _), (test_x, test_y) = digits
     calib = calibration_batches(train_x)
     fx_file, float_file, onnx_file = (tmp_path / n for n in ("fx.onnx", "float.onnx", "o.onnx"))
-    fake_quant = bevcc.compile((model, example), pipeline="fx(bn_fold,qdq_insert)", calib=calib,
-                               registry=registry).ir
-    bevcc.compile(fake_quant, pipeline="export{dynamic_batch=true}", output=fx_file,
-                  registry=registry)
-    bevcc.compile((model, example), pipeline="fx(bn_fold),export{dynamic_batch=true}",
-                  output=float_file, registry=registry)
-    bevcc.compile(str(float_file), pipeline="onnx(qdq_insert)", calib=calib, output=onnx_file,
-                  registry=registry)
-    scores = {"float": accuracy(model, test_x, test_y),
-              "fake-quant": accuracy(fake_quant.module, test_x, test_y),
-              "fx path file": accuracy(deployed(fx_file), test_x, test_y),
-              "onnx path file": accuracy(deployed(onnx_file), test_x, test_y)}
+    fake_quant = bevcc.compile(
+        (model, example), pipeline="fx(bn_fold,qdq_insert)", calib=calib, registry=registry
+    ).ir
+    bevcc.compile(
+        fake_quant, pipeline="export{dynamic_batch=true}", output=fx_file, registry=registry
+    )
+    bevcc.compile(
+        (model, example),
+        pipeline="fx(bn_fold),export{dynamic_batch=true}",
+        output=float_file,
+        registry=registry,
+    )
+    bevcc.compile(
+        str(float_file),
+        pipeline="onnx(qdq_insert)",
+        calib=calib,
+        output=onnx_file,
+        registry=registry,
+    )
+    scores = {
+        "float": accuracy(model, test_x, test_y),
+        "fake-quant": accuracy(fake_quant.module, test_x, test_y),
+        "fx path file": accuracy(deployed(fx_file), test_x, test_y),
+        "onnx path file": accuracy(deployed(onnx_file), test_x, test_y),
+    }
     print(scores)  # the closing note quotes these (pytest -s)
     assert scores["float"] > 0.95  # a model worth quantizing
     for name, score in scores.items():

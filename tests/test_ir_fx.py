@@ -51,8 +51,10 @@ def test_untraceable_module_error_names_the_module_and_the_leaf_hook():
         FxIR.trace(Net())
     message = str(info.value)
     assert message.startswith("cannot trace Net: module 'body.gate' (Gate) failed: ")
-    assert message.endswith("make Gate a leaf module (bevcc.register_leaf_module(Gate) or the "
-                            "bevcc_register_leaf_modules hook) or make its forward traceable")
+    assert message.endswith(
+        "make Gate a leaf module (bevcc.register_leaf_module(Gate) or the "
+        "bevcc_register_leaf_modules hook) or make its forward traceable"
+    )
     assert "\n" not in message
 
 

@@ -17,12 +17,14 @@ def test_dump_of_the_exported_reference_model(golden, tiny_onnx):
 
 def _opset9_model():
     weight = helper.make_tensor("w", TensorProto.FLOAT, [2, 1, 1, 1], [1.0, -2.0])
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
-             helper.make_node("Relu", ["c"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                         [1, 1, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
-                              [weight])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [weight],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
 
 
@@ -37,18 +39,31 @@ def test_old_opset_is_upgraded_not_rejected(tmp_path):
 
 def test_external_data_is_loaded_and_dumps_the_same(tmp_path, tiny_onnx):
     model = onnx.load(tiny_onnx)
-    onnx.save_model(model, tmp_path / "ext.onnx", save_as_external_data=True,
-                    location="ext.onnx.data", size_threshold=0)
+    onnx.save_model(
+        model,
+        tmp_path / "ext.onnx",
+        save_as_external_data=True,
+        location="ext.onnx.data",
+        size_threshold=0,
+    )
     assert OnnxIR.load(tmp_path / "ext.onnx").dump() == OnnxIR.load(tiny_onnx).dump()
 
 
 def test_missing_external_data_names_the_file(tmp_path, tiny_onnx):
     model = onnx.load(tiny_onnx)
-    onnx.save_model(model, tmp_path / "ext.onnx", save_as_external_data=True,
-                    location="weights.bin", size_threshold=0)
+    onnx.save_model(
+        model,
+        tmp_path / "ext.onnx",
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     (tmp_path / "weights.bin").unlink()
-    with pytest.raises(InputError, match=r"external data file 'weights.bin' for tensor '.*' is "
-                                         r"missing; place it next to the model"):
+    with pytest.raises(
+        InputError,
+        match=r"external data file 'weights.bin' for tensor '.*' is "
+        r"missing; place it next to the model",
+    ):
         OnnxIR.load(tmp_path / "ext.onnx")
 
 
@@ -70,7 +85,7 @@ def test_truncated_file_is_one_clear_error(tmp_path, tiny_onnx):
 
 
 def test_missing_file():
-    with pytest.raises(InputError, match="nope.onnx: no such ONNX file"):
+    with pytest.raises(InputError, match=r"nope.onnx: no such ONNX file"):
         OnnxIR.load("nope.onnx")
 
 
@@ -94,8 +109,10 @@ def test_save_is_deterministic_and_leaves_no_temporary_files(tmp_path, tiny_onnx
 def test_a_write_failing_half_way_leaves_the_old_file(tmp_path):
     target = tmp_path / "out.onnx"
     target.write_bytes(b"old")
-    with pytest.raises(InputError, match="failed half-way \\(disk full\\); nothing was "
-                                         "written"), atomic_path(target) as tmp:
+    with (
+        pytest.raises(InputError, match="failed half-way \\(disk full\\); nothing was written"),
+        atomic_path(target) as tmp,
+    ):
         tmp.write_bytes(b"half")
         raise OSError("disk full")
     assert target.read_bytes() == b"old"
@@ -105,13 +122,17 @@ def test_a_write_failing_half_way_leaves_the_old_file(tmp_path):
 def test_unwritable_output_is_one_clear_error(tmp_path, tiny_onnx):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(InputError, match=r"cannot write .*file/out.onnx: .*; choose a writable "
-                                         r"output path"):
+    with pytest.raises(
+        InputError,
+        match=r"cannot write .*file/out.onnx: .*; choose a writable "
+        r"output path",
+    ):
         OnnxIR.load(tiny_onnx).save(blocker / "out.onnx")
 
 
-def test_models_over_the_protobuf_limit_are_saved_with_external_data(monkeypatch, tmp_path,
-                                                                     tiny_onnx):
+def test_models_over_the_protobuf_limit_are_saved_with_external_data(
+    monkeypatch, tmp_path, tiny_onnx
+):
     import bevcc.ir.onnx as onnx_ir
 
     monkeypatch.setattr(onnx_ir, "_PROTO_LIMIT", 1000)  # stands in for 2 GiB

@@ -21,8 +21,14 @@ from tests.conftest import run_bevcc
 
 GRID = (64, 64, 41)
 PIPELINE = "fx(bn_fold,sparse_conv_quant,quantizer_unify),export_libspconv"
-REFERENCE_OPS = {"SparseConvolution": 21, "Add": 8, "Relu": 8, "ScatterDense": 1,
-                 "Transpose": 1, "Reshape": 1}
+REFERENCE_OPS = {
+    "SparseConvolution": 21,
+    "Add": 8,
+    "Relu": 8,
+    "ScatterDense": 1,
+    "Transpose": 1,
+    "Reshape": 1,
+}
 
 
 def voxels(seed):
@@ -32,8 +38,10 @@ def voxels(seed):
 @pytest.fixture(scope="module")
 def encoder():
     model, example = small_sparse_encoder()
-    calib = [dict(zip(["voxel_features", "coors"], [t.numpy() for t in voxels(s)]))
-             for s in range(1, 5)]
+    calib = [
+        dict(zip(["voxel_features", "coors"], [t.numpy() for t in voxels(s)], strict=True))
+        for s in range(1, 5)
+    ]
     return model, example, calib
 
 
@@ -48,8 +56,9 @@ def registry():
 def int8_file(tmp_path_factory, encoder, registry):
     model, example, calib = encoder
     path = tmp_path_factory.mktemp("lidar") / "lidar.backbone.xyz.onnx"
-    result = bevcc.compile((model, example), pipeline=PIPELINE, calib=calib, output=path,
-                           registry=registry)
+    result = bevcc.compile(
+        (model, example), pipeline=PIPELINE, calib=calib, output=path, registry=registry
+    )
     return result, onnx.load(path)
 
 
@@ -57,8 +66,7 @@ def attrs(node):
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def test_encoder_file_has_exactly_the_reference_ops_and_passes_the_parser_checks(int8_file,
-                                                                                  golden):
+def test_encoder_file_has_exactly_the_reference_ops_and_passes_the_parser_checks(int8_file, golden):
     result, model = int8_file
     assert Counter(n.op_type for n in model.graph.node) == REFERENCE_OPS
     assert check_libspconv(model) == []
@@ -73,11 +81,15 @@ def test_encoder_file_has_exactly_the_reference_ops_and_passes_the_parser_checks
         if a["precision"] == b"int8":
             assert len(a["weight_dynamic_ranges"]) == a["out_channels"]
     for t in model.graph.initializer:
-        assert t.data_type == onnx.TensorProto.FLOAT16 and len(t.raw_data) == \
-            2 * int(np.prod(t.dims))
+        assert t.data_type == onnx.TensorProto.FLOAT16 and len(t.raw_data) == 2 * int(
+            np.prod(t.dims)
+        )
     assert result.records[-1].report == [
-        ("wrote Add 8, Relu 8, Reshape 1, ScatterDense 1, SparseConvolution 21, Transpose 1; "
-        "20 convs in INT8")]
+        (
+            "wrote Add 8, Relu 8, Reshape 1, ScatterDense 1, SparseConvolution 21, Transpose 1; "
+            "20 convs in INT8"
+        )
+    ]
     golden("libspconv_sparse_encoder", result.ir)
 
 
@@ -98,8 +110,9 @@ def test_block_input_has_one_range_for_conv1_and_the_residual_add(int8_file):
 def test_float_file_matches_the_model_within_fp16_tolerance(tmp_path, encoder, registry):
     model, example, _ = encoder
     path = tmp_path / "float.onnx"
-    bevcc.compile((model, example), pipeline="fx(bn_fold),export_libspconv", output=path,
-                  registry=registry)
+    bevcc.compile(
+        (model, example), pipeline="fx(bn_fold),export_libspconv", output=path, registry=registry
+    )
     test = voxels(9)
     with torch.no_grad():
         want = model(*test)
@@ -116,8 +129,9 @@ def test_int8_file_is_the_fake_quant_model(tmp_path, encoder, registry):
     with torch.no_grad():
         for p in folded.module.parameters():
             p.copy_(p.half().float())
-    quantized = bevcc.compile(folded, pipeline="fx(sparse_conv_quant,quantizer_unify)",
-                              calib=calib, registry=registry).ir
+    quantized = bevcc.compile(
+        folded, pipeline="fx(sparse_conv_quant,quantizer_unify)", calib=calib, registry=registry
+    ).ir
     path = tmp_path / "q.onnx"
     bevcc.compile(quantized, pipeline="export_libspconv", output=path, registry=registry)
     test = voxels(9)
@@ -130,8 +144,12 @@ def test_int8_file_is_the_fake_quant_model(tmp_path, encoder, registry):
 def test_int8_file_with_raw_weights_stays_within_two_output_steps(int8_file, encoder, registry):
     _, model = int8_file
     source, example, calib = encoder
-    fake_quant = bevcc.compile((source, example), pipeline="fx(bn_fold,sparse_conv_quant,"
-                               "quantizer_unify)", calib=calib, registry=registry).ir.module
+    fake_quant = bevcc.compile(
+        (source, example),
+        pipeline="fx(bn_fold,sparse_conv_quant,quantizer_unify)",
+        calib=calib,
+        registry=registry,
+    ).ir.module
     test = voxels(9)
     with torch.no_grad():
         want = fake_quant(*test)
@@ -139,8 +157,7 @@ def test_int8_file_with_raw_weights_stays_within_two_output_steps(int8_file, enc
     last = attrs(next(n for n in model.graph.node if n.name == "conv_out_0"))
     step = last["input_dynamic_range"] / 127
     diff = (got - want).abs()
-    print(f"int8 file vs fake-quant: max {diff.max():.4g}, mean {diff.mean():.3g}, "
-          f"step {step:.4g}")
+    print(f"int8 file vs fake-quant: max {diff.max():.4g}, mean {diff.mean():.3g}, step {step:.4g}")
     assert diff.max() <= 2 * step and diff.mean() < 0.1 * step
 
 
@@ -162,8 +179,9 @@ def test_tiny_sparse_with_an_inverse_conv_round_trips(tmp_path, registry):
 
     model, example = tiny_sparse()
     path = tmp_path / "tiny.onnx"
-    bevcc.compile((model, example), pipeline="fx(bn_fold),export_libspconv", output=path,
-                  registry=registry)
+    bevcc.compile(
+        (model, example), pipeline="fx(bn_fold),export_libspconv", output=path, registry=registry
+    )
     file = onnx.load(path)
     inverse = [attrs(n) for n in file.graph.node if attrs(n).get("inverse") == 1]
     assert len(inverse) == 1 and inverse[0]["rulebook"] == b"down1"
@@ -178,18 +196,27 @@ def test_zyx_order_reverses_kernel_attributes_and_weight_axes(tmp_path, encoder,
     files = {}
     for order in ("xyz", "zyx"):
         path = tmp_path / f"{order}.onnx"
-        bevcc.compile((model, example), pipeline=f"fx(bn_fold),export_libspconv{{order={order}}}",
-                      output=path, registry=registry)
+        bevcc.compile(
+            (model, example),
+            pipeline=f"fx(bn_fold),export_libspconv{{order={order}}}",
+            output=path,
+            registry=registry,
+        )
         files[order] = onnx.load(path)
     xyz = {n.name: attrs(n) for n in files["xyz"].graph.node}
     zyx = {n.name: attrs(n) for n in files["zyx"].graph.node}
-    assert xyz["conv_out_0"]["kernel_size"] == [1, 1, 3] and \
-        zyx["conv_out_0"]["kernel_size"] == [3, 1, 1]
+    assert xyz["conv_out_0"]["kernel_size"] == [1, 1, 3] and zyx["conv_out_0"]["kernel_size"] == [
+        3,
+        1,
+        1,
+    ]
     assert zyx["dense"]["format"] == b"zyx" and zyx["dense"]["input_spatial_shape"] == [2, 8, 8]
-    w = {o: {t.name: numpy_helper.to_array(t) for t in f.graph.initializer}
-         for o, f in files.items()}
-    np.testing.assert_array_equal(w["zyx"]["conv_out.0.weight"],
-                                  w["xyz"]["conv_out.0.weight"].transpose(0, 3, 2, 1, 4))
+    w = {
+        o: {t.name: numpy_helper.to_array(t) for t in f.graph.initializer} for o, f in files.items()
+    }
+    np.testing.assert_array_equal(
+        w["zyx"]["conv_out.0.weight"], w["xyz"]["conv_out.0.weight"].transpose(0, 3, 2, 1, 4)
+    )
     assert check_libspconv(files["zyx"]) == []
     # the zyx file is the same network: fed (b, z, y, x) coordinates, it computes the model
     features, coors = example
@@ -202,12 +229,16 @@ def test_zyx_order_reverses_kernel_attributes_and_weight_axes(tmp_path, encoder,
 # ---- a file the engine would reject is never written ------------------------------------------
 def test_uncalibrated_quantizer_fails_with_one_line_and_no_file(tmp_path, encoder, registry):
     model, example, calib = encoder
-    ir = bevcc.compile((model, example), pipeline="fx(bn_fold,sparse_conv_quant)", calib=calib,
-                       registry=registry).ir
+    ir = bevcc.compile(
+        (model, example), pipeline="fx(bn_fold,sparse_conv_quant)", calib=calib, registry=registry
+    ).ir
     ir.module.get_submodule("conv_out.0.input_quantizer").amax = None
     out = tmp_path / "x.onnx"
-    with pytest.raises(BevccError, match="quantizer conv_out.0.input_quantizer is enabled but "
-                                         "uncalibrated"):
+    with pytest.raises(
+        BevccError,
+        match=r"quantizer conv_out.0.input_quantizer is enabled but "
+        r"uncalibrated",
+    ):
         bevcc.compile(ir, pipeline="export_libspconv", output=out, registry=registry)
     assert not out.exists()
 
@@ -217,30 +248,41 @@ def test_nan_weights_fail_and_dead_channels_get_positive_ranges(tmp_path, encode
     ir = bevcc.compile((model, example), pipeline="fx(bn_fold)", registry=registry).ir
     with torch.no_grad():
         ir.module.get_submodule("encoder_layers.1.0.conv1").weight[3] = 0  # a dead filter
-    quantized = bevcc.compile(ir, pipeline="fx(sparse_conv_quant)", calib=calib,
-                              registry=registry)
+    quantized = bevcc.compile(ir, pipeline="fx(sparse_conv_quant)", calib=calib, registry=registry)
     assert "encoder_layers.1.0.conv1.weight_quantizer" in quantized.records[0].stats["floored"]
-    model_file = bevcc.compile(quantized.ir, pipeline="export_libspconv",
-                               registry=registry).ir.model
+    model_file = bevcc.compile(
+        quantized.ir, pipeline="export_libspconv", registry=registry
+    ).ir.model
     assert check_libspconv(model_file) == []
     with torch.no_grad():
-        quantized.ir.module.get_submodule("encoder_layers.2.0.conv2").weight[0, 0, 0, 0, 0] = \
-            float("nan")
-    with pytest.raises(BevccError, match="weight of encoder_layers.2.0.conv2 has NaN"):
+        quantized.ir.module.get_submodule("encoder_layers.2.0.conv2").weight[0, 0, 0, 0, 0] = float(
+            "nan"
+        )
+    with pytest.raises(BevccError, match=r"weight of encoder_layers.2.0.conv2 has NaN"):
         bevcc.compile(quantized.ir, pipeline="export_libspconv", registry=registry)
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda m: m.graph.node.append(helper.make_node("Sigmoid", ["voxels"], ["s"])),
-     "unsupported operator Sigmoid"),
-    (lambda m: _set(m, "conv_out_0", "precision", b"int4"), "precision 'int4'"),
-    (lambda m: _set(m, "conv_out_0", "weight_dynamic_ranges", [1.0] * 3),
-     "Invalid weight scales 3 != 128"),
-    (lambda m: _set(m, "conv_out_0", "input_dynamic_range", 0.0), "must be finite and positive"),
-    (lambda m: _set(m, "add", "input1_dynamic_range", 123.0), "has two ranges"),
-    (lambda m: m.graph.node[0].input.pop(), "no bias input"),
-    (lambda m: _to_float32(m, "conv_out.0.bias"), "Can not support non float data type"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (
+            lambda m: m.graph.node.append(helper.make_node("Sigmoid", ["voxels"], ["s"])),
+            "unsupported operator Sigmoid",
+        ),
+        (lambda m: _set(m, "conv_out_0", "precision", b"int4"), "precision 'int4'"),
+        (
+            lambda m: _set(m, "conv_out_0", "weight_dynamic_ranges", [1.0] * 3),
+            "Invalid weight scales 3 != 128",
+        ),
+        (
+            lambda m: _set(m, "conv_out_0", "input_dynamic_range", 0.0),
+            "must be finite and positive",
+        ),
+        (lambda m: _set(m, "add", "input1_dynamic_range", 123.0), "has two ranges"),
+        (lambda m: m.graph.node[0].input.pop(), "no bias input"),
+        (lambda m: _to_float32(m, "conv_out.0.bias"), "Can not support non float data type"),
+    ],
+)
 def test_validator_names_what_the_parser_would_reject(int8_file, break_it, message):
     _, model = int8_file
     broken = onnx.ModelProto()
@@ -262,15 +304,21 @@ def _set(model, node_name, key, value):
 
 def _to_float32(model, name):
     tensor = next(t for t in model.graph.initializer if t.name == name)
-    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32),
-                                            name))
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), name))
 
 
 def test_cli_compiles_the_registered_lidar_backbone_and_lint_reads_the_file(tmp_path):
     out = tmp_path / "lidar.onnx"
-    proc = run_bevcc("compile", "sparse_encoder", "--calib",
-                     "bevcc_bevfusion.sparse_encoder:calibration_batches", "--pipeline", PIPELINE,
-                     "-o", out)
+    proc = run_bevcc(
+        "compile",
+        "sparse_encoder",
+        "--calib",
+        "bevcc_bevfusion.sparse_encoder:calibration_batches",
+        "--pipeline",
+        PIPELINE,
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Counter(n.op_type for n in onnx.load(out).graph.node) == REFERENCE_OPS
     proc = run_bevcc("lint", out)
@@ -278,15 +326,23 @@ def test_cli_compiles_the_registered_lidar_backbone_and_lint_reads_the_file(tmp_
     assert "fp16 layers (1): conv_input_0" in proc.stdout
 
 
-def test_fp16_layers_are_chosen_by_name_and_their_producers_write_fp16(tmp_path, encoder,
-                                                                        registry):
+def test_fp16_layers_are_chosen_by_name_and_their_producers_write_fp16(tmp_path, encoder, registry):
     model, example, calib = encoder
-    result = bevcc.compile((model, example), calib=calib, registry=registry, pipeline=(
-        'fx(bn_fold,sparse_conv_quant{fp16="conv_input.0, encoder_layers.3.1.* add_7"},'
-        "quantizer_unify),export_libspconv"))
-    assert result.records[1].stats["fp16"] == ["add_7", "conv_input.0",
-                                               "encoder_layers.3.1.conv1",
-                                               "encoder_layers.3.1.conv2"]
+    result = bevcc.compile(
+        (model, example),
+        calib=calib,
+        registry=registry,
+        pipeline=(
+            'fx(bn_fold,sparse_conv_quant{fp16="conv_input.0, encoder_layers.3.1.* add_7"},'
+            "quantizer_unify),export_libspconv"
+        ),
+    )
+    assert result.records[1].stats["fp16"] == [
+        "add_7",
+        "conv_input.0",
+        "encoder_layers.3.1.conv1",
+        "encoder_layers.3.1.conv2",
+    ]
     convs = {n.name: attrs(n) for n in result.ir.model.graph.node}
     assert convs["encoder_layers_3_1_conv1"]["precision"] == b"fp16"
     # the Relu before that block feeds an fp16 conv: the Add writing it goes fp16

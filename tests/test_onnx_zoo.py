@@ -62,7 +62,7 @@ def _ort_run(model: onnx.ModelProto, image: np.ndarray) -> dict[str, np.ndarray]
     options.log_severity_level = 3  # IR-3 files list initializers as inputs: a warning per file
     session = ort.InferenceSession(model.SerializeToString(), options)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: image})))
+    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: image}), strict=True))
 
 
 def _images(seed: int, count: int) -> list[np.ndarray]:
@@ -87,13 +87,19 @@ def _expected(model: onnx.ModelProto) -> dict:
     producer = {o: n for n in model.graph.node for o in n.output}
     layers = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
     weights = sum(n.input[1] in initializers for n in layers)
-    activations = {n.input[0] for n in layers} | {n.input[1] for n in layers
-                                                  if n.input[1] not in initializers}
-    folds = sum(n.op_type == "BatchNormalization" and producer[n.input[0]].op_type == "Conv"
-                for n in model.graph.node)
+    activations = {n.input[0] for n in layers} | {
+        n.input[1] for n in layers if n.input[1] not in initializers
+    }
+    folds = sum(
+        n.op_type == "BatchNormalization" and producer[n.input[0]].op_type == "Conv"
+        for n in model.graph.node
+    )
     counts = {op: sum(n.op_type == op for n in layers) for op in ("Conv", "Gemm")}
-    return {"quantized": {k: v for k, v in counts.items() if v}, "folds": folds,
-            "qdq_insert": weights + len(activations)}
+    return {
+        "quantized": {k: v for k, v in counts.items() if v},
+        "folds": folds,
+        "qdq_insert": weights + len(activations),
+    }
 
 
 def logits_sqnr_db(float_model: onnx.ModelProto, quantized: onnx.ModelProto) -> float:
@@ -114,8 +120,13 @@ def check_zoo_file(name: str, float_model, quantized, lint: dict, seconds: float
     assert sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node) == pairs
     sqnr = logits_sqnr_db(float_model, quantized)
     assert sqnr >= SQNR_FLOOR_DB[name], f"{name}: logits SQNR {sqnr:.1f} dB"
-    row = {"model": name, "nodes": (len(float_model.graph.node), len(quantized.graph.node)),
-           "qdq_pairs": pairs, "sqnr_db": round(sqnr, 1), "seconds": round(seconds, 1)}
+    row = {
+        "model": name,
+        "nodes": (len(float_model.graph.node), len(quantized.graph.node)),
+        "qdq_pairs": pairs,
+        "sqnr_db": round(sqnr, 1),
+        "seconds": round(seconds, 1),
+    }
     print(json.dumps(row))
 
 
@@ -139,15 +150,26 @@ def zoo_file(tmp_path):
 def _params():
     run_all = os.environ.get("BEVCC_ZOO") == "all"
     skip = pytest.mark.skip(reason="large FC model: set BEVCC_ZOO=all to run it")
-    return [pytest.param(n, marks=() if run_all or n not in LARGE else skip)
-            for n in light_models() if n != "light_squeezenet"]  # squeezenet: the CLI test
+    return [
+        pytest.param(n, marks=() if run_all or n not in LARGE else skip)
+        for n in light_models()
+        if n != "light_squeezenet"
+    ]  # squeezenet: the CLI test
 
 
 def test_the_corpus_is_the_installed_light_zoo():
     """A zoo file added or dropped by an onnx upgrade shows here (and needs a UNIFY_ADDS look)."""
-    assert light_models() == ["light_bvlc_alexnet", "light_densenet121", "light_inception_v1",
-                              "light_inception_v2", "light_resnet50", "light_shufflenet",
-                              "light_squeezenet", "light_vgg19", "light_zfnet512"]
+    assert light_models() == [
+        "light_bvlc_alexnet",
+        "light_densenet121",
+        "light_inception_v1",
+        "light_inception_v2",
+        "light_resnet50",
+        "light_shufflenet",
+        "light_squeezenet",
+        "light_vgg19",
+        "light_zfnet512",
+    ]
     model = seeded_model("light_squeezenet")  # stubs become initializers; the rest is kept
     assert not [n for n in model.graph.node if n.op_type == "ConstantOfShape"]
     assert _data_input(model) == "data_0"
@@ -160,8 +182,9 @@ def test_light_model_compiles_lints_clean_and_keeps_parity(name, zoo_file, tmp_p
     out = tmp_path / "int8.onnx"
     start = time.perf_counter()
     # check_modified is on: a pass that changes the IR while reporting modified=False fails here
-    result = bevcc.compile(str(path), pipeline=PIPELINE, calib=str(calib), output=out,
-                           registry=registry)
+    result = bevcc.compile(
+        str(path), pipeline=PIPELINE, calib=str(calib), output=out, registry=registry
+    )
     seconds = time.perf_counter() - start
     expected = _expected(model)
     bn_fold, qdq_insert, _ = (r.stats for r in result.records)
@@ -180,8 +203,10 @@ def test_squeezenet_through_the_cli(zoo_file, tmp_path):
     proc = run_bevcc("compile", path, "--pipeline", PIPELINE, "--calib", calib, "-o", out)
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
-    assert "inserted on Add inputs 0, on Concat inputs 16; left float (no scale known): none" \
+    assert (
+        "inserted on Add inputs 0, on Concat inputs 16; left float (no scale known): none"
         in proc.stderr
+    )
     lint = run_bevcc("lint", out, "--json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
     quantized = onnx.load(out)
@@ -189,7 +214,8 @@ def test_squeezenet_through_the_cli(zoo_file, tmp_path):
     # the parity floor has teeth: conv 13 of 26 reading its input at half the scale fails it
     producers = {o: n for n in quantized.graph.node for o in n.output}
     conv = [n for n in quantized.graph.node if n.op_type == "Conv"][13]
-    scale = next(t for t in quantized.graph.initializer
-                 if t.name == producers[conv.input[0]].input[1])
+    scale = next(
+        t for t in quantized.graph.initializer if t.name == producers[conv.input[0]].input[1]
+    )
     scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) / 2, scale.name))
     assert logits_sqnr_db(model, quantized) < SQNR_FLOOR_DB["light_squeezenet"] - 10

@@ -25,7 +25,9 @@ def test_canonical_text_prints_back_identically(text):
 def test_structure_of_a_parsed_pipeline():
     p = parse_pipeline("fx(bn_fold, qdq_insert{calibrator=histogram:mse}) , export, onnx(check)")
     assert p.elements == [
-        IRGroup("fx", [StepSpec("bn_fold"), StepSpec("qdq_insert", [("calibrator", "histogram:mse")])]),
+        IRGroup(
+            "fx", [StepSpec("bn_fold"), StepSpec("qdq_insert", [("calibrator", "histogram:mse")])]
+        ),
         StepSpec("export"),
         IRGroup("onnx", [StepSpec("check")]),
     ]
@@ -33,15 +35,18 @@ def test_structure_of_a_parsed_pipeline():
     assert p.step_names() == ["bn_fold", "qdq_insert", "export", "check"]
 
 
-@pytest.mark.parametrize("text, column, expected", [
-    ("fx(dce", 7, "expected ')'"),
-    ("fx(dce))", 8, "expected ',' or end of text"),
-    ("fx(dce{opset})", 13, "expected '='"),
-    ("fx(dce{a=})", 10, "expected an option value"),
-    ("fx(,dce)", 4, "expected a pass name"),
-    ('fx(a{b="open', 13, "expected closing '\"'"),
-    ("fx(a),,export", 7, "expected an IR group"),
-])
+@pytest.mark.parametrize(
+    "text, column, expected",
+    [
+        ("fx(dce", 7, "expected ')'"),
+        ("fx(dce))", 8, "expected ',' or end of text"),
+        ("fx(dce{opset})", 13, "expected '='"),
+        ("fx(dce{a=})", 10, "expected an option value"),
+        ("fx(,dce)", 4, "expected a pass name"),
+        ('fx(a{b="open', 13, "expected closing '\"'"),
+        ("fx(a),,export", 7, "expected an IR group"),
+    ],
+)
 def test_syntax_errors_name_the_column(text, column, expected):
     with pytest.raises(UsageError) as info:
         parse_pipeline(text)
@@ -58,8 +63,10 @@ def test_empty_pipeline_is_an_error():
 _word = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 _value = st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), min_size=1, max_size=8)
 _step = st.builds(StepSpec, _word, st.lists(st.tuples(_word, _value), max_size=3))
-_element = st.one_of(_step, st.builds(IRGroup, st.sampled_from(["fx", "onnx"]),
-                                      st.lists(_step, min_size=1, max_size=3)))
+_element = st.one_of(
+    _step,
+    st.builds(IRGroup, st.sampled_from(["fx", "onnx"]), st.lists(_step, min_size=1, max_size=3)),
+)
 
 
 @given(st.lists(_element, min_size=1, max_size=4))

@@ -16,9 +16,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pip_install(target: Path, source: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--disable-pip-version-check", "--target", str(target),
-                    str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 def _write_misspelt_plugin(root: Path) -> Path:
@@ -30,12 +45,14 @@ def _write_misspelt_plugin(root: Path) -> Path:
         "class Mine(Check):\n    name = 'mine'\n"
         "@bevcc.hookimpl\n"
         "def bevcc_register_pass(registry):\n"
-        "    registry.add_pass(Mine)\n")
+        "    registry.add_pass(Mine)\n"
+    )
     (root / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "bevcc-misspelt"\nversion = "0.0.2"\n'
         '[project.entry-points.bevcc]\nmisspelt = "bevcc_misspelt"\n'
-        '[tool.setuptools]\npackages = ["bevcc_misspelt"]\n')
+        '[tool.setuptools]\npackages = ["bevcc_misspelt"]\n'
+    )
     return root
 
 
@@ -46,7 +63,8 @@ def _write_broken_plugin(root: Path) -> Path:
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "bevcc-broken"\nversion = "0.0.1"\n'
         '[project.entry-points.bevcc]\nbroken = "bevcc_broken"\n'
-        '[tool.setuptools]\npackages = ["bevcc_broken"]\n')
+        '[tool.setuptools]\npackages = ["bevcc_broken"]\n'
+    )
     return root
 
 
@@ -72,8 +90,15 @@ def test_installed_plugin_pass_is_listed_and_usable(site, tmp_path, tiny_onnx):
     assert rows["remove_identity"]["ir"] == "onnx"
     assert rows["check"]["plugin"] == "bevcc"
     out = tmp_path / "out.onnx"
-    proc = run_bevcc("compile", tiny_onnx, "--pipeline", "onnx(remove_identity,check)", "-o", out,
-                     env_extra=_env(site))
+    proc = run_bevcc(
+        "compile",
+        tiny_onnx,
+        "--pipeline",
+        "onnx(remove_identity,check)",
+        "-o",
+        out,
+        env_extra=_env(site),
+    )
     assert proc.returncode == 0 and out.is_file()
 
 
@@ -84,12 +109,17 @@ def test_plugins_lists_versions_contributions_and_the_broken_one(site):
     assert infos["example"]["version"] == "0.1.0"
     assert infos["example"]["contributions"] == {"passes": ["onnx:remove_identity"]}
     assert infos["broken"]["status"] == "failed"
-    assert infos["broken"]["error"] == ("ModuleNotFoundError: No module named "
-                                        "'a_module_that_does_not_exist'")
+    assert infos["broken"]["error"] == (
+        "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'"
+    )
     warning = [line for line in proc.stderr.splitlines() if "broken" in line]
-    assert warning == [("bevcc: warning: plugin 'broken' (from bevcc-broken 0.0.1) failed to load: "
-                       "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'; "
-                       "skipped. Fix or uninstall it, or set BEVCC_DISABLE_PLUGIN_AUTOLOAD=1")]
+    assert warning == [
+        (
+            "bevcc: warning: plugin 'broken' (from bevcc-broken 0.0.1) failed to load: "
+            "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'; "
+            "skipped. Fix or uninstall it, or set BEVCC_DISABLE_PLUGIN_AUTOLOAD=1"
+        )
+    ]
     assert "Traceback" not in proc.stderr
 
 
@@ -97,34 +127,42 @@ def test_a_misspelt_hook_is_named_and_the_plugin_listed_as_failed(site):
     proc = run_bevcc("plugins", "--json", env_extra=_env(site))
     info = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}["misspelt"]
     assert (info["status"], info["contributions"]) == ("failed", {})
-    assert info["error"] == ("UnknownHookError: bevcc_register_pass is not a bevcc hook (did you "
-                             "mean bevcc_register_passes?)")
+    assert info["error"] == (
+        "UnknownHookError: bevcc_register_pass is not a bevcc hook (did you "
+        "mean bevcc_register_passes?)"
+    )
     warning = [line for line in proc.stderr.splitlines() if "misspelt" in line]
     assert len(warning) == 1 and "bevcc_register_pass is not a bevcc hook" in warning[0]
     table = run_bevcc("plugins", env_extra=_env(site)).stdout
-    assert any(line.startswith("misspelt 0.0.2") and "FAILED: UnknownHookError" in line
-               for line in table.splitlines())
+    assert any(
+        line.startswith("misspelt 0.0.2") and "FAILED: UnknownHookError" in line
+        for line in table.splitlines()
+    )
 
 
 def test_an_unmarked_hook_function_is_named(monkeypatch, tmp_path):
-    (tmp_path / "unmarked_plugin.py").write_text("def bevcc_register_passes(registry):\n"
-                                                 "    pass\n")
+    (tmp_path / "unmarked_plugin.py").write_text("def bevcc_register_passes(registry):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("BEVCC_PLUGINS", "unmarked_plugin")
-    with pytest.warns(plugins.PluginLoadWarning, match="bevcc_register_passes is not marked "
-                                                       "@bevcc.hookimpl"):
+    with pytest.warns(
+        plugins.PluginLoadWarning, match="bevcc_register_passes is not marked @bevcc.hookimpl"
+    ):
         loaded = plugins.load_plugins(autoload=False)
     assert [i.status for i in loaded.infos] == ["ok", "failed"]
 
 
 def test_autoload_can_be_disabled_and_plugins_named_explicitly(site):
     env = _env(site, BEVCC_DISABLE_PLUGIN_AUTOLOAD="1")
-    names = [p["name"] for p in json.loads(run_bevcc("plugins", "--json", env_extra=env).stdout)
-             ["plugins"]]
+    names = [
+        p["name"]
+        for p in json.loads(run_bevcc("plugins", "--json", env_extra=env).stdout)["plugins"]
+    ]
     assert names == ["bevcc"]
     env["BEVCC_PLUGINS"] = "bevcc_example.plugin"
-    names = [p["name"] for p in json.loads(run_bevcc("plugins", "--json", env_extra=env).stdout)
-             ["plugins"]]
+    names = [
+        p["name"]
+        for p in json.loads(run_bevcc("plugins", "--json", env_extra=env).stdout)["plugins"]
+    ]
     assert names == ["bevcc", "bevcc_example.plugin"]
 
 
@@ -136,11 +174,14 @@ def test_a_plugin_whose_hook_fails_is_dropped_by_name(monkeypatch, tmp_path):
         "@bevcc.hookimpl\n"
         "def bevcc_register_passes(registry):\n"
         "    registry.add_pass(Mine)\n"
-        "    raise RuntimeError('half way')\n")
+        "    raise RuntimeError('half way')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("BEVCC_PLUGINS", "half_plugin")
-    with pytest.warns(plugins.PluginLoadWarning, match="plugin 'half_plugin' failed to load: "
-                                                       "RuntimeError: half way"):
+    with pytest.warns(
+        plugins.PluginLoadWarning,
+        match="plugin 'half_plugin' failed to load: RuntimeError: half way",
+    ):
         loaded = plugins.load_plugins(autoload=False)
     assert ("onnx", "mine") not in loaded.registry.passes  # nothing half-registered stays
     assert [i.status for i in loaded.infos] == ["ok", "failed"]

@@ -37,12 +37,14 @@ def test_per_tensor_and_per_channel_match_a_numpy_reference():
     np.testing.assert_array_equal(q(x).numpy(), reference_fake_quant(x.numpy(), q.amax.numpy()))
     qc = calibrated(x, axis=1)
     assert qc.amax.shape == (6,)
-    np.testing.assert_array_equal(qc(x).numpy(),
-                                  reference_fake_quant(x.numpy(), qc.amax.numpy(), axis=1))
+    np.testing.assert_array_equal(
+        qc(x).numpy(), reference_fake_quant(x.numpy(), qc.amax.numpy(), axis=1)
+    )
     # values beyond amax clamp to +-127 steps
     wide = torch.tensor([-1e3, 1e3])
-    np.testing.assert_allclose(q(wide).numpy(), [-128 * float(q.amax) / 127,
-                                                 127 * float(q.amax) / 127], rtol=1e-6)
+    np.testing.assert_allclose(
+        q(wide).numpy(), [-128 * float(q.amax) / 127, 127 * float(q.amax) / 127], rtol=1e-6
+    )
 
 
 def test_all_zero_channel_is_floored_and_reported_never_a_zero_scale():
@@ -86,11 +88,14 @@ def test_max_calibrator_per_channel_over_batches():
     assert c.compute_amax().tolist() == [5.0, 0.5]
 
 
-@pytest.mark.parametrize("method, low, high", [
-    ("histogram:percentile", 3.5, 4.2),  # 99.99th percentile of |N(0,1)| is 3.89
-    ("histogram:mse", 2.5, 4.7),  # modelopt 0.47 unpatched returns its first bin, 0.26
-    ("histogram:entropy", 2.5, 5.0),
-])
+@pytest.mark.parametrize(
+    "method, low, high",
+    [
+        ("histogram:percentile", 3.5, 4.2),  # 99.99th percentile of |N(0,1)| is 3.89
+        ("histogram:mse", 2.5, 4.7),  # modelopt 0.47 unpatched returns its first bin, 0.26
+        ("histogram:entropy", 2.5, 5.0),
+    ],
+)
 def test_modelopt_histogram_calibrators_give_sensible_amax_for_a_gaussian(method, low, high):
     c = make_calibrator(method, axis=None)
     g = torch.Generator().manual_seed(0)
@@ -108,13 +113,17 @@ def test_unknown_calibrator_and_per_channel_histogram_are_usage_errors():
 
 def test_quant_config_from_toml_and_yaml_resolves_defaults_ops_and_overrides(tmp_path):
     toml = tmp_path / "q.toml"
-    toml.write_text('calibrator = "mse"\n[ops.conv_transpose]\nper_channel = false\n'
-                    '[[overrides]]\nmatch = "head*"\nenabled = false\n'
-                    '[[overrides]]\nmatch = "stem.0"\ncalibrator = "max"\n')
+    toml.write_text(
+        'calibrator = "mse"\n[ops.conv_transpose]\nper_channel = false\n'
+        '[[overrides]]\nmatch = "head*"\nenabled = false\n'
+        '[[overrides]]\nmatch = "stem.0"\ncalibrator = "max"\n'
+    )
     yaml = tmp_path / "q.yaml"
-    yaml.write_text("calibrator: mse\nops:\n  conv_transpose:\n    per_channel: false\n"
-                    "overrides:\n  - match: head*\n    enabled: false\n"
-                    "  - match: stem.0\n    calibrator: max\n")
+    yaml.write_text(
+        "calibrator: mse\nops:\n  conv_transpose:\n    per_channel: false\n"
+        "overrides:\n  - match: head*\n    enabled: false\n"
+        "  - match: stem.0\n    calibrator: max\n"
+    )
     for path in (toml, yaml):
         config = load_quant_config(path)
         assert config.resolve("block.conv1", "conv").calibrator == "histogram:mse"
@@ -124,13 +133,16 @@ def test_quant_config_from_toml_and_yaml_resolves_defaults_ops_and_overrides(tmp
         assert config.unused_overrides(["stem.0", "block.conv1"]) == ["head*"]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"bits": 8}, "unknown quant setting 'bits'"),
-    ({"num_bits": 4}, "num_bits must be 8"),
-    ({"ops": {"pool": {}}}, "unknown op type 'pool'"),
-    ({"overrides": [{"enabled": False}]}, "needs `match`"),
-    ({"calibrator": "minmax"}, "unknown calibrator"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"bits": 8}, "unknown quant setting 'bits'"),
+        ({"num_bits": 4}, "num_bits must be 8"),
+        ({"ops": {"pool": {}}}, "unknown op type 'pool'"),
+        ({"overrides": [{"enabled": False}]}, "needs `match`"),
+        ({"calibrator": "minmax"}, "unknown calibrator"),
+    ],
+)
 def test_bad_quant_config_is_one_usage_error(data, message):
     with pytest.raises(UsageError, match=message):
         QuantConfig.from_dict(data)
@@ -155,8 +167,9 @@ def test_weight_fake_quant_is_reused_until_the_weight_or_amax_changes():
         weight.mul_(2)  # an optimizer step changes the weight in place
         second = q(weight)
         assert second is not first
-        np.testing.assert_array_equal(second.numpy(), reference_fake_quant(
-            weight.numpy(), q.amax.numpy(), axis=0))
+        np.testing.assert_array_equal(
+            second.numpy(), reference_fake_quant(weight.numpy(), q.amax.numpy(), axis=0)
+        )
         q.set_amax(q.amax * 2)
         assert q(weight) is not second
     out = q(weight)  # with autograd: computed fresh, and the gradient reaches the weight

@@ -24,32 +24,44 @@ def fpn():
 
 
 def compile_file(path, model, calib, registry, fx_passes):
-    return bevcc.compile(model, pipeline=f"fx({fx_passes}),export{{dynamic_batch=true}}",
-                         calib=calib, output=path, registry=registry)
+    return bevcc.compile(
+        model,
+        pipeline=f"fx({fx_passes}),export{{dynamic_batch=true}}",
+        calib=calib,
+        output=path,
+        registry=registry,
+    )
 
 
-def test_fx_unify_takes_predicted_reformats_from_2_to_0_with_parity(tmp_path, golden, registry,
-                                                                     fpn):
+def test_fx_unify_takes_predicted_reformats_from_2_to_0_with_parity(
+    tmp_path, golden, registry, fpn
+):
     model, calib = fpn
-    before = lint_model(onnx.load(compile_file(tmp_path / "a.onnx", model, calib, registry,
-                                               PERCENTILE).output))
+    before = lint_model(
+        onnx.load(compile_file(tmp_path / "a.onnx", model, calib, registry, PERCENTILE).output)
+    )
     # x feeds the downsample conv, the Concat and the MaxPool: three percentile scales in one
     # domain, so TensorRT would requantize twice.
     assert before.reformats == 2
     assert [(m.kind, len(m.scales)) for m in before.mismatches] == [("concat", 3)]
-    result = compile_file(tmp_path / "b.onnx", model, calib, registry,
-                          f"{PERCENTILE},quantizer_unify")
+    result = compile_file(
+        tmp_path / "b.onnx", model, calib, registry, f"{PERCENTILE},quantizer_unify"
+    )
     record = result.records[1]
     assert record.stats["inserted"] == {"add": 1, "concat": 2}
     assert (record.stats["quantizers_before"], record.stats["quantizers_after"]) == (8, 6)
     after = lint_model(onnx.load(result.output))
     assert (after.reformats, after.problems, after.qdq_pairs) == (0, [], 17)
-    ir = bevcc.compile(model, pipeline=f"fx({PERCENTILE},quantizer_unify)", calib=calib,
-                       registry=registry).ir
+    ir = bevcc.compile(
+        model, pipeline=f"fx({PERCENTILE},quantizer_unify)", calib=calib, registry=registry
+    ).ir
     # one module instance per domain: x's quantizer also serves the Concat inputs, lateral input
     # (through the Concat) and the residual identity shares conv res1's input quantizer
-    calls = [n.target for n in ir.graph.nodes if n.op == "call_module" and
-             isinstance(ir.module.get_submodule(n.target), TensorQuantizer)]
+    calls = [
+        n.target
+        for n in ir.graph.nodes
+        if n.op == "call_module" and isinstance(ir.module.get_submodule(n.target), TensorQuantizer)
+    ]
     assert len(calls) == 9 and len(set(calls)) == 6
     assert_matches_fake_quant(result.output, ir.module, calib[0], model[0])
     golden("unify_fpn_residual.fx", ir)
@@ -58,8 +70,9 @@ def test_fx_unify_takes_predicted_reformats_from_2_to_0_with_parity(tmp_path, go
 
 def test_shared_add_policy_quantizes_both_inputs_with_one_scale(tmp_path, registry, fpn):
     model, calib = fpn
-    result = compile_file(tmp_path / "s.onnx", model, calib, registry,
-                          f"{PERCENTILE},quantizer_unify{{add=shared}}")
+    result = compile_file(
+        tmp_path / "s.onnx", model, calib, registry, f"{PERCENTILE},quantizer_unify{{add=shared}}"
+    )
     emitted = onnx.load(result.output)
     add = next(n for n in emitted.graph.node if n.op_type == "Add")
     producers = {o: n for n in emitted.graph.node for o in n.output}
@@ -72,15 +85,20 @@ def test_shared_add_policy_quantizes_both_inputs_with_one_scale(tmp_path, regist
 def test_onnx_unify_on_the_fx_file_matches_fx_unify_with_max(tmp_path, registry, fpn):
     model, calib = fpn
     plain = compile_file(tmp_path / "p.onnx", model, calib, registry, "qdq_insert").output
-    fx_unified = compile_file(tmp_path / "f.onnx", model, calib, registry,
-                              "qdq_insert,quantizer_unify").output
-    result = bevcc.compile(str(plain), pipeline="onnx(quantizer_unify,check)",
-                           output=tmp_path / "o.onnx", registry=registry)
+    fx_unified = compile_file(
+        tmp_path / "f.onnx", model, calib, registry, "qdq_insert,quantizer_unify"
+    ).output
+    result = bevcc.compile(
+        str(plain),
+        pipeline="onnx(quantizer_unify,check)",
+        output=tmp_path / "o.onnx",
+        registry=registry,
+    )
     assert result.records[0].stats["inserted"] == {"add": 1, "concat": 2}
     a, b = _dq_inputs(onnx.load(fx_unified)), _dq_inputs(onnx.load(tmp_path / "o.onnx"))
     assert a.keys() == b.keys()
     for name in a:
-        for (scale_a, axis_a), (scale_b, axis_b) in zip(a[name], b[name]):
+        for (scale_a, axis_a), (scale_b, axis_b) in zip(a[name], b[name], strict=True):
             assert axis_a == axis_b
             np.testing.assert_allclose(scale_a, scale_b, rtol=1e-6, err_msg=name)
     unified = lint_model(onnx.load(tmp_path / "o.onnx"))
@@ -96,8 +114,9 @@ def test_onnx_unify_shares_one_initializer_per_domain(tmp_path, registry, fpn):
     concat = next(n for n in emitted.graph.node if n.op_type == "Concat")
     producers = {o: n for n in emitted.graph.node for o in n.output}
     scale_names = {producers[i].input[1] for i in concat.input}
-    lateral_dq = producers[next(n for n in emitted.graph.node if n.name == "/lateral/Conv")
-                           .input[0]]
+    lateral_dq = producers[
+        next(n for n in emitted.graph.node if n.name == "/lateral/Conv").input[0]
+    ]
     assert scale_names == {lateral_dq.input[1]}  # one initializer, not equal copies
 
 
@@ -105,8 +124,9 @@ def test_onnx_unify_shares_one_initializer_per_domain(tmp_path, registry, fpn):
 def test_lint_cli_table_json_and_exit_codes(tmp_path, registry, fpn):
     model, calib = fpn
     bad = compile_file(tmp_path / "bad.onnx", model, calib, registry, PERCENTILE).output
-    good = compile_file(tmp_path / "good.onnx", model, calib, registry,
-                        f"{PERCENTILE},quantizer_unify").output
+    good = compile_file(
+        tmp_path / "good.onnx", model, calib, registry, f"{PERCENTILE},quantizer_unify"
+    ).output
     proc = run_bevcc("lint", bad)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
@@ -118,16 +138,18 @@ def test_lint_cli_table_json_and_exit_codes(tmp_path, registry, fpn):
     assert (data["predicted_reformats"], data["errors"], data["qdq_pairs"]) == (0, 0, 17)
     assert data["int8_mac_share"] == 1.0
     proc = run_bevcc("lint", tmp_path / "missing.onnx")
-    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "no such ONNX file" in \
-        proc.stderr
+    assert (
+        proc.returncode != 0 and proc.stderr.count("\n") == 1 and "no such ONNX file" in proc.stderr
+    )
 
 
 def test_lint_counts_float_layers_in_the_int8_mac_share(tmp_path, registry, fpn):
     model, calib = fpn
     config = tmp_path / "q.toml"
     config.write_text('[[overrides]]\nmatch = "res*"\nenabled = false\n')
-    path = compile_file(tmp_path / "x.onnx", model, calib, registry,
-                        f"qdq_insert{{config={config}}}").output
+    path = compile_file(
+        tmp_path / "x.onnx", model, calib, registry, f"qdq_insert{{config={config}}}"
+    ).output
     report = lint_model(onnx.load(path))
     assert sorted(report.float_layers) == ["/res1/Conv", "/res2/Conv"]
     share = report.int8_macs / report.total_macs
@@ -159,18 +181,25 @@ def test_lint_reports_onnxruntime_quantize_static_mismatches(tmp_path, registry,
             return next(self.batches, None)
 
     out = tmp_path / "ort.onnx"
-    quantize_static(str(float_file), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    quantize_static(
+        str(float_file),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
     report = lint_model(onnx.load(out))
     print("onnxruntime:", report.to_json())
     assert [(m.kind, len(m.scales)) for m in report.mismatches] == [("concat", 2), ("add", 2)]
     assert report.reformats == 2
     bias = [p for p in report.problems if "on the bias" in p]
     assert len(bias) == 8  # every conv bias is an int32 DQ
-    unified = bevcc.compile(str(out), pipeline="onnx(quantizer_unify{add=shared})",
-                            registry=registry).ir.to_model()
+    unified = bevcc.compile(
+        str(out), pipeline="onnx(quantizer_unify{add=shared})", registry=registry
+    ).ir.to_model()
     assert lint_model(unified).reformats == 0
 
 
@@ -180,14 +209,23 @@ def test_lint_reports_modelopt_onnx_quantization(tmp_path, registry, fpn):
     model, calib = fpn
     float_file, batches = _peer_inputs(model, calib, tmp_path, registry)
     out = tmp_path / "modelopt.onnx"
-    moq.quantize(str(float_file), quantize_mode="int8", calibration_method="max",
-                 calibration_data=np.concatenate([b["img"] for b in batches]),
-                 output_path=str(out), calibration_eps=["cpu"])
+    moq.quantize(
+        str(float_file),
+        quantize_mode="int8",
+        calibration_method="max",
+        calibration_data=np.concatenate([b["img"] for b in batches]),
+        output_path=str(out),
+        calibration_eps=["cpu"],
+    )
     report = lint_model(onnx.load(out))
     print("modelopt:", report.to_json())
     assert report.reformats == 0
-    assert report.problems == [("up.weight_DequantizeLinear: per-channel axis 1 on the weight of "
-                               "ConvTranspose /up/ConvTranspose; expected 0")]
+    assert report.problems == [
+        (
+            "up.weight_DequantizeLinear: per-channel axis 1 on the weight of "
+            "ConvTranspose /up/ConvTranspose; expected 0"
+        )
+    ]
     assert report.int8_mac_share < 0.5  # modelopt leaves most of these small convs float
 
 
@@ -222,19 +260,32 @@ def test_propagation_through_data_movement_ops_and_nested_concats(tmp_path, regi
     model, generator = seeded(Movers, seed=3)
     example = (torch.randn(1, 3, 8, 8, generator=generator),)
     calib = [{"img": torch.randn(4, 3, 8, 8, generator=generator).numpy()} for _ in range(4)]
-    before = lint_model(onnx.load(compile_file(tmp_path / "a.onnx", (model.eval(), example),
-                                               calib, registry, PERCENTILE).output))
+    before = lint_model(
+        onnx.load(
+            compile_file(
+                tmp_path / "a.onnx", (model.eval(), example), calib, registry, PERCENTILE
+            ).output
+        )
+    )
     assert before.reformats > 0
     scales = next(iter(before.mismatches)).scales
     # the whole graph after the stem is one domain: its distinct scales are the Reformats
     assert len(before.mismatches) == 1 and before.reformats == len(scales) - 1
-    result = compile_file(tmp_path / "b.onnx", (model, example), calib, registry,
-                          f"{PERCENTILE},quantizer_unify")
+    result = compile_file(
+        tmp_path / "b.onnx", (model, example), calib, registry, f"{PERCENTILE},quantizer_unify"
+    )
     after = lint_model(onnx.load(result.output))
     assert (after.reformats, after.problems) == (0, [])
-    ir = bevcc.compile((model, example), pipeline=f"fx({PERCENTILE},quantizer_unify)",
-                       calib=calib, registry=registry).ir
-    targets = {n.target for n in ir.graph.nodes if n.op == "call_module" and
-               isinstance(ir.module.get_submodule(n.target), TensorQuantizer)}
+    ir = bevcc.compile(
+        (model, example),
+        pipeline=f"fx({PERCENTILE},quantizer_unify)",
+        calib=calib,
+        registry=registry,
+    ).ir
+    targets = {
+        n.target
+        for n in ir.graph.nodes
+        if n.op == "call_module" and isinstance(ir.module.get_submodule(n.target), TensorQuantizer)
+    }
     assert len(targets) == 2  # the image's quantizer, and one for everything after the stem
     assert_matches_fake_quant(result.output, ir.module, calib[0], model)

@@ -8,8 +8,13 @@ import pytest
 from bevcc.lint.checks import lint_model
 from tests.conftest import run_bevcc
 
-FILES = {"camera.backbone": "int8", "camera.vtransform": "fp16", "lidar.backbone.xyz": "libspconv",
-         "fuser": "int8", "head.bbox": "fp16"}
+FILES = {
+    "camera.backbone": "int8",
+    "camera.vtransform": "fp16",
+    "lidar.backbone.xyz": "libspconv",
+    "fuser": "int8",
+    "head.bbox": "fp16",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +27,9 @@ def main_job(readme_main_job):
 def test_main_job_writes_the_five_files_and_the_report(main_job):
     out, proc = main_job
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{name}.onnx" for name in FILES] + ["report.json", "report.md",
-                                              "build_trt_engines.sh", "reports", "fp16"])
+        [f"{name}.onnx" for name in FILES]
+        + ["report.json", "report.md", "build_trt_engines.sh", "reports", "fp16"]
+    )
     for position, name in enumerate(FILES, 1):  # progress, file by file
         assert f"[{position}/5] {name}: " in proc.stderr
     script = (out / "build_trt_engines.sh").read_text()

@@ -29,15 +29,22 @@ def test_misspelt_pass_suggests_the_closest_name(registry):
 def test_far_off_name_lists_what_is_known(registry):
     with pytest.raises(UsageError) as info:
         registry.lookup("zzzz", "fx", conversion=False)
-    assert _one_line(info) == "unknown fx pass 'zzzz': known: bn_fold, dce, qdq_insert, quantizer_unify, sensitivity_disable, sparse_conv_quant (see `bevcc passes`)"
+    assert (
+        _one_line(info)
+        == "unknown fx pass 'zzzz': known: bn_fold, dce, qdq_insert, quantizer_unify, sensitivity_disable, sparse_conv_quant (see `bevcc passes`)"
+    )
 
 
 def test_pass_on_the_wrong_ir_says_where_it_belongs(registry):
-    with pytest.raises(UsageError, match=r"pass 'dce' runs on fx, not onnx: move it into fx\(...\)"):
+    with pytest.raises(
+        UsageError, match=r"pass 'dce' runs on fx, not onnx: move it into fx\(...\)"
+    ):
         registry.lookup("dce", "onnx", conversion=False)
     with pytest.raises(UsageError, match="'export' converts fx to onnx: write it at the top level"):
         registry.lookup("export", "fx", conversion=False)
-    with pytest.raises(UsageError, match="conversion 'export' reads fx, but the pipeline holds onnx"):
+    with pytest.raises(
+        UsageError, match="conversion 'export' reads fx, but the pipeline holds onnx"
+    ):
         registry.lookup("export", "onnx", conversion=True)
     with pytest.raises(UsageError, match=r"'check' is a pass on onnx: write it inside onnx\(...\)"):
         registry.lookup("check", "onnx", conversion=True)
@@ -64,20 +71,37 @@ class _Typed(Pass):
 
 
 def test_options_are_converted_to_their_declared_types():
-    opts = build_options(_Typed, [("count", "3"), ("ratio", "0.25"), ("flag", "true"),
-                                  ("mode", "histogram"), ("label", "a:b"), ("limit", "none")])
+    opts = build_options(
+        _Typed,
+        [
+            ("count", "3"),
+            ("ratio", "0.25"),
+            ("flag", "true"),
+            ("mode", "histogram"),
+            ("label", "a:b"),
+            ("limit", "none"),
+        ],
+    )
     assert opts == _Opts(count=3, ratio=0.25, flag=True, mode="histogram", label="a:b", limit=None)
     assert build_options(_Typed, [("limit", "7")]).limit == 7
 
 
-@pytest.mark.parametrize("given, message", [
-    ([("count", "three")], "pass 'typed' option 'count=three': invalid literal for int()"),
-    ([("flag", "maybe")], "pass 'typed' option 'flag=maybe': expected true or false"),
-    ([("mode", "mse")], "pass 'typed' option 'mode=mse': expected one of max, histogram"),
-    ([("colour", "red")], ("pass 'typed' has no option 'colour' (its options: count, ratio, flag, "
-                          "mode, label, limit)")),
-    ([("count", "1"), ("count", "2")], "pass 'typed': option 'count' is given twice"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ([("count", "three")], "pass 'typed' option 'count=three': invalid literal for int()"),
+        ([("flag", "maybe")], "pass 'typed' option 'flag=maybe': expected true or false"),
+        ([("mode", "mse")], "pass 'typed' option 'mode=mse': expected one of max, histogram"),
+        (
+            [("colour", "red")],
+            (
+                "pass 'typed' has no option 'colour' (its options: count, ratio, flag, "
+                "mode, label, limit)"
+            ),
+        ),
+        ([("count", "1"), ("count", "2")], "pass 'typed': option 'count' is given twice"),
+    ],
+)
 def test_bad_option_values_are_one_line_errors(given, message):
     with pytest.raises(UsageError) as info:
         build_options(_Typed, given)
@@ -99,8 +123,9 @@ def test_registration_rejects_malformed_passes_and_duplicates():
         pass
 
     reg.current_plugin = "second"
-    with pytest.raises(PluginError, match="'typed' on fx is registered twice: by 'first' and by "
-                                          "'second'"):
+    with pytest.raises(
+        PluginError, match="'typed' on fx is registered twice: by 'first' and by 'second'"
+    ):
         reg.add_pass(Other)
 
     class NoName(Pass):
@@ -114,9 +139,9 @@ def test_registration_rejects_malformed_passes_and_duplicates():
 
     with pytest.raises(PluginError, match="unknown IR"):
         reg.add_pass(BadIR)
-    with pytest.raises(PluginError, match="register 'typed' with registry.add_pass"):
+    with pytest.raises(PluginError, match=r"register 'typed' with registry.add_pass"):
         reg.add_backend(_Typed)
-    with pytest.raises(PluginError, match="not a bevcc.Pass subclass"):
+    with pytest.raises(PluginError, match=r"not a bevcc.Pass subclass"):
         reg.add_pass(object)
 
 
@@ -138,15 +163,19 @@ def test_every_builtin_declaration_matches_its_class(registry):
 
 def test_a_declaration_the_class_contradicts_is_one_error_naming_both():
     reg = Registry(current_plugin="mine")
-    reg.add_pass(PassInfo(name="check", ir="onnx", summary="Validate it.",
-                          impl="bevcc.passes.check.onnx:Check"))
+    reg.add_pass(
+        PassInfo(
+            name="check", ir="onnx", summary="Validate it.", impl="bevcc.passes.check.onnx:Check"
+        )
+    )
     assert reg.pass_info("check", "onnx", conversion=False).summary == "Validate it."
     with pytest.raises(PluginError) as info:
         reg.lookup("check", "onnx", conversion=False)
     assert _one_line(info) == (
         "plugin 'mine': pass 'check' on onnx: bevcc.passes.check.onnx:Check has summary "
         "'Validate the ONNX graph with onnx.checker and strict shape inference (even with "
-        "--no-verify).', its declaration 'Validate it.'; make the declaration and the class agree")
+        "--no-verify).', its declaration 'Validate it.'; make the declaration and the class agree"
+    )
 
 
 def test_a_declaration_whose_module_is_missing_fails_when_run_not_when_listed():
@@ -158,7 +187,8 @@ def test_a_declaration_whose_module_is_missing_fails_when_run_not_when_listed():
     assert _one_line(info) == (
         "plugin 'mine': pass 'gone' on onnx: cannot import no_such_module_xyz:Gone "
         "(ModuleNotFoundError: No module named 'no_such_module_xyz'); reinstall the plugin that "
-        "declares it")
+        "declares it"
+    )
 
 
 def test_declaring_then_registering_the_class_is_one_pass_and_another_class_is_refused():
@@ -174,10 +204,12 @@ def test_declaring_then_registering_the_class_is_one_pass_and_another_class_is_r
         pass
 
     reg.current_plugin = "second"
-    with pytest.raises(PluginError, match="'check' on onnx is registered twice: by 'first' and by "
-                                          "'second'; rename one"):
+    with pytest.raises(
+        PluginError,
+        match="'check' on onnx is registered twice: by 'first' and by 'second'; rename one",
+    ):
         reg.add_pass(OtherCheck)
-    with pytest.raises(PluginError, match="register 'export' with registry.add_backend"):
+    with pytest.raises(PluginError, match=r"register 'export' with registry.add_backend"):
         reg.add_pass(PassInfo(name="export", ir="fx", produces="onnx", summary="x", impl="m:C"))
 
 
@@ -193,12 +225,14 @@ def test_pipeline_check_gives_the_pass_managers_errors(registry):
     from bevcc.pm.manager import PassManager
     from bevcc.pm.pipeline import parse_pipeline
 
-    bad = {"fx(dce),export,onnx(clenup)": "unknown onnx pass 'clenup': did you mean cleanup?",
-           "fx(bn_fold{sparse_bias=maybe})": "pass 'bn_fold' option 'sparse_bias=maybe': "
-                                             "expected one of auto, inside, outside",
-           "fx(dce),export{opset=11}": "pass 'export' options: opset 11 is below 13",
-           "onnx(check)": "'onnx(check)' runs on onnx, but the pipeline holds fx there",
-           "fx(export)": "'export' converts fx to onnx: write it at the top level"}
+    bad = {
+        "fx(dce),export,onnx(clenup)": "unknown onnx pass 'clenup': did you mean cleanup?",
+        "fx(bn_fold{sparse_bias=maybe})": "pass 'bn_fold' option 'sparse_bias=maybe': "
+        "expected one of auto, inside, outside",
+        "fx(dce),export{opset=11}": "pass 'export' options: opset 11 is below 13",
+        "onnx(check)": "'onnx(check)' runs on onnx, but the pipeline holds fx there",
+        "fx(export)": "'export' converts fx to onnx: write it at the top level",
+    }
     for text, message in bad.items():
         with pytest.raises(UsageError) as checked:
             check_pipeline(parse_pipeline(text), registry, "fx")
@@ -207,5 +241,4 @@ def test_pipeline_check_gives_the_pass_managers_errors(registry):
         assert str(checked.value) == str(managed.value)
         assert str(checked.value).startswith(message)
     # (that the check imports no pass module is tested in a fresh process: test_cli_latency)
-    assert check_pipeline(parse_pipeline("fx(dce),export_libspconv"), registry, "fx") == \
-        "libspconv"
+    assert check_pipeline(parse_pipeline("fx(dce),export_libspconv"), registry, "fx") == "libspconv"

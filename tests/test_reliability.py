@@ -36,8 +36,15 @@ def tiny_onnx_file(tmp: Path, opset: int = 17) -> Path:
 
     model, inputs = tiny_cnn()
     path = tmp / f"tiny{opset}.onnx"
-    torch.onnx.export(model, inputs, str(path), dynamo=False, opset_version=opset,
-                      input_names=["x"], output_names=["y"])
+    torch.onnx.export(
+        model,
+        inputs,
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=["x"],
+        output_names=["y"],
+    )
     return path
 
 
@@ -57,11 +64,24 @@ def _external_data_missing(tmp):
 
     model, inputs = tiny_cnn()
     path = tmp / "in.onnx"
-    torch.onnx.export(model, inputs, str(path), dynamo=False, opset_version=17,
-                      input_names=["x"], output_names=["y"])
+    torch.onnx.export(
+        model,
+        inputs,
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+    )
     proto = onnx.load(path)
-    onnx.save(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="weights.bin", size_threshold=0)
+    onnx.save(
+        proto,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     (tmp / "weights.bin").unlink()
     return [str(path)], "weights.bin"
 
@@ -69,14 +89,22 @@ def _external_data_missing(tmp):
 def _quantizer_on_an_unsupported_op(tmp):
     config = tmp / "q.toml"
     config.write_text('[[overrides]]\nmatch = "block.relu"\ncalibrator = "max"\n')
-    return ["tiny_cnn", "--calib", CALIB, "--pipeline",
-            f"fx(qdq_insert{{config={config}}}),export"], "'block.relu' is a ReLU, which has no quantizer"
+    return [
+        "tiny_cnn",
+        "--calib",
+        CALIB,
+        "--pipeline",
+        f"fx(qdq_insert{{config={config}}}),export",
+    ], "'block.relu' is a ReLU, which has no quantizer"
 
 
 def _untraceable(tmp):
-    ref = model_file(tmp, "class M(nn.Module):\n    def forward(self, x):\n"
-                          "        return x if x.sum() > 0 else -x\n"
-                          "def build():\n    return M(), (torch.ones(1, 3),)\n")
+    ref = model_file(
+        tmp,
+        "class M(nn.Module):\n    def forward(self, x):\n"
+        "        return x if x.sum() > 0 else -x\n"
+        "def build():\n    return M(), (torch.ones(1, 3),)\n",
+    )
     return [ref, "--pipeline", "fx(dce),export"], "cannot trace M"
 
 
@@ -85,8 +113,13 @@ def _unknown_pass(tmp):
 
 
 def _bad_option(tmp):
-    return ["tiny_cnn", "--calib", CALIB, "--pipeline", "fx(qdq_insert{per_channel=maybe})"], \
-        "per_channel"
+    return [
+        "tiny_cnn",
+        "--calib",
+        CALIB,
+        "--pipeline",
+        "fx(qdq_insert{per_channel=maybe})",
+    ], "per_channel"
 
 
 def _wrong_ir(tmp):
@@ -97,14 +130,24 @@ def _nan_calibration(tmp):
     data = np.zeros((2, 3, 32, 32), np.float32)
     data[1, 0, 0, 0] = np.nan
     np.savez(tmp / "calib.npz", x=data)
-    return ["tiny_cnn", "--calib", str(tmp / "calib.npz"), "--pipeline", INT8], \
-        "calibration batch 0 input 'x'"
+    return [
+        "tiny_cnn",
+        "--calib",
+        str(tmp / "calib.npz"),
+        "--pipeline",
+        INT8,
+    ], "calibration batch 0 input 'x'"
 
 
 def _wrong_shape_calibration(tmp):
     np.savez(tmp / "calib.npz", x=np.zeros((2, 4, 32, 32), np.float32))
-    return ["tiny_cnn", "--calib", str(tmp / "calib.npz"), "--pipeline", INT8], \
-        "has shape (2, 4, 32, 32), the model takes ('N', 3, 32, 32)"
+    return [
+        "tiny_cnn",
+        "--calib",
+        str(tmp / "calib.npz"),
+        "--pipeline",
+        INT8,
+    ], "has shape (2, 4, 32, 32), the model takes ('N', 3, 32, 32)"
 
 
 def _no_batches(tmp):
@@ -119,29 +162,45 @@ def _state_dict(tmp):
 
 def _unwritable_output(tmp):
     (tmp / "a_file").write_text("x")
-    return ["tiny_cnn", "--calib", CALIB, "--pipeline", INT8, "-o",
-            str(tmp / "a_file" / "out.onnx")], "cannot write"
+    return [
+        "tiny_cnn",
+        "--calib",
+        CALIB,
+        "--pipeline",
+        INT8,
+        "-o",
+        str(tmp / "a_file" / "out.onnx"),
+    ], "cannot write"
 
 
 def _uncalibrated_export(tmp):
-    ref = model_file(tmp, "from bevcc.quant.quantizer import TensorQuantizer\n"
-                          "class M(nn.Module):\n    def __init__(self):\n"
-                          "        super().__init__()\n        self.q = TensorQuantizer()\n"
-                          "        self.conv = nn.Conv2d(3, 4, 1)\n"
-                          "    def forward(self, x):\n        return self.conv(self.q(x))\n"
-                          "def build():\n    return M(), (torch.ones(1, 3, 4, 4),)\n")
+    ref = model_file(
+        tmp,
+        "from bevcc.quant.quantizer import TensorQuantizer\n"
+        "class M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.q = TensorQuantizer()\n"
+        "        self.conv = nn.Conv2d(3, 4, 1)\n"
+        "    def forward(self, x):\n        return self.conv(self.q(x))\n"
+        "def build():\n    return M(), (torch.ones(1, 3, 4, 4),)\n",
+    )
     return [ref, "--pipeline", "fx(dce),export"], "node q (q): is enabled but has no amax"
 
 
 MATRIX = {
-    "garbage onnx": _garbage, "truncated onnx": _truncated,
+    "garbage onnx": _garbage,
+    "truncated onnx": _truncated,
     "external data missing": _external_data_missing,
     "quantizer on an unsupported op": _quantizer_on_an_unsupported_op,
-    "untraceable forward": _untraceable, "unknown pass": _unknown_pass,
-    "bad option value": _bad_option, "pass on the wrong IR": _wrong_ir,
-    "NaN calibration data": _nan_calibration, "wrong-shape calibration": _wrong_shape_calibration,
-    "no calibration batches": _no_batches, "state_dict for a module": _state_dict,
-    "unwritable output": _unwritable_output, "uncalibrated quantizer": _uncalibrated_export,
+    "untraceable forward": _untraceable,
+    "unknown pass": _unknown_pass,
+    "bad option value": _bad_option,
+    "pass on the wrong IR": _wrong_ir,
+    "NaN calibration data": _nan_calibration,
+    "wrong-shape calibration": _wrong_shape_calibration,
+    "no calibration batches": _no_batches,
+    "state_dict for a module": _state_dict,
+    "unwritable output": _unwritable_output,
+    "uncalibrated quantizer": _uncalibrated_export,
 }
 
 
@@ -168,20 +227,30 @@ def test_opset_9_input_is_upgraded_not_rejected(tmp_path):
     proc = run_bevcc("compile", source, "--pipeline", "onnx(bn_fold,check)", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert digest(source) == before
-    assert max(o.version for o in onnx.load(out).opset_import if o.domain in ("", "ai.onnx")) \
-        >= 13
+    assert max(o.version for o in onnx.load(out).opset_import if o.domain in ("", "ai.onnx")) >= 13
 
 
 def test_all_zero_weight_channels_are_floored_and_reported_not_fatal(tmp_path):
-    ref = model_file(tmp_path, "class M(nn.Module):\n    def __init__(self):\n"
-                               "        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 1)\n"
-                               "        with torch.no_grad():\n            self.conv.weight[1] = 0\n"
-                               "    def forward(self, x):\n        return self.conv(x)\n"
-                               "def build():\n    return M().eval(), (torch.ones(1, 3, 4, 4),)\n")
+    ref = model_file(
+        tmp_path,
+        "class M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 1)\n"
+        "        with torch.no_grad():\n            self.conv.weight[1] = 0\n"
+        "    def forward(self, x):\n        return self.conv(x)\n"
+        "def build():\n    return M().eval(), (torch.ones(1, 3, 4, 4),)\n",
+    )
     np.savez(tmp_path / "calib.npz", x=np.ones((2, 3, 4, 4), np.float32))
     out = tmp_path / "o.onnx"
-    proc = run_bevcc("compile", ref, "--calib", tmp_path / "calib.npz", "--pipeline",
-                     "fx(qdq_insert),export,onnx(check)", "-o", out)
+    proc = run_bevcc(
+        "compile",
+        ref,
+        "--calib",
+        tmp_path / "calib.npz",
+        "--pipeline",
+        "fx(qdq_insert),export,onnx(check)",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "amax floored (all-zero values): conv.weight_quantizer" in proc.stderr
 
@@ -194,9 +263,14 @@ def _limit_file_size():
 def test_a_write_that_fails_half_way_leaves_no_file(tmp_path):
     out = tmp_path / "out.onnx"
     exe = Path(sys.executable).with_name("bevcc")
-    proc = subprocess.run([str(exe), "compile", "tiny_cnn", "--calib", CALIB, "--pipeline", INT8,
-                           "-o", str(out)], capture_output=True, text=True, timeout=300,
-                          preexec_fn=_limit_file_size, check=False)
+    proc = subprocess.run(
+        [str(exe), "compile", "tiny_cnn", "--calib", CALIB, "--pipeline", INT8, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "writing" in proc.stderr and "failed half-way" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -205,12 +279,15 @@ def test_a_write_that_fails_half_way_leaves_no_file(tmp_path):
 
 def test_ctrl_c_during_calibration_leaves_nothing(tmp_path):
     data = tmp_path / "data.py"
-    data.write_text("import numpy as np\ndef batches():\n    for i in range(5):\n"
-                    "        if i == 2:\n            raise KeyboardInterrupt\n"
-                    "        yield {'x': np.ones((1, 3, 32, 32), np.float32)}\n")
+    data.write_text(
+        "import numpy as np\ndef batches():\n    for i in range(5):\n"
+        "        if i == 2:\n            raise KeyboardInterrupt\n"
+        "        yield {'x': np.ones((1, 3, 32, 32), np.float32)}\n"
+    )
     out = tmp_path / "out" / "o.onnx"
-    proc = run_bevcc("compile", "tiny_cnn", "--calib", f"{data}:batches", "--pipeline", INT8,
-                     "-o", out)
+    proc = run_bevcc(
+        "compile", "tiny_cnn", "--calib", f"{data}:batches", "--pipeline", INT8, "-o", out
+    )
     assert proc.returncode == 130
     assert proc.stderr.strip().splitlines()[-1] == "bevcc: interrupted; no output was written"
     assert not out.parent.exists() or not any(out.parent.iterdir())
@@ -232,21 +309,34 @@ def test_ctrl_c_during_sensitivity_leaves_no_report_and_the_rerun_resumes(tmp_pa
     registry.add_metric("flaky", interrupted_after_three)
     pipeline = "fx(qdq_insert,quantizer_unify,sensitivity_disable{top_k=1,metric=flaky})"
     with pytest.raises(KeyboardInterrupt):
-        bevcc.compile(planted(), pipeline=pipeline, calib=calibration_batches(),
-                      output=tmp_path / "m.pt", registry=registry)
+        bevcc.compile(
+            planted(),
+            pipeline=pipeline,
+            calib=calibration_batches(),
+            output=tmp_path / "m.pt",
+            registry=registry,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sensitivity.jsonl"]  # resume state
     calls["n"] = -100  # no more interruptions
-    result = bevcc.compile(planted(), pipeline=pipeline, calib=calibration_batches(),
-                           output=tmp_path / "m.pt", registry=registry)
+    result = bevcc.compile(
+        planted(),
+        pipeline=pipeline,
+        calib=calibration_batches(),
+        output=tmp_path / "m.pt",
+        registry=registry,
+    )
     # 8 measurements in all, 3 done before the interruption
     assert calls["n"] == -100 + 1 + 5 + 2
     assert result.records[-1].stats["disabled"] == ["probe"]
 
 
-@pytest.mark.parametrize("pipeline, suffix, model", [
-    (INT8, "onnx", "tiny_cnn"),
-    ("fx(bn_fold,sparse_conv_quant,quantizer_unify),export_libspconv", "onnx", "tiny_sparse"),
-])
+@pytest.mark.parametrize(
+    "pipeline, suffix, model",
+    [
+        (INT8, "onnx", "tiny_cnn"),
+        ("fx(bn_fold,sparse_conv_quant,quantizer_unify),export_libspconv", "onnx", "tiny_sparse"),
+    ],
+)
 def test_compiling_twice_gives_byte_identical_files(tmp_path, pipeline, suffix, model):
     calib = CALIB if model == "tiny_cnn" else str(_sparse_calib(tmp_path))
     outs = []
@@ -265,6 +355,5 @@ def _sparse_calib(tmp: Path) -> Path:
     directory.mkdir(exist_ok=True)
     for seed in range(1, 4):
         features, coors = random_voxels(seed)
-        np.savez(directory / f"{seed}.npz", voxel_features=features.numpy(),
-                 coors=coors.numpy())
+        np.savez(directory / f"{seed}.npz", voxel_features=features.numpy(), coors=coors.numpy())
     return directory

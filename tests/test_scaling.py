@@ -76,9 +76,11 @@ def superlinear(build: Callable[[int], object], run: Callable[[object], object])
     calls, lines = large.calls / small.calls, large.lines / small.lines
     if calls <= LIMIT and lines <= LIMIT:
         return None
-    return (f"{LARGE / SMALL:.0f}x the graph took {calls:.2f}x the calls ({small.calls} -> "
-            f"{large.calls}) and {lines:.2f}x the lines ({small.lines} -> {large.lines}); "
-            f"linear work stays under {LIMIT}x")
+    return (
+        f"{LARGE / SMALL:.0f}x the graph took {calls:.2f}x the calls ({small.calls} -> "
+        f"{large.calls}) and {lines:.2f}x the lines ({small.lines} -> {large.lines}); "
+        f"linear work stays under {LIMIT}x"
+    )
 
 
 # ---- graphs -----------------------------------------------------------------------------------
@@ -113,8 +115,9 @@ def sparse_fx_ir(blocks: int) -> FxIR:
     from bevcc.reference.tiny_sparse import SparseBlockChain, random_voxels
 
     model, _ = seeded(lambda: SparseBlockChain(blocks), seed=0)
-    return FxIR.trace(model.eval(), random_voxels(count=40),
-                      load_plugins(autoload=False).registry.trace_rules())
+    return FxIR.trace(
+        model.eval(), random_voxels(count=40), load_plugins(autoload=False).registry.trace_rules()
+    )
 
 
 def _calib(ir) -> list[dict]:
@@ -131,8 +134,9 @@ def fx_ir_quantized(blocks: int) -> FxIR:
     registry = load_plugins(autoload=False).registry
     ir = fx_ir(blocks)
     context = PassContext(registry=registry, calib=CalibData(_calib(ir)))
-    PassManager("fx(qdq_insert)", registry, "fx", context=context, verify_each=False,
-                check_modified=False).run(ir)
+    PassManager(
+        "fx(qdq_insert)", registry, "fx", context=context, verify_each=False, check_modified=False
+    ).run(ir)
     return ir
 
 
@@ -140,8 +144,17 @@ def onnx_ir_quantized(blocks: int) -> OnnxIR:
     """The FX-quantized block graph exported to Q/DQ ONNX (not unified)."""
     from bevcc.plugins import load_plugins
 
-    return PassManager("export", load_plugins(autoload=False).registry, "fx", verify_each=False,
-                       check_modified=False).run(fx_ir_quantized(blocks)).ir
+    return (
+        PassManager(
+            "export",
+            load_plugins(autoload=False).registry,
+            "fx",
+            verify_each=False,
+            check_modified=False,
+        )
+        .run(fx_ir_quantized(blocks))
+        .ir
+    )
 
 
 def fx_ir_with_dead_nodes(blocks: int) -> FxIR:
@@ -168,26 +181,40 @@ def test_block_graph_grows_linearly():
 
 
 # ---- built-in passes --------------------------------------------------------------------------
-@pytest.mark.parametrize("text, build", [
-    ("fx(dce)", fx_ir),
-    # The removal path: eliminate_dead_code, the unused-submodule sweep, recompile. bevcc sweeps
-    # with a set because torch's own sweep scans a list per submodule (C-level, so invisible to
-    # counting; benchmarks/pass_scaling.py's dce row measured it).
-    ("fx(dce)", fx_ir_with_dead_nodes),
-    ("fx(bn_fold)", fx_ir),  # two BatchNorm folds per block
-    ("fx(bn_fold)", sparse_fx_ir),  # two sparse folds per block, bias kept outside (CPU)
-    ("onnx(bn_fold)", onnx_ir),  # two BatchNormalization folds per block
-    ("onnx(cleanup)", onnx_ir),
-    ("onnx(cleanup)", onnx_ir_with_dead_nodes),
-    ("onnx(check)", onnx_ir),
-    # Most of export is torch.onnx's TorchScript exporter: its C++ graph passes are invisible
-    # here, and its Python part (about 20k calls at 8 blocks, ratio 3.91 on torch 2.13) is
-    # torch's code, not ours. The counts are still exact run to run; if a torch upgrade pushes
-    # the ratio over the limit, compare the benchmark's wall time before blaming bevcc.
-    ("export", fx_ir),
-    ("onnx(quantizer_unify)", onnx_ir_quantized),
-], ids=["dce", "dce-dead-nodes", "bn_fold-fx", "bn_fold-sparse", "bn_fold-onnx", "cleanup",
-       "cleanup-dead-nodes", "check", "export", "unify-onnx"])
+@pytest.mark.parametrize(
+    "text, build",
+    [
+        ("fx(dce)", fx_ir),
+        # The removal path: eliminate_dead_code, the unused-submodule sweep, recompile. bevcc sweeps
+        # with a set because torch's own sweep scans a list per submodule (C-level, so invisible to
+        # counting; benchmarks/pass_scaling.py's dce row measured it).
+        ("fx(dce)", fx_ir_with_dead_nodes),
+        ("fx(bn_fold)", fx_ir),  # two BatchNorm folds per block
+        ("fx(bn_fold)", sparse_fx_ir),  # two sparse folds per block, bias kept outside (CPU)
+        ("onnx(bn_fold)", onnx_ir),  # two BatchNormalization folds per block
+        ("onnx(cleanup)", onnx_ir),
+        ("onnx(cleanup)", onnx_ir_with_dead_nodes),
+        ("onnx(check)", onnx_ir),
+        # Most of export is torch.onnx's TorchScript exporter: its C++ graph passes are invisible
+        # here, and its Python part (about 20k calls at 8 blocks, ratio 3.91 on torch 2.13) is
+        # torch's code, not ours. The counts are still exact run to run; if a torch upgrade pushes
+        # the ratio over the limit, compare the benchmark's wall time before blaming bevcc.
+        ("export", fx_ir),
+        ("onnx(quantizer_unify)", onnx_ir_quantized),
+    ],
+    ids=[
+        "dce",
+        "dce-dead-nodes",
+        "bn_fold-fx",
+        "bn_fold-sparse",
+        "bn_fold-onnx",
+        "cleanup",
+        "cleanup-dead-nodes",
+        "check",
+        "export",
+        "unify-onnx",
+    ],
+)
 def test_builtin_pass_is_linear(registry, text, build):
     problem = superlinear(build, pipeline(registry, text))
     assert problem is None, f"{text}: {problem}"
@@ -200,8 +227,14 @@ def test_fx_quantizer_unify_is_linear(registry):
 
     def run(ir):
         context = PassContext(registry=registry, calib=CalibData(_calib(ir)))
-        PassManager("fx(quantizer_unify)", registry, "fx", context=context, verify_each=False,
-                    check_modified=False).run(ir)
+        PassManager(
+            "fx(quantizer_unify)",
+            registry,
+            "fx",
+            context=context,
+            verify_each=False,
+            check_modified=False,
+        ).run(ir)
 
     problem = superlinear(fx_ir_quantized, run)
     assert problem is None, f"fx(quantizer_unify): {problem}"
@@ -226,11 +259,19 @@ def test_verify_fingerprint_dump_are_linear(build):
     assert problem is None, f"{build.__name__} verify+fingerprint+dump: {problem}"
 
 
-@pytest.mark.parametrize("text, build", [("fx(dce)", fx_ir), ("onnx(cleanup,check)", onnx_ir)],
-                         ids=["fx", "onnx"])
+@pytest.mark.parametrize(
+    "text, build", [("fx(dce)", fx_ir), ("onnx(cleanup,check)", onnx_ir)], ids=["fx", "onnx"]
+)
 def test_manager_run_with_all_checks_is_linear(registry, text, build):
-    run = pipeline(registry, text, verify_each=True, check_modified=True, print_ir_after="all",
-                   timing=True, stream=io.StringIO())
+    run = pipeline(
+        registry,
+        text,
+        verify_each=True,
+        check_modified=True,
+        print_ir_after="all",
+        timing=True,
+        stream=io.StringIO(),
+    )
     problem = superlinear(build, run)
     assert problem is None, f"{text} with verify, modified check, IR printing: {problem}"
 

@@ -21,9 +21,13 @@ PREFIX = "qdq_insert,quantizer_unify"
 
 
 def run(registry, options, output=None, calib=True):
-    return bevcc.compile(planted(), calib=calibration_batches() if calib else None,
-                         pipeline=f"fx({PREFIX},sensitivity_disable{{{options}}})",
-                         output=output, registry=registry)
+    return bevcc.compile(
+        planted(),
+        calib=calibration_batches() if calib else None,
+        pipeline=f"fx({PREFIX},sensitivity_disable{{{options}}})",
+        output=output,
+        registry=registry,
+    )
 
 
 def test_planted_layer_is_ranked_first_and_exactly_it_stays_float(tmp_path, registry):
@@ -46,8 +50,14 @@ def test_planted_layer_is_ranked_first_and_exactly_it_stays_float(tmp_path, regi
 def test_report_files_and_the_disable_list_round_trip(tmp_path, registry):
     run(registry, "top_k=1", output=tmp_path / "model.pt")
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["disable_list.json", "model.pt", "sensitivity.json", "sensitivity.jsonl",
-                     "sensitivity.md", "sensitivity.png"]
+    assert names == [
+        "disable_list.json",
+        "model.pt",
+        "sensitivity.json",
+        "sensitivity.jsonl",
+        "sensitivity.md",
+        "sensitivity.png",
+    ]
     assert (tmp_path / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "sensitivity.json").read_text())
     assert [row["decision"] for row in report["units"]] == ["int8", "int8", "float", "int8"]
@@ -55,8 +65,12 @@ def test_report_files_and_the_disable_list_round_trip(tmp_path, registry):
     assert "| probe | probe |" in (tmp_path / "sensitivity.md").read_text()
     # a later compile applies the list without measuring (no evaluation data needed)
     listed = tmp_path / "disable_list.json"
-    again = bevcc.compile(planted(), calib=calibration_batches(), registry=registry,
-                          pipeline=f"fx({PREFIX},sensitivity_disable{{list={listed}}})")
+    again = bevcc.compile(
+        planted(),
+        calib=calibration_batches(),
+        registry=registry,
+        pipeline=f"fx({PREFIX},sensitivity_disable{{list={listed}}})",
+    )
     assert again.records[-1].stats["disabled"] == ["probe"]
     assert "table" not in again.records[-1].stats or again.records[-1].stats["table"] == {}
 
@@ -73,26 +87,43 @@ def test_two_gloo_ranks_give_the_table_of_one_process(tmp_path):
     tables = []
     for ranks, port in ((1, 29611), (2, 29612)):
         out = tmp_path / f"ranks{ranks}.json"
-        proc = subprocess.run([str(torchrun), "--nproc_per_node", str(ranks), "--master_port",
-                               str(port), str(ROOT / "tests/workers/sensitivity_ranks.py"),
-                               str(out)], capture_output=True, text=True, env=env, timeout=300,
-                              check=False, cwd=ROOT)
+        proc = subprocess.run(
+            [
+                str(torchrun),
+                "--nproc_per_node",
+                str(ranks),
+                "--master_port",
+                str(port),
+                str(ROOT / "tests/workers/sensitivity_ranks.py"),
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         tables.append(json.loads(out.read_text()))
     assert tables[0] == tables[1]  # table, decision and the calibrated amax (merged by max)
     assert tables[0]["disabled"] == ["probe"]
 
 
-@pytest.mark.parametrize("patterns, disabled, unused", [
-    ('"pro*"', ["probe"], []),
-    ('"probe, head"', ["probe", "head"], []),
-    ('"rob"', [], ["rob"]),  # never a substring match
-    ('"nothing*"', [], ["nothing*"]),
-])
+@pytest.mark.parametrize(
+    "patterns, disabled, unused",
+    [
+        ('"pro*"', ["probe"], []),
+        ('"probe, head"', ["probe", "head"], []),
+        ('"rob"', [], ["rob"]),  # never a substring match
+        ('"nothing*"', [], ["nothing*"]),
+    ],
+)
 def test_explicit_names_and_globs(registry, patterns, disabled, unused, recwarn):
     stats = run(registry, f"disable={patterns}").records[-1].stats
-    assert [str(w.message) for w in recwarn if "matches no" in str(w.message)] == \
-        [f"sensitivity_disable: '{p}' matches no quantized unit" for p in unused]
+    assert [str(w.message) for w in recwarn if "matches no" in str(w.message)] == [
+        f"sensitivity_disable: '{p}' matches no quantized unit" for p in unused
+    ]
     assert stats["disabled"] == disabled and stats["unused"] == unused
 
 
@@ -125,16 +156,22 @@ def test_task_metric_with_labels_and_a_relative_drop_budget(registry):
     model, example, (train_x, train_y), _ = trained_digits_net()
 
     def accuracy(outputs, reference, batches):
-        right = sum(int((out[0].argmax(1).numpy() == batch["label"]).sum())
-                    for out, batch in zip(outputs, batches))
+        right = sum(
+            int((out[0].argmax(1).numpy() == batch["label"]).sum())
+            for out, batch in zip(outputs, batches, strict=True)
+        )
         return right / sum(len(batch["label"]) for batch in batches)
 
     registry.add_metric("accuracy", accuracy)
     batches = digit_batches(train_x)
     for i, batch in enumerate(batches):
-        batch["label"] = train_y[i * 32:(i + 1) * 32]
-    result = bevcc.compile((model, example), calib=batches, registry=registry, pipeline=(
-        "fx(bn_fold,qdq_insert,sensitivity_disable{metric=accuracy,max_drop=0.01})"))
+        batch["label"] = train_y[i * 32 : (i + 1) * 32]
+    result = bevcc.compile(
+        (model, example),
+        calib=batches,
+        registry=registry,
+        pipeline=("fx(bn_fold,qdq_insert,sensitivity_disable{metric=accuracy,max_drop=0.01})"),
+    )
     stats = result.records[-1].stats
     assert stats["metric"] == "accuracy" and stats["final"] >= 0.98
     assert stats["disabled"] == []  # INT8 already within 1% of float on this model
@@ -150,16 +187,30 @@ def test_two_budgets_or_no_data_are_usage_errors(registry):
 
 def test_cli_sensitivity_and_compile_write_the_report(tmp_path):
     out = tmp_path / "sens"
-    proc = run_bevcc("sensitivity", "bevcc.reference.planted:planted", "--calib",
-                     "bevcc.reference.planted:calibration_batches", "--min-sqnr-db", "30",
-                     "-o", out)
+    proc = run_bevcc(
+        "sensitivity",
+        "bevcc.reference.planted:planted",
+        "--calib",
+        "bevcc.reference.planted:calibration_batches",
+        "--min-sqnr-db",
+        "30",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "4 units; kept float: probe"
     assert json.loads((out / "disable_list.json").read_text())["disable"] == ["probe"]
     model_out = tmp_path / "c" / "planted.onnx"
-    proc = run_bevcc("compile", "bevcc.reference.planted:planted", "--calib",
-                     "bevcc.reference.planted:calibration_batches", "--pipeline",
-                     f"fx({PREFIX},sensitivity_disable{{top_k=1}}),export", "-o", model_out)
+    proc = run_bevcc(
+        "compile",
+        "bevcc.reference.planted:planted",
+        "--calib",
+        "bevcc.reference.planted:calibration_batches",
+        "--pipeline",
+        f"fx({PREFIX},sensitivity_disable{{top_k=1}}),export",
+        "-o",
+        model_out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (model_out.parent / "sensitivity.md").exists()
     assert lint_model(onnx.load(model_out)).float_layers == ["/probe/Conv"]
@@ -169,10 +220,16 @@ def test_sparse_convs_are_units_too(registry):
     from bevcc.reference.tiny_sparse import random_voxels, tiny_sparse
 
     model, example = tiny_sparse()
-    calib = [dict(zip(["voxel_features", "coors"], [t.numpy() for t in random_voxels(s)]))
-             for s in range(1, 4)]
-    result = bevcc.compile((model, example), calib=calib, registry=registry, pipeline=(
-        "fx(bn_fold,sparse_conv_quant,quantizer_unify,sensitivity_disable{top_k=1})"))
+    calib = [
+        dict(zip(["voxel_features", "coors"], [t.numpy() for t in random_voxels(s)], strict=True))
+        for s in range(1, 4)
+    ]
+    result = bevcc.compile(
+        (model, example),
+        calib=calib,
+        registry=registry,
+        pipeline=("fx(bn_fold,sparse_conv_quant,quantizer_unify,sensitivity_disable{top_k=1})"),
+    )
     stats = result.records[-1].stats
     # the residual Add's identity input shares block.conv1's quantizer, and an Add runs INT8 as
     # a whole (libspconv has one precision per Add), so its other input joins that unit too

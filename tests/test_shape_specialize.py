@@ -31,12 +31,23 @@ FAKE_QUANT = "fx(bn_fold,sparse_conv_quant,quantizer_unify)"
 NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}  # the core does this; keep the CLI fast
 # builder, export options, interpreter coordinate columns, input names, BEV map, file ops
 ENCODERS = {
-    "mmdet3d": ("mmdet_style", "", [0, 1, 2, 3], ("voxel_features", "coors"), [1, 64, 8, 8],
-                {"SparseConvolution": 7, "ScatterDense": 1, "Transpose": 1, "Reshape": 1}),
+    "mmdet3d": (
+        "mmdet_style",
+        "",
+        [0, 1, 2, 3],
+        ("voxel_features", "coors"),
+        [1, 64, 8, 8],
+        {"SparseConvolution": 7, "ScatterDense": 1, "Transpose": 1, "Reshape": 1},
+    ),
     # a zyx model: the xyz file is fed (b, x, y, z), and a Transpose restores the model's axes
-    "openpcdet": ("pcdet_style", "{model_order=zyx}", [0, 3, 2, 1],
-                  ("voxel_features", "voxel_coords"), [1, 64, 4, 4],
-                  {"SparseConvolution": 9, "ScatterDense": 1, "Transpose": 1, "Reshape": 1}),
+    "openpcdet": (
+        "pcdet_style",
+        "{model_order=zyx}",
+        [0, 3, 2, 1],
+        ("voxel_features", "voxel_coords"),
+        [1, 64, 4, 4],
+        {"SparseConvolution": 9, "ScatterDense": 1, "Transpose": 1, "Reshape": 1},
+    ),
 }
 
 
@@ -60,19 +71,33 @@ def encoder(request, tmp_path_factory, plain_registry):
     builder, options, _, names, _, _ = ENCODERS[request.param]
     folder = tmp_path_factory.mktemp(request.param)
     shutil.copy(Path(shape_models.__file__), folder / "shape_models.py")
-    (folder / "build.py").write_text(f"from shape_models import {builder}\n\n\n"
-                                     f"def build():\n    return {builder}()\n")
+    (folder / "build.py").write_text(
+        f"from shape_models import {builder}\n\n\ndef build():\n    return {builder}()\n"
+    )
     (folder / "calib").mkdir()
     for seed in range(1, 4):
         _, features, coors = voxel_tensors(builder, seed)
-        np.savez(folder / "calib" / f"{seed}.npz", **dict(zip(names, (features.numpy(),
-                                                                       coors.numpy()))))
-    proc = run_bevcc("compile", "build.py:build", "--pipeline", LIBSPCONV + options, "--calib",
-                     "calib", "-o", "out.onnx", cwd=folder, env_extra=NO_PLUGINS)
+        np.savez(
+            folder / "calib" / f"{seed}.npz",
+            **dict(zip(names, (features.numpy(), coors.numpy()), strict=True)),
+        )
+    proc = run_bevcc(
+        "compile",
+        "build.py:build",
+        "--pipeline",
+        LIBSPCONV + options,
+        "--calib",
+        "calib",
+        "-o",
+        "out.onnx",
+        cwd=folder,
+        env_extra=NO_PLUGINS,
+    )
     assert proc.returncode == 0, proc.stderr
     model, example = getattr(shape_models, builder)()
-    fake_quant = bevcc.compile((model, example), pipeline=FAKE_QUANT, calib=str(folder / "calib"),
-                               registry=plain_registry).ir
+    fake_quant = bevcc.compile(
+        (model, example), pipeline=FAKE_QUANT, calib=str(folder / "calib"), registry=plain_registry
+    ).ir
     return request.param, model, fake_quant, onnx.load(folder / "out.onnx")
 
 
@@ -112,10 +137,15 @@ def test_encoder_graph_is_static_but_its_voxel_count(encoder, plain_registry):
     example, *_ = voxel_tensors(builder, 0)
     ir = load_ir((model, example), plain_registry)
     assert [n.name for n in ir.graph.nodes if n.op == "placeholder"] == list(names)
-    assert ir.fixed_input_shapes == {names[0]: (None, 5 if style == "mmdet3d" else 4),
-                                     names[1]: (None, 4)}
-    assert not [n for n in ir.graph.nodes if n.target == "int" or (
-        n.target is getattr and n.args[1] == "shape")]
+    assert ir.fixed_input_shapes == {
+        names[0]: (None, 5 if style == "mmdet3d" else 4),
+        names[1]: (None, 4),
+    }
+    assert not [
+        n
+        for n in ir.graph.nodes
+        if n.target == "int" or (n.target is getattr and n.args[1] == "shape")
+    ]
     view = next(n for n in ir.graph.nodes if n.target == "view")
     assert list(view.args[1:]) == bev
 
@@ -149,15 +179,22 @@ def test_values_that_follow_the_voxel_count_stay_live(plain_registry):
 def test_camera_neck_interpolation_sizes_fold_and_onnxruntime_agrees(plain_registry, tmp_path):
     neck = shape_models.seeded_eval(shape_models.CameraNeck)
     names = ["inputs_0", "inputs_1", "inputs_2"]
-    calib = [dict(zip(names, (t.numpy() for t in shape_models.camera_features(s))))
-             for s in range(1, 5)]
-    fake_quant = bevcc.compile((neck, (shape_models.camera_features(0),)), calib=calib,
-                               pipeline="fx(bn_fold,qdq_insert,quantizer_unify)",
-                               registry=plain_registry).ir
+    calib = [
+        dict(zip(names, (t.numpy() for t in shape_models.camera_features(s)), strict=True))
+        for s in range(1, 5)
+    ]
+    fake_quant = bevcc.compile(
+        (neck, (shape_models.camera_features(0),)),
+        calib=calib,
+        pipeline="fx(bn_fold,qdq_insert,quantizer_unify)",
+        registry=plain_registry,
+    ).ir
     # batch 2 runs at batch 1 too and nothing reads it; the sizes are the example's
-    assert fake_quant.fixed_input_shapes == {"inputs_0": (None, 16, 24, 40),
-                                             "inputs_1": (None, 32, 12, 20),
-                                             "inputs_2": (None, 64, 6, 10)}
+    assert fake_quant.fixed_input_shapes == {
+        "inputs_0": (None, 16, 24, 40),
+        "inputs_1": (None, 32, 12, 20),
+        "inputs_2": (None, 64, 6, 10),
+    }
     sizes = [n.kwargs["size"] for n in fake_quant.graph.nodes if "interpolate" in str(n.target)]
     assert sizes == [(12, 20), (24, 40), (24, 40), (24, 40)]
     path = tmp_path / "neck.onnx"
@@ -165,18 +202,25 @@ def test_camera_neck_interpolation_sizes_fold_and_onnxruntime_agrees(plain_regis
     file = onnx.load(path)
     # torch's exporter sizes a Resize as Concat(Shape(x)[:2], the H, W it was given): constants
     producer = {out: n for n in file.graph.node for out in n.output}
-    resized = [onnx.numpy_helper.to_array(producer[producer[n.input[3]].input[1]].attribute[0].t)
-               for n in file.graph.node if n.op_type == "Resize"]
+    resized = [
+        onnx.numpy_helper.to_array(producer[producer[n.input[3]].input[1]].attribute[0].t)
+        for n in file.graph.node
+        if n.op_type == "Resize"
+    ]
     assert [r.tolist() for r in resized] == [[12, 20], [24, 40], [24, 40], [24, 40]]
     assert Counter(n.op_type for n in file.graph.node)["QuantizeLinear"] > 0
     test = shape_models.camera_features(9)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), test)})
+    got = session.run(
+        None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), test, strict=True)}
+    )
     with torch.no_grad():
         want = fake_quant.module(*test)
-    for g, w in zip(got, want):  # measured 60.5 and 56.8 dB (max abs 0.011 on outputs up to 2.9)
+    for g, w in zip(
+        got, want, strict=True
+    ):  # measured 60.5 and 56.8 dB (max abs 0.011 on outputs up to 2.9)
         assert sqnr_db(w, torch.from_numpy(g)) > 50
 
 
@@ -202,8 +246,9 @@ def test_fixed_input_shapes_say_which_dims_the_graph_requires(plain_registry, tm
     assert fixed(nn.Conv2d(3, 4, 3), x[:1]) == (None, None, None, None)  # reads no shape
     assert fixed(FixedBatch(), x) == (2, 3, 4, 5)
     # example inputs from the first calibration batch are specialized the same way
-    ir = bevcc.compile(Flatten(), pipeline="fx(dce)", calib=[{"x": x.numpy()}],
-                       registry=plain_registry).ir
+    ir = bevcc.compile(
+        Flatten(), pipeline="fx(dce)", calib=[{"x": x.numpy()}], registry=plain_registry
+    ).ir
     assert ir.fixed_input_shapes == {"x": (None, 3, 4, 5)}
     ir.save(tmp_path / "m.pt")
     assert FxIR.load(tmp_path / "m.pt").fixed_input_shapes == {"x": (None, 3, 4, 5)}
@@ -211,8 +256,11 @@ def test_fixed_input_shapes_say_which_dims_the_graph_requires(plain_registry, tm
 
 def test_a_missing_non_tensor_input_is_named(plain_registry):
     model, (features, coors, _) = shape_models.mmdet_style()
-    with pytest.raises(InputError, match=r"^MmdetStyleSparseEncoder.forward needs batch_size "
-                                         r"beyond the 2 example input\(s\) given"):
+    with pytest.raises(
+        InputError,
+        match=r"^MmdetStyleSparseEncoder.forward needs batch_size "
+        r"beyond the 2 example input\(s\) given",
+    ):
         load_ir((model, (features, coors)), plain_registry)
 
 
@@ -243,12 +291,16 @@ def build():
 
 def test_data_dependent_control_flow_is_one_line_naming_module_and_line(tmp_path):
     (tmp_path / "build.py").write_text(GATED)
-    proc = run_bevcc("compile", "build.py:build", "-o", "out.onnx", cwd=tmp_path,
-                     env_extra=NO_PLUGINS)
+    proc = run_bevcc(
+        "compile", "build.py:build", "-o", "out.onnx", cwd=tmp_path, env_extra=NO_PLUGINS
+    )
     assert proc.returncode == 1 and not (tmp_path / "out.onnx").exists()
-    assert proc.stderr.strip().splitlines() == [(
-        "bevcc: error: cannot trace Net: module 'gate' (Gate) failed: symbolically traced "
-        "variables cannot be used as inputs to control flow at "
-        f"{(tmp_path / 'build.py').resolve()}:7: `if x.sum() > 0:`; make Gate a leaf module "
-        "(bevcc.register_leaf_module(Gate) or the bevcc_register_leaf_modules hook) or make its "
-        "forward traceable")]
+    assert proc.stderr.strip().splitlines() == [
+        (
+            "bevcc: error: cannot trace Net: module 'gate' (Gate) failed: symbolically traced "
+            "variables cannot be used as inputs to control flow at "
+            f"{(tmp_path / 'build.py').resolve()}:7: `if x.sum() > 0:`; make Gate a leaf module "
+            "(bevcc.register_leaf_module(Gate) or the bevcc_register_leaf_modules hook) or make its "
+            "forward traceable"
+        )
+    ]

@@ -18,8 +18,9 @@ def _run(path, images: np.ndarray) -> np.ndarray:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i:i + 1]})[0]
-                           for i in range(len(images))])
+    return np.concatenate(
+        [session.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))]
+    )
 
 
 def test_squeezenet_calibrates_on_an_n_sample_npz(tmp_path):
@@ -27,15 +28,23 @@ def test_squeezenet_calibrates_on_an_n_sample_npz(tmp_path):
     source = tmp_path / "squeezenet.onnx"
     onnx.save(model, str(source))
     before = source.read_bytes()
-    (input_name,) = [i.name for i in model.graph.input
-                     if i.name not in {t.name for t in model.graph.initializer}]
+    (input_name,) = [
+        i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
+    ]
     rng = np.random.default_rng(0)
     samples = rng.uniform(0, 1, (5, 3, 224, 224)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", **{input_name: samples})
     out = tmp_path / "squeezenet.int8.onnx"
-    result = run_bevcc("compile", source, "--pipeline",
-                       "onnx(bn_fold,qdq_insert,quantizer_unify)", "--calib",
-                       tmp_path / "calib.npz", "-o", out)
+    result = run_bevcc(
+        "compile",
+        source,
+        "--pipeline",
+        "onnx(bn_fold,qdq_insert,quantizer_unify)",
+        "--calib",
+        tmp_path / "calib.npz",
+        "-o",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     assert "calibrated on 5 batches" in result.stderr  # five batches of the file's one sample
     assert source.read_bytes() == before  # the input file is never modified
@@ -48,5 +57,5 @@ def test_squeezenet_calibrates_on_an_n_sample_npz(tmp_path):
     # (test_onnx_zoo derives it): 26 + 18 + 16
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node) == 60
     want, got = _run(source, samples), _run(out, samples)
-    sqnr = 10 * np.log10(np.sum(want ** 2) / np.sum((want - got) ** 2))
+    sqnr = 10 * np.log10(np.sum(want**2) / np.sum((want - got) ** 2))
     assert sqnr > 28, sqnr  # 31.4 dB measured

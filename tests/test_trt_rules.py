@@ -19,9 +19,12 @@ LAYERS = [op for op, r in RULES.items() if r.layer]
 CONDITIONAL = [op for op, r in RULES.items() if r.when is not None]
 OTHER_VALUE = {"mode": "linear"}  # per condition attribute: a value the condition rejects
 # per layer row: activation shape, weight shape, output shape, its exact multiply-accumulates
-LAYER_EXAMPLES = {"Conv": ([1, 2, 4, 4], [3, 2, 1, 1], [1, 3, 4, 4], 48 * 2),
-                  "ConvTranspose": ([1, 2, 4, 4], [2, 3, 1, 1], [1, 3, 4, 4], 32 * 3),
-                  "Gemm": ([1, 2], [2, 3], [1, 3], 3 * 2), "MatMul": ([1, 2], [2, 3], [1, 3], 6)}
+LAYER_EXAMPLES = {
+    "Conv": ([1, 2, 4, 4], [3, 2, 1, 1], [1, 3, 4, 4], 48 * 2),
+    "ConvTranspose": ([1, 2, 4, 4], [2, 3, 1, 1], [1, 3, 4, 4], 32 * 3),
+    "Gemm": ([1, 2], [2, 3], [1, 3], 3 * 2),
+    "MatMul": ([1, 2], [2, 3], [1, 3], 6),
+}
 
 
 class Net:
@@ -46,6 +49,7 @@ class Net:
     def model(self, inputs, outputs):
         def info(shapes):
             return [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in shapes]
+
         graph = helper.make_graph(self.nodes, "g", info(inputs), info(outputs), self.inits)
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
@@ -58,19 +62,30 @@ def unify(model, **options):
 def activation_scales(model):
     """{scale initializer name: value} read by Q/DQ of activations (graph inputs' tensors)."""
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    return {n.input[1]: float(constants[n.input[1]]) for n in model.graph.node
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] != "w"
-            and n.input[0] != "w_q"}
+    return {
+        n.input[1]: float(constants[n.input[1]])
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+        and n.input[0] != "w"
+        and n.input[0] != "w_q"
+    }
 
 
 def mover(op, condition_holds=True):
     """x -> Q/DQ(0.125) -> op -> y, read by a Conv and by Q/DQ(0.25)."""
     rule, net = RULES[op], Net()
     x = net.qdq("x", 0.125)
-    inputs = [x if i in rule.shares_scale else net.const(f"c{i}", np.int64(1))
-              for i in range(max(rule.shares_scale) + 1)]
-    attrs = {} if rule.when is None else {rule.when.name: rule.when.allowed[0] if condition_holds
-                                          else OTHER_VALUE[rule.when.name]}
+    inputs = [
+        x if i in rule.shares_scale else net.const(f"c{i}", np.int64(1))
+        for i in range(max(rule.shares_scale) + 1)
+    ]
+    attrs = (
+        {}
+        if rule.when is None
+        else {
+            rule.when.name: rule.when.allowed[0] if condition_holds else OTHER_VALUE[rule.when.name]
+        }
+    )
     y = net.node(op, inputs, "y", **attrs)
     net.const("w", np.ones((3, 2, 1, 1), np.float32))
     net.node("Conv", ["y", net.qdq("w", 0.5)], "conv")
@@ -87,8 +102,13 @@ def test_onnx_row_moving_qdq_makes_one_scale_domain(op):
     assert (before.int8_macs, before.total_macs, before.float_layers) == (96, 96, [])
     assert [(m.kind, m.scales) for m in before.mismatches] == [("tensor", [0.125, 0.25])]
     result, after = unify(mover(op))
-    assert result.stats == {"domains": 1, "rescaled": 2, "merged": 0,
-                            "inserted": {"add": 0, "concat": 0}, "unscaled": []}
+    assert result.stats == {
+        "domains": 1,
+        "rescaled": 2,
+        "merged": 0,
+        "inserted": {"add": 0, "concat": 0},
+        "unscaled": [],
+    }
     assert list(activation_scales(after).values()) == [0.25]  # one initializer: the widest
     assert (lint_model(after).reformats, lint_model(after).problems) == (0, [])
 
@@ -107,8 +127,9 @@ def test_onnx_row_sharing_all_inputs_gets_a_qdq_on_each(op):
     net.node(op, [net.qdq("a", 0.125), "b"], "c", axis=1)
     net.qdq("c", 0.25)
     model = net.model([("a", [1, 2]), ("b", [1, 2])], [("c_dq", [1, 4])])
-    assert [(m.kind, m.where, m.scales) for m in lint_model(model).mismatches] == \
-        [("concat", "c", [0.125, 0.25])]
+    assert [(m.kind, m.where, m.scales) for m in lint_model(model).mismatches] == [
+        ("concat", "c", [0.125, 0.25])
+    ]
     result, after = unify(model)
     assert result.stats["inserted"] == {"add": 0, "concat": 1}
     assert list(activation_scales(after).values()) == [0.25]
@@ -135,11 +156,14 @@ def test_onnx_layer_row_counts_int8_macs_and_fuses_the_residual_add(op, quantize
     # the layer's output is quantized for another reader, so it has a scale a Q/DQ on the Add's
     # input could take: only the rule keeps it off
     net.qdq("layer", 0.25)
-    model = net.model([("x", x_shape), ("r", out_shape)], [
-        ("sum", out_shape), ("r_dq", out_shape), ("layer_dq", out_shape)])
+    model = net.model(
+        [("x", x_shape), ("r", out_shape)],
+        [("sum", out_shape), ("r_dq", out_shape), ("layer_dq", out_shape)],
+    )
     report = lint_model(model)
-    assert (report.int8_macs, report.total_macs, report.float_layers) == \
-        ((macs, macs, []) if quantized else (0, macs, ["layer"]))
+    assert (report.int8_macs, report.total_macs, report.float_layers) == (
+        (macs, macs, []) if quantized else (0, macs, ["layer"])
+    )
     result, after = unify(model)
     # residual policy: the layer's output stays float (TensorRT fuses the Add into the layer),
     # the identity input gets a Q/DQ at its domain's scale
@@ -168,8 +192,9 @@ def test_onnx_join_row_follows_the_add_policy(op):
     net.node(op, ["a", "b"], "sum")
     net.qdq("a", 0.125)
     net.qdq("b", 0.25)
-    model = net.model([("a", [1, 2]), ("b", [1, 2])], [("sum", [1, 2]), ("a_dq", [1, 2]),
-                                                       ("b_dq", [1, 2])])
+    model = net.model(
+        [("a", [1, 2]), ("b", [1, 2])], [("sum", [1, 2]), ("a_dq", [1, 2]), ("b_dq", [1, 2])]
+    )
     result, after = unify(model)
     assert result.stats["inserted"] == {"add": 2, "concat": 0}
     # each input at its own domain's scale (the FX pass joins the two domains here instead)
@@ -183,11 +208,11 @@ def test_onnx_join_row_follows_the_add_policy(op):
 
 def test_the_table_holds_what_the_spec_names():
     """The ops docs/tensorrt_qdq.md names keep their rules."""
+
     def rule(op, **attrs):
         return rule_for(helper.make_node(op, [], [], **attrs))
 
-    assert all(rule(op).shares_scale == (0,) for op in ("MaxPool", "Reshape", "Transpose",
-                                                          "Slice"))
+    assert all(rule(op).shares_scale == (0,) for op in ("MaxPool", "Reshape", "Transpose", "Slice"))
     assert rule("Concat").shares_scale is ALL and rule("Add").join
     assert rule("Resize") is rule("Resize", mode="nearest") is RULES["Resize"]
     assert rule("Resize", mode="linear") is None and rule("Upsample", mode="linear") is None

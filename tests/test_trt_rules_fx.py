@@ -20,28 +20,40 @@ from bevcc.trt import fx_ops
 from bevcc.trt.rules import ALL, RULES
 from tests.test_trt_rules import OTHER_VALUE
 
-FX_ENTRIES = [("module", k, v) for k, v in fx_ops.MODULES.items()] + \
-    [("function", k, v) for k, v in fx_ops.FUNCTIONS.items()] + \
-    [("method", k, v) for k, v in {**fx_ops.METHODS, **fx_ops.SPCONV_METHODS}.items()] + \
-    [("attribute", k, v) for k, v in fx_ops.SPCONV_ATTRIBUTES.items()]
+FX_ENTRIES = (
+    [("module", k, v) for k, v in fx_ops.MODULES.items()]
+    + [("function", k, v) for k, v in fx_ops.FUNCTIONS.items()]
+    + [("method", k, v) for k, v in {**fx_ops.METHODS, **fx_ops.SPCONV_METHODS}.items()]
+    + [("attribute", k, v) for k, v in fx_ops.SPCONV_ATTRIBUTES.items()]
+)
 # an instance per module entry (the key may be an abstract base) that runs on [1, 2, 4, 4]
-FX_MODULES = {nn.MaxPool1d: lambda: nn.MaxPool1d(1), nn.MaxPool2d: lambda: nn.MaxPool2d(1),
-              nn.MaxPool3d: lambda: nn.MaxPool3d(1), nn.Flatten: nn.Flatten,
-              nn.Unflatten: lambda: nn.Unflatten(1, (2, 1)), nn.Identity: nn.Identity,
-              nn.Upsample: lambda: nn.Upsample(scale_factor=2.0),
-              nn.modules.conv._ConvNd: lambda: nn.Conv2d(2, 2, 1),
-              nn.modules.conv._ConvTransposeNd: lambda: nn.ConvTranspose2d(2, 2, 1),
-              nn.Linear: lambda: nn.Linear(4, 4)}
+FX_MODULES = {
+    nn.MaxPool1d: lambda: nn.MaxPool1d(1),
+    nn.MaxPool2d: lambda: nn.MaxPool2d(1),
+    nn.MaxPool3d: lambda: nn.MaxPool3d(1),
+    nn.Flatten: nn.Flatten,
+    nn.Unflatten: lambda: nn.Unflatten(1, (2, 1)),
+    nn.Identity: nn.Identity,
+    nn.Upsample: lambda: nn.Upsample(scale_factor=2.0),
+    nn.modules.conv._ConvNd: lambda: nn.Conv2d(2, 2, 1),
+    nn.modules.conv._ConvTransposeNd: lambda: nn.ConvTranspose2d(2, 2, 1),
+    nn.Linear: lambda: nn.Linear(4, 4),
+}
 FX_EXTRA_ARGS = {operator.getitem: (0,)}  # non-tensor arguments a call cannot do without
 # layer functions: the shapes of their input and of their weight
-FX_LAYER_FUNCTIONS = {F.conv1d: ([1, 2, 4], [2, 2, 1]), F.conv2d: ([1, 2, 4, 4], [2, 2, 1, 1]),
-                      F.conv3d: ([1, 2, 4, 4, 4], [2, 2, 1, 1, 1]), F.linear: ([1, 2, 4, 4], [4, 4])}
+FX_LAYER_FUNCTIONS = {
+    F.conv1d: ([1, 2, 4], [2, 2, 1]),
+    F.conv2d: ([1, 2, 4, 4], [2, 2, 1, 1]),
+    F.conv3d: ([1, 2, 4, 4, 4], [2, 2, 1, 1, 1]),
+    F.linear: ([1, 2, 4, 4], [4, 4]),
+}
 
 
 def entries(test):
     chosen = [e for e in FX_ENTRIES if test(RULES[e[2].onnx])]
-    return pytest.mark.parametrize("entry", chosen, ids=[
-        f"{kind}:{getattr(key, '__name__', key)}" for kind, key, _ in chosen])
+    return pytest.mark.parametrize(
+        "entry", chosen, ids=[f"{kind}:{getattr(key, '__name__', key)}" for kind, key, _ in chosen]
+    )
 
 
 def quantizer(amax=None):
@@ -55,14 +67,19 @@ def fx_call(graph, root, entry, inputs, condition=True):
     """A call of the entry's target with `inputs` where its ONNX op's inputs are."""
     kind, key, op = entry
     rule = RULES[op.onnx]
-    value = None if rule.when is None else \
-        rule.when.allowed[0] if condition else OTHER_VALUE[rule.when.name]
+    value = (
+        None
+        if rule.when is None
+        else rule.when.allowed[0]
+        if condition
+        else OTHER_VALUE[rule.when.name]
+    )
     if op.args == "list":
         args = (list(inputs),)
     elif op.args == "second":  # s.replace_feature(f)
         args = (graph.placeholder("sparse"), inputs[0])
     else:
-        args = tuple(inputs[:2 if op.args == "pair" else 1]) + FX_EXTRA_ARGS.get(key, ())
+        args = tuple(inputs[: 2 if op.args == "pair" else 1]) + FX_EXTRA_ARGS.get(key, ())
     if kind == "module":
         root.add_module("op", FX_MODULES[key]())
         if value is not None:
@@ -81,8 +98,11 @@ def fx_unify(root, graph, calib=None, **options):
 
 
 def targets(ir):
-    return [n.target for n in ir.graph.nodes if n.op == "call_module" and
-            isinstance(ir.module.get_submodule(n.target), TensorQuantizer)]
+    return [
+        n.target
+        for n in ir.graph.nodes
+        if n.op == "call_module" and isinstance(ir.module.get_submodule(n.target), TensorQuantizer)
+    ]
 
 
 def amax(ir, target):
@@ -93,8 +113,9 @@ def moving_graph(entry, condition=True):
     """q_in(x) -> entry -> q_out: two quantizers, one domain if the entry moves Q/DQ."""
     root, graph = nn.Module(), fx.Graph()
     root.q_in, root.q_out = quantizer(1.0), quantizer(2.0)
-    moved = fx_call(graph, root, entry, [graph.call_module("q_in", (graph.placeholder("x"),))],
-                    condition)
+    moved = fx_call(
+        graph, root, entry, [graph.call_module("q_in", (graph.placeholder("x"),))], condition
+    )
     graph.output(graph.call_module("q_out", (moved,)))
     return fx_unify(root, graph)
 
@@ -202,5 +223,6 @@ def test_every_fx_entry_names_a_row_and_fits_its_kind():
         layout = "list" if rule.shares_scale is ALL else "pair" if rule.join else None
         assert op.args == layout if layout else op.args in ("first", "second"), key
     assert set(FX_MODULES) == set(fx_ops.MODULES)
-    assert {k for k, v in fx_ops.FUNCTIONS.items() if RULES[v.onnx].layer} == \
-        set(FX_LAYER_FUNCTIONS)
+    assert {k for k, v in fx_ops.FUNCTIONS.items() if RULES[v.onnx].layer} == set(
+        FX_LAYER_FUNCTIONS
+    )

@@ -23,16 +23,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _source_modules() -> set[str]:
     """Every module of the bevcc package in the tree, as the path it has inside a wheel."""
-    return {str(p.relative_to(ROOT)) for p in (ROOT / "bevcc").rglob("*.py")
-            if "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "bevcc").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--disable-pip-version-check", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (path,) = out.glob("bevcc-*.whl")
     return path
 
@@ -53,43 +71,78 @@ def venv(wheel, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
     python = root / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--disable-pip-version-check", str(wheel)], check=True, timeout=300,
-                   capture_output=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    purelib = subprocess.run([str(python), "-c", query], check=True, capture_output=True,
-                             text=True).stdout
+    purelib = subprocess.run(
+        [str(python), "-c", query], check=True, capture_output=True, text=True
+    ).stdout
     deps = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
-    Path(purelib.strip(), "test_dependencies.pth").write_text(
-        "\n".join(dict.fromkeys(deps)) + "\n")
+    Path(purelib.strip(), "test_dependencies.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
     return root
 
 
 def _run(venv: Path, *args, cwd: Path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["BEVCC_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the test env's editable plugins are not here
-    return subprocess.run([str(venv / "bin" / args[0]), *map(str, args[1:])], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [str(venv / "bin" / args[0]), *map(str, args[1:])],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_installed_wheel_imports_from_itself_and_lists_the_passes(venv, tmp_path):
-    where = _run(venv, "python", "-c", "import bevcc, bevcc.passes; print(bevcc.__file__)",
-                 cwd=tmp_path)
+    where = _run(
+        venv, "python", "-c", "import bevcc, bevcc.passes; print(bevcc.__file__)", cwd=tmp_path
+    )
     assert where.returncode == 0, where.stderr
     assert where.stdout.strip().startswith(str(venv))
     listed = _run(venv, "bevcc", "passes", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     names = {row["name"] for row in json.loads(listed.stdout)["passes"]}
-    assert {"bn_fold", "qdq_insert", "quantizer_unify", "sensitivity_disable",
-            "sparse_conv_quant"} <= names
+    assert {
+        "bn_fold",
+        "qdq_insert",
+        "quantizer_unify",
+        "sensitivity_disable",
+        "sparse_conv_quant",
+    } <= names
 
 
 def test_installed_wheel_compiles_and_lints_a_model(venv, tmp_path):
     out = tmp_path / "tiny.int8.onnx"
-    compiled = _run(venv, "bevcc", "compile", "tiny_cnn", "--calib",
-                    "bevcc.reference.tiny_cnn:calibration_batches", "--pipeline",
-                    "fx(bn_fold,qdq_insert,quantizer_unify),export,onnx(check)", "-o", out,
-                    cwd=tmp_path)
+    compiled = _run(
+        venv,
+        "bevcc",
+        "compile",
+        "tiny_cnn",
+        "--calib",
+        "bevcc.reference.tiny_cnn:calibration_batches",
+        "--pipeline",
+        "fx(bn_fold,qdq_insert,quantizer_unify),export,onnx(check)",
+        "-o",
+        out,
+        cwd=tmp_path,
+    )
     assert compiled.returncode == 0, compiled.stderr
     linted = _run(venv, "bevcc", "lint", out, "--json", cwd=tmp_path)
     assert linted.returncode == 0, linted.stdout + linted.stderr

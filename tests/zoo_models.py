@@ -36,17 +36,18 @@ def seeded_model(name: str, seed: int = 0) -> onnx.ModelProto:
     for node in graph.node:
         for index, tensor in enumerate(node.input):
             readers.setdefault(tensor, []).append((node, index))
-    stubs = [n for n in graph.node if n.op_type == "ConstantOfShape"
-             and n.input[0] in initializers]
+    stubs = [n for n in graph.node if n.op_type == "ConstantOfShape" and n.input[0] in initializers]
     shape_inputs = set()
     for stub in stubs:
         shape = tuple(int(d) for d in numpy_helper.to_array(initializers[stub.input[0]]))
         values = _draw(rng, shape, _role(stub.output[0], readers))
-        graph.initializer.append(numpy_helper.from_array(np.asarray(values, np.float32),
-                                                         stub.output[0]))
+        graph.initializer.append(
+            numpy_helper.from_array(np.asarray(values, np.float32), stub.output[0])
+        )
         # IR version 3 (these files) lists every initializer among the graph inputs too
-        graph.input.append(helper.make_tensor_value_info(stub.output[0], onnx.TensorProto.FLOAT,
-                                                         shape))
+        graph.input.append(
+            helper.make_tensor_value_info(stub.output[0], onnx.TensorProto.FLOAT, shape)
+        )
         shape_inputs.add(stub.input[0])
     stub_ids = {id(n) for n in stubs}
     kept = [n for n in graph.node if id(n) not in stub_ids]
@@ -99,7 +100,9 @@ def _role(tensor: str, readers) -> str:
 
 def _draw(rng: np.random.Generator, shape: tuple[int, ...], role: str) -> np.ndarray:
     if role == "conv_weight":  # [out, in/group, k...]: He-normal over the fan-in
-        return rng.standard_normal(shape, np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+        return rng.standard_normal(shape, np.float32) * np.float32(
+            np.sqrt(2.0 / np.prod(shape[1:]))
+        )
     if role in ("gemm_weight_t", "gemm_weight"):  # [N, K] with transB, else [K, N]
         fan_in = shape[1] if role == "gemm_weight_t" else shape[0]
         return rng.standard_normal(shape, np.float32) * np.float32(np.sqrt(2.0 / fan_in))

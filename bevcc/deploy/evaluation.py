@@ -94,51 +94,91 @@ class Evaluation:
         return max(self.max_metric_diff, self.metric_step)
 
     def failures(self) -> list[str]:
-        found = [f"{p.set} set: {p.file} is {p.sqnr_db:.1f} dB SQNR from its PyTorch subnet "
-                 f"(needs >= {self.min_file_sqnr_db:g} dB; max abs error {p.max_abs:.3g})"
-                 for p in self.parity if not p.sqnr_db >= self.min_file_sqnr_db]
+        found = [
+            f"{p.set} set: {p.file} is {p.sqnr_db:.1f} dB SQNR from its PyTorch subnet "
+            f"(needs >= {self.min_file_sqnr_db:g} dB; max abs error {p.max_abs:.3g})"
+            for p in self.parity
+            if not p.sqnr_db >= self.min_file_sqnr_db
+        ]
         for row in self.rows:
-            if row.pytorch is not None and row.files is not None and \
-                    not abs(row.files - row.pytorch) <= self.metric_tolerance:
-                found.append(f"{row.label}: {self.metric} of the files {row.files:.4f} vs "
-                             f"PyTorch {row.pytorch:.4f} (tolerance {self.metric_tolerance:.4g})")
+            if (
+                row.pytorch is not None
+                and row.files is not None
+                and not abs(row.files - row.pytorch) <= self.metric_tolerance
+            ):
+                found.append(
+                    f"{row.label}: {self.metric} of the files {row.files:.4f} vs "
+                    f"PyTorch {row.pytorch:.4f} (tolerance {self.metric_tolerance:.4g})"
+                )
         return found
 
     def merged(self, other: Evaluation) -> Evaluation:
         """One table for two evaluations of the same metric and scenes (e.g. two sets)."""
-        if (other.metric, other.scenes, other.metric_step) != (self.metric, self.scenes,
-                                                                self.metric_step):
-            raise ValueError(f"cannot merge {other.metric} on {other.scenes} scenes (step "
-                             f"{other.metric_step:g}) into {self.metric} on {self.scenes} "
-                             f"scenes (step {self.metric_step:g})")
-        return replace(self, rows=self.rows + other.rows, parity=self.parity + other.parity,
-                       notes=self.notes + [n for n in other.notes if n not in self.notes])
+        if (other.metric, other.scenes, other.metric_step) != (
+            self.metric,
+            self.scenes,
+            self.metric_step,
+        ):
+            raise ValueError(
+                f"cannot merge {other.metric} on {other.scenes} scenes (step "
+                f"{other.metric_step:g}) into {self.metric} on {self.scenes} "
+                f"scenes (step {self.metric_step:g})"
+            )
+        return replace(
+            self,
+            rows=self.rows + other.rows,
+            parity=self.parity + other.parity,
+            notes=self.notes + [n for n in other.notes if n not in self.notes],
+        )
 
     def to_json(self) -> dict:
-        return {**asdict(self), "metric_tolerance": self.metric_tolerance,
-                "failures": self.failures()}
+        return {
+            **asdict(self),
+            "metric_tolerance": self.metric_tolerance,
+            "failures": self.failures(),
+        }
 
     def markdown(self) -> str:
-        lines = [(f"| model | {self.metric} (PyTorch) | {self.metric} (deployed files) | "
-                 "difference |"), "|---|---|---|---|"]
+        lines = [
+            (f"| model | {self.metric} (PyTorch) | {self.metric} (deployed files) | difference |"),
+            "|---|---|---|---|",
+        ]
         for row in self.rows:
-            diff = (f"{row.files - row.pytorch:+.4f}" if row.files is not None and
-                    row.pytorch is not None else "-")
+            diff = (
+                f"{row.files - row.pytorch:+.4f}"
+                if row.files is not None and row.pytorch is not None
+                else "-"
+            )
             lines.append(f"| {row.label} | {_num(row.pytorch)} | {_num(row.files)} | {diff} |")
-        lines += ["", (f"Per-file parity on {self.scenes} scenes: each file fed the PyTorch "
-                  "model's inputs at its boundary (alone), and inside the chain of files "
-                  "(chained)."), "",
-                  "| set | file | max abs error | cosine | SQNR dB (alone) | SQNR dB (chained) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            (
+                f"Per-file parity on {self.scenes} scenes: each file fed the PyTorch "
+                "model's inputs at its boundary (alone), and inside the chain of files "
+                "(chained)."
+            ),
+            "",
+            "| set | file | max abs error | cosine | SQNR dB (alone) | SQNR dB (chained) |",
+            "|---|---|---|---|---|---|",
+        ]
         for p in self.parity:
-            lines.append(f"| {p.set} | {p.file} | {p.max_abs:.3g} | {p.cosine:.6f} | "
-                         f"{p.sqnr_db:.1f} | {_num(p.chained_sqnr_db, '.1f')} |")
+            lines.append(
+                f"| {p.set} | {p.file} | {p.max_abs:.3g} | {p.cosine:.6f} | "
+                f"{p.sqnr_db:.1f} | {_num(p.chained_sqnr_db, '.1f')} |"
+            )
         within = f"{self.max_metric_diff:g}"
         if self.metric_step > self.max_metric_diff:
-            within = (f"{self.metric_tolerance:.4g}, what one detection changes on "
-                      f"{self.scenes} scenes (on larger evaluations {within})")
-        lines += ["", (f"Tolerances: every file >= {self.min_file_sqnr_db:g} dB alone; task metric "
-                  f"of the files within {within} of PyTorch.")]
+            within = (
+                f"{self.metric_tolerance:.4g}, what one detection changes on "
+                f"{self.scenes} scenes (on larger evaluations {within})"
+            )
+        lines += [
+            "",
+            (
+                f"Tolerances: every file >= {self.min_file_sqnr_db:g} dB alone; task metric "
+                f"of the files within {within} of PyTorch."
+            ),
+        ]
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -152,11 +192,12 @@ def set_report(directory: Path) -> dict:
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise InputError(f"{directory}: no readable report.json; give a directory written by "
-                         "`bevcc compile --config SET.toml -o DIR`") from None
+        raise InputError(
+            f"{directory}: no readable report.json; give a directory written by "
+            "`bevcc compile --config SET.toml -o DIR`"
+        ) from None
     if not str(report.get("schema", "")).startswith("bevcc-set-report/"):
-        raise InputError(f"{path}: not a set compile's report (schema "
-                         f"{report.get('schema')!r})")
+        raise InputError(f"{path}: not a set compile's report (schema {report.get('schema')!r})")
     return report
 
 
@@ -175,18 +216,27 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
     for spec in config.files:
         if not quantized:
             spec = float_spec(spec, registry)
-        group = next((e for e in parse_pipeline(spec.pipeline).elements
-                      if isinstance(e, IRGroup) and e.ir == "fx"), None)
+        group = next(
+            (
+                e
+                for e in parse_pipeline(spec.pipeline).elements
+                if isinstance(e, IRGroup) and e.ir == "fx"
+            ),
+            None,
+        )
         if group is None:
-            raise UsageError(f"file {spec.name}: its pipeline has no fx part, so there is no "
-                             "PyTorch model to compare it with")
+            raise UsageError(
+                f"file {spec.name}: its pipeline has no fx part, so there is no "
+                "PyTorch model to compare it with"
+            )
         reports = Path(directory) / "reports" / spec.name
         steps = []
         for step in group.steps:  # a pass that decided something replays its recorded decision
             cls = registry.lookup(step.name, "fx", conversion=False)
             replayed = cls.replay_options(list(step.options), reports)
             steps.append(step if replayed is None else StepSpec(step.name, replayed))
-        result = compile_model(spec.input, pipeline=IRGroup("fx", steps).text(),
-                               calib=spec.calib, stream=io.StringIO())
+        result = compile_model(
+            spec.input, pipeline=IRGroup("fx", steps).text(), calib=spec.calib, stream=io.StringIO()
+        )
         modules[spec.name] = result.ir.module.eval()
     return modules

@@ -61,8 +61,20 @@ from bevcc.pm.pipeline import parse_pipeline
 
 SCHEMA = "bevcc-set-report/1"
 # keys every entry has whatever its pipeline; the rest are the passes' own sections
-_BASE_KEYS = ("name", "file", "engine", "precision", "input", "calib", "pipeline", "seconds",
-              "qdq", "lint", "passes", "artifacts")
+_BASE_KEYS = (
+    "name",
+    "file",
+    "engine",
+    "precision",
+    "input",
+    "calib",
+    "pipeline",
+    "seconds",
+    "qdq",
+    "lint",
+    "passes",
+    "artifacts",
+)
 
 
 def reports_dir(build_dir: Path, spec: FileSpec) -> Path:
@@ -83,22 +95,45 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
     steps = list(zip(parse_pipeline(result.pipeline).step_names(), result.records, strict=True))
     artifacts = reports_dir(build_dir, spec)
     entry = {
-        "name": spec.name, "file": path.name,
+        "name": spec.name,
+        "file": path.name,
         "engine": None if spec.precision == "libspconv" else engine_name(spec),
-        "precision": spec.precision, "input": spec.input, "calib": spec.calib,
-        "pipeline": result.pipeline, "seconds": round(seconds, 3),
-        "qdq": {"quantize_linear": ops.count("QuantizeLinear"),
-                "dequantize_linear": ops.count("DequantizeLinear")},
-        "lint": {"kind": lint.kind, "errors": lint.errors, "problems": lint.problems,
-                 "predicted_reformats": None if lint.kind == "libspconv" else lint.reformats,
-                 "int8_macs": lint.int8_macs, "total_macs": lint.total_macs,
-                 "int8_mac_share": round(lint.int8_mac_share, 6),
-                 "float_layers": lint.float_layers},
-        "passes": [{"name": r.name, "ir": r.ir, "modified": r.modified,
-                    "seconds": round(r.seconds, 4), "verify_seconds": round(r.verify_seconds, 4),
-                    "nodes_after": r.nodes_after, "report": r.report} for _, r in steps],
-        "artifacts": sorted(str(p.relative_to(build_dir)) for p in artifacts.rglob("*")
-                            if p.is_file()) if artifacts.is_dir() else [],
+        "precision": spec.precision,
+        "input": spec.input,
+        "calib": spec.calib,
+        "pipeline": result.pipeline,
+        "seconds": round(seconds, 3),
+        "qdq": {
+            "quantize_linear": ops.count("QuantizeLinear"),
+            "dequantize_linear": ops.count("DequantizeLinear"),
+        },
+        "lint": {
+            "kind": lint.kind,
+            "errors": lint.errors,
+            "problems": lint.problems,
+            "predicted_reformats": None if lint.kind == "libspconv" else lint.reformats,
+            "int8_macs": lint.int8_macs,
+            "total_macs": lint.total_macs,
+            "int8_mac_share": round(lint.int8_mac_share, 6),
+            "float_layers": lint.float_layers,
+        },
+        "passes": [
+            {
+                "name": r.name,
+                "ir": r.ir,
+                "modified": r.modified,
+                "seconds": round(r.seconds, 4),
+                "verify_seconds": round(r.verify_seconds, 4),
+                "nodes_after": r.nodes_after,
+                "report": r.report,
+            }
+            for _, r in steps
+        ],
+        "artifacts": sorted(
+            str(p.relative_to(build_dir)) for p in artifacts.rglob("*") if p.is_file()
+        )
+        if artifacts.is_dir()
+        else [],
     }
     entry.update(_pass_sections(steps, result, ReportContext(artifacts, build_dir)))
     # Passes name the files they wrote by absolute path inside the temporary build directory;
@@ -145,8 +180,13 @@ def retarget(value, old: str, new: str):
 def report_json(entries: list[dict], config_source: str | None) -> str:
     from bevcc.version import __version__
 
-    data = {"schema": SCHEMA, "bevcc_version": __version__, "config": config_source,
-            "engine_script": SCRIPT_NAME, "files": entries}
+    data = {
+        "schema": SCHEMA,
+        "bevcc_version": __version__,
+        "config": config_source,
+        "engine_script": SCRIPT_NAME,
+        "files": entries,
+    }
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -172,12 +212,19 @@ def report_markdown(entries: list[dict], config_source: str | None) -> str:
     lines = ["# Deployable set", ""]
     if config_source:
         lines += [f"Built from `{config_source}`. Engines: `./{SCRIPT_NAME}`.", ""]
-    lines += [("| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
-              "INT8 MAC share | kept float |"), "|---|---|---|---|---|---|---|"]
+    lines += [
+        (
+            "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
+            "INT8 MAC share | kept float |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for e in entries:
         reformats = e["lint"]["predicted_reformats"]
-        lines.append(f"| {e['file']} | {e['precision']} | {_qdq(e)} | {e['lint']['errors']} | "
-                     f"{'-' if reformats is None else reformats} | {_share(e)} | {_kept(e)} |")
+        lines.append(
+            f"| {e['file']} | {e['precision']} | {_qdq(e)} | {e['lint']['errors']} | "
+            f"{'-' if reformats is None else reformats} | {_share(e)} | {_kept(e)} |"
+        )
     for e in entries:
         lines += ["", *_section(e)]
     return "\n".join(lines) + "\n"
@@ -185,16 +232,24 @@ def report_markdown(entries: list[dict], config_source: str | None) -> str:
 
 def _section(e: dict) -> list[str]:
     lint = e["lint"]
-    lines = [f"## {e['name']}", "",
-             f"- file: `{e['file']}` ({e['precision']}; "
-             + (f"engine `{e['engine']}`)" if e["engine"] else "loaded by libspconv)"),
-             f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
-             f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
-             (f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
-             f"{e['qdq']['dequantize_linear']} DequantizeLinear"),
-             f"- lint ({lint['kind']}): {lint['errors']} error(s), INT8 MAC share {_share(e)}"
-             + ("" if lint["predicted_reformats"] is None
-                else f", {lint['predicted_reformats']} predicted Reformat(s)")]
+    lines = [
+        f"## {e['name']}",
+        "",
+        f"- file: `{e['file']}` ({e['precision']}; "
+        + (f"engine `{e['engine']}`)" if e["engine"] else "loaded by libspconv)"),
+        f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
+        f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
+        (
+            f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
+            f"{e['qdq']['dequantize_linear']} DequantizeLinear"
+        ),
+        f"- lint ({lint['kind']}): {lint['errors']} error(s), INT8 MAC share {_share(e)}"
+        + (
+            ""
+            if lint["predicted_reformats"] is None
+            else f", {lint['predicted_reformats']} predicted Reformat(s)"
+        ),
+    ]
     lines += [f"  - {problem}" for problem in lint["problems"]]
     if lint["float_layers"] and e["precision"] in ("int8", "libspconv"):  # else: all of them
         lines.append(f"- layers not in INT8: {', '.join(lint['float_layers'])}")
@@ -202,8 +257,10 @@ def _section(e: dict) -> list[str]:
     lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
     for p in e["passes"]:
         report = "<br>".join(line.strip().replace("|", "\\|") for line in p["report"])
-        lines.append(f"| `{p['name']}` | {p['seconds']:.3f} | {p['verify_seconds']:.3f} | "
-                     f"{'yes' if p['modified'] else 'no'} | {report} |")
+        lines.append(
+            f"| `{p['name']}` | {p['seconds']:.3f} | {p['verify_seconds']:.3f} | "
+            f"{'yes' if p['modified'] else 'no'} | {report} |"
+        )
     return lines
 
 

@@ -63,10 +63,17 @@ class SetResult:
         raise KeyError(name)
 
 
-def compile_set(config: str | os.PathLike | CompileConfig, output: str | os.PathLike | None = None,
-                *, registry=None, verify_each: bool = True, timing: bool = False,
-                print_ir_after: str | None = None, stream: TextIO | None = None,
-                on_pipeline: Callable[[str], None] | None = None) -> SetResult:
+def compile_set(
+    config: str | os.PathLike | CompileConfig,
+    output: str | os.PathLike | None = None,
+    *,
+    registry=None,
+    verify_each: bool = True,
+    timing: bool = False,
+    print_ir_after: str | None = None,
+    stream: TextIO | None = None,
+    on_pipeline: Callable[[str], None] | None = None,
+) -> SetResult:
     """Compile every `[[files]]` entry of `config` (a TOML path or a CompileConfig) into the
     directory `output` (default: the config's `output`).
 
@@ -86,25 +93,45 @@ def compile_set(config: str | os.PathLike | CompileConfig, output: str | os.Path
 
         registry = get_registry()
     target = Path(output)
-    pipelines = [_checked_pipeline(spec, registry, where, i)
-                 for i, spec in enumerate(config.files, 1)]
+    pipelines = [
+        _checked_pipeline(spec, registry, where, i) for i, spec in enumerate(config.files, 1)
+    ]
     _check_replaceable(target, config)
     stream = stream or sys.stderr
-    options = {"registry": registry, "verify_each": verify_each, "timing": timing,
-               "print_ir_after": print_ir_after, "stream": stream, "on_pipeline": on_pipeline}
+    options = {
+        "registry": registry,
+        "verify_each": verify_each,
+        "timing": timing,
+        "print_ir_after": print_ir_after,
+        "stream": stream,
+        "on_pipeline": on_pipeline,
+    }
     float_specs = [float_spec(spec, registry) for spec in config.files] if config.fp16_set else []
     with atomic_directory(target) as build_dir:
         done = _build(config.files, pipelines, build_dir, target, config, **options)
         if float_specs:
-            print(f"FP16 set ({FP16_DIR}/): the same files without their quantization passes",
-                  file=stream, flush=True)
-            _build(float_specs, [s.pipeline for s in float_specs], build_dir / FP16_DIR,
-                   target / FP16_DIR, config, **options)
-    files = [SetFile(spec, _moved(result, build_dir, target), target / result.output.name,
-                     seconds, entry)
-             for spec, result, seconds, entry in done]
-    return SetResult(target, files, target / "report.json", target / "report.md",
-                     target / SCRIPT_NAME)
+            print(
+                f"FP16 set ({FP16_DIR}/): the same files without their quantization passes",
+                file=stream,
+                flush=True,
+            )
+            _build(
+                float_specs,
+                [s.pipeline for s in float_specs],
+                build_dir / FP16_DIR,
+                target / FP16_DIR,
+                config,
+                **options,
+            )
+    files = [
+        SetFile(
+            spec, _moved(result, build_dir, target), target / result.output.name, seconds, entry
+        )
+        for spec, result, seconds, entry in done
+    ]
+    return SetResult(
+        target, files, target / "report.json", target / "report.md", target / SCRIPT_NAME
+    )
 
 
 def float_spec(spec: FileSpec, registry) -> FileSpec:
@@ -114,8 +141,11 @@ def float_spec(spec: FileSpec, registry) -> FileSpec:
     kept = []
     for element in pipeline.elements:
         if isinstance(element, IRGroup):
-            steps = [s for s in element.steps
-                     if not registry.lookup(s.name, element.ir, conversion=False).quantizes]
+            steps = [
+                s
+                for s in element.steps
+                if not registry.lookup(s.name, element.ir, conversion=False).quantizes
+            ]
             if steps:
                 kept.append(IRGroup(element.ir, steps))
         else:
@@ -124,13 +154,14 @@ def float_spec(spec: FileSpec, registry) -> FileSpec:
     return replace(spec, pipeline=Pipeline(kept).text(), precision=precision)
 
 
-def _build(specs, pipelines, build_dir: Path, target: Path, config: CompileConfig,
-           **options) -> list[tuple[FileSpec, CompileResult, float, dict]]:
+def _build(
+    specs, pipelines, build_dir: Path, target: Path, config: CompileConfig, **options
+) -> list[tuple[FileSpec, CompileResult, float, dict]]:
     """Compile `specs` into `build_dir` (later renamed to `target`) with the report and script."""
     stream = options["stream"]
     build_dir.mkdir(exist_ok=True)
     done, entries = [], []
-    for index, (spec, pipeline) in enumerate(zip(specs, pipelines), 1):
+    for index, (spec, pipeline) in enumerate(zip(specs, pipelines, strict=True), 1):
         print(f"[{index}/{len(specs)}] {spec.name}: {pipeline}", file=stream, flush=True)
         label = f"file '{spec.name}' ({index}/{len(specs)})"  # for errors
         start = time.perf_counter()
@@ -141,7 +172,7 @@ def _build(specs, pipelines, build_dir: Path, target: Path, config: CompileConfi
         entries.append(entry)
         done.append((spec, result, seconds, entry))
         print(f"wrote {target / result.output.name} ({seconds:.1f} s)", file=stream, flush=True)
-    for entry, full in zip(entries, with_all_sections(entries)):
+    for entry, full in zip(entries, with_all_sections(entries), strict=True):
         entry.clear()
         entry.update(full)  # `done` holds the same dicts
     (build_dir / "report.json").write_text(report_json(entries, config.source))
@@ -158,23 +189,36 @@ def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:
     entry = f"{where}: [[files]] entry {index} ('{spec.name}')"
     try:
         pipeline = parse_pipeline(spec.pipeline)
-        steps = build_steps(pipeline, registry, input_kind(spec.input),
-                            PassContext(registry=registry))
+        steps = build_steps(
+            pipeline, registry, input_kind(spec.input), PassContext(registry=registry)
+        )
     except BevccError as exc:
         raise _prefixed(exc, entry) from exc
     kind = steps[-1].pass_.output_kind() if steps else input_kind(spec.input)
     if kind == "fx":
-        ends = " or ".join(f"{name} ({what})" for what, names in (
-            ("TensorRT", _conversions_to(registry, "onnx")),
-            ("libspconv", _conversions_to(registry, "libspconv"))) for name in names)
-        raise UsageError(f"{entry}: the pipeline ends on fx IR, but a deployable file is ONNX; "
-                         f"end it with {ends or 'a conversion to onnx'}")
+        ends = " or ".join(
+            f"{name} ({what})"
+            for what, names in (
+                ("TensorRT", _conversions_to(registry, "onnx")),
+                ("libspconv", _conversions_to(registry, "libspconv")),
+            )
+            for name in names
+        )
+        raise UsageError(
+            f"{entry}: the pipeline ends on fx IR, but a deployable file is ONNX; "
+            f"end it with {ends or 'a conversion to onnx'}"
+        )
     if (kind == "libspconv") != (spec.precision == "libspconv"):
         to_libspconv = " or ".join(_conversions_to(registry, "libspconv")) or "a conversion"
-        fix = ('precision = "libspconv"' if kind == "libspconv"
-               else f"a pipeline ending in {to_libspconv}, or another precision")
-        raise UsageError(f"{entry}: precision '{spec.precision}' does not fit a pipeline "
-                         f"ending on {kind} IR; use {fix}")
+        fix = (
+            'precision = "libspconv"'
+            if kind == "libspconv"
+            else f"a pipeline ending in {to_libspconv}, or another precision"
+        )
+        raise UsageError(
+            f"{entry}: precision '{spec.precision}' does not fit a pipeline "
+            f"ending on {kind} IR; use {fix}"
+        )
     return pipeline.text()
 
 
@@ -182,19 +226,24 @@ def _check_replaceable(target: Path, config: CompileConfig) -> None:
     """DIR is replaced whole, so refuse a DIR holding anything but an earlier set's output, and
     inputs that live inside it (replacing DIR would delete them)."""
     if target.exists() and not target.is_dir():
-        raise UsageError(f"output {target} is a file; a set compile writes a directory: choose "
-                         "another -o")
+        raise UsageError(
+            f"output {target} is a file; a set compile writes a directory: choose another -o"
+        )
     root = target.resolve()
     sources = [config.source] + [v for s in config.files for v in (s.input, s.calib)]
     for value in sources:
         path = _file_of(value)
         if path is not None and path.resolve().is_relative_to(root):
-            raise UsageError(f"{value} lies inside the output directory {target}, which a set "
-                             "compile replaces whole; write the set to another directory")
+            raise UsageError(
+                f"{value} lies inside the output directory {target}, which a set "
+                "compile replaces whole; write the set to another directory"
+            )
     if target.is_dir() and any(target.iterdir()) and not _is_set_output(target):
-        raise UsageError(f"output {target} exists and is not a set compile's output (no "
-                         f"report.json with schema {SCHEMA}); it would be replaced whole: "
-                         "choose a new directory or empty it")
+        raise UsageError(
+            f"output {target} exists and is not a set compile's output (no "
+            f"report.json with schema {SCHEMA}); it would be replaced whole: "
+            "choose a new directory or empty it"
+        )
 
 
 def _is_set_output(directory: Path) -> bool:
@@ -213,14 +262,20 @@ def _file_of(value: str | None) -> Path | None:
     return Path(value) if Path(value).exists() else None
 
 
-def _compile_one(spec: FileSpec, pipeline: str, build_dir: Path, label: str,
-                 **options) -> CompileResult:
+def _compile_one(
+    spec: FileSpec, pipeline: str, build_dir: Path, label: str, **options
+) -> CompileResult:
     artifacts = reports_dir(build_dir, spec)
     artifacts.mkdir(parents=True)
     try:
-        result = compile(spec.input, pipeline=pipeline, calib=spec.calib,
-                         output=build_dir / f"{spec.name}.onnx", artifacts_dir=artifacts,
-                         **options)
+        result = compile(
+            spec.input,
+            pipeline=pipeline,
+            calib=spec.calib,
+            output=build_dir / f"{spec.name}.onnx",
+            artifacts_dir=artifacts,
+            **options,
+        )
     except BevccError as exc:
         raise _prefixed(exc, label) from exc  # one line says which file of the set failed
     if not any(artifacts.iterdir()):
@@ -242,8 +297,11 @@ def _prefixed(exc: BevccError, prefix: str) -> BevccError:
 
 def _conversions_to(registry, kind: str) -> list[str]:
     """Names of the registered conversions from fx that produce `kind` (for error hints)."""
-    return sorted(e.name for e in registry.entries()
-                  if e.obj.ir == "fx" and e.obj.is_conversion() and e.obj.output_kind() == kind)
+    return sorted(
+        e.name
+        for e in registry.entries()
+        if e.obj.ir == "fx" and e.obj.is_conversion() and e.obj.output_kind() == kind
+    )
 
 
 def _quantizing_passes(registry) -> str:
@@ -257,21 +315,27 @@ def _check_precision(spec: FileSpec, entry: dict, label: str) -> None:
     if spec.precision == "int8" and pairs == 0:
         from bevcc.plugins import get_registry
 
-        raise UsageError(f"{label}: precision int8, but the file has no Q/DQ nodes; add a "
-                         f"quantizing pass ({_quantizing_passes(get_registry())}) to the "
-                         "pipeline or set precision = \"fp16\"")
+        raise UsageError(
+            f"{label}: precision int8, but the file has no Q/DQ nodes; add a "
+            f"quantizing pass ({_quantizing_passes(get_registry())}) to the "
+            'pipeline or set precision = "fp16"'
+        )
     if spec.precision in ("fp16", "fp32") and pairs:
-        raise UsageError(f"{label}: precision {spec.precision}, but the file has Q/DQ nodes "
-                         f"({entry['qdq']['quantize_linear']} QuantizeLinear); set precision = "
-                         "\"int8\" or drop the quantizing passes from the pipeline")
+        raise UsageError(
+            f"{label}: precision {spec.precision}, but the file has Q/DQ nodes "
+            f"({entry['qdq']['quantize_linear']} QuantizeLinear); set precision = "
+            '"int8" or drop the quantizing passes from the pipeline'
+        )
 
 
 def _moved(result: CompileResult, build_dir: Path, target: Path) -> CompileResult:
     """The result as the caller sees it after the rename: paths inside the build directory now
     live in DIR."""
     old, new = f"{build_dir}{os.sep}", f"{target}{os.sep}"
-    records = [replace(r, stats=retarget(r.stats, old, new),
-                       report=retarget(r.report, old, new)) for r in result.records]
+    records = [
+        replace(r, stats=retarget(r.stats, old, new), report=retarget(r.report, old, new))
+        for r in result.records
+    ]
     return replace(result, records=records, output=target / result.output.name)
 
 

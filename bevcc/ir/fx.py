@@ -20,15 +20,25 @@ from bevcc.ir.base import IR, IRInvalid
 from bevcc.ir.digest import shape_text, text_digest
 from bevcc.ir.trace_rules import TraceRules
 
-_DTYPE_NAMES = {torch.float32: "f32", torch.float16: "f16", torch.float64: "f64",
-                torch.bfloat16: "bf16", torch.int64: "i64", torch.int32: "i32",
-                torch.int8: "i8", torch.uint8: "u8", torch.bool: "bool"}
+_DTYPE_NAMES = {
+    torch.float32: "f32",
+    torch.float16: "f16",
+    torch.float64: "f64",
+    torch.bfloat16: "bf16",
+    torch.int64: "i64",
+    torch.int32: "i32",
+    torch.int8: "i8",
+    torch.uint8: "u8",
+    torch.bool: "bool",
+}
 
 
 class _ScopedTracer(fx.Tracer):
     """A tracer that applies plugin-declared trace rules and remembers where it failed."""
 
-    def __init__(self, rules: TraceRules | Sequence[type] = ()):  # torch re-creates it on unpickling
+    def __init__(
+        self, rules: TraceRules | Sequence[type] = ()
+    ):  # torch re-creates it on unpickling
         self.rules = TraceRules.coerce(rules)
         super().__init__(autowrap_functions=self.rules.leaf_functions)
         self.leaf_types = self.rules.leaf_types
@@ -37,8 +47,9 @@ class _ScopedTracer(fx.Tracer):
         return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
-        rule = None if self.is_leaf_module(m, self.path_of_module(m)) else \
-            self.rules.container_rule(m)
+        rule = (
+            None if self.is_leaf_module(m, self.path_of_module(m)) else self.rules.container_rule(m)
+        )
         try:
             if rule is not None:
                 return rule(m, *args, **kwargs)
@@ -89,8 +100,9 @@ def _meta_text(node: fx.Node) -> str:
     if meta is None:
         return ""
     # TensorMetadata is itself a namedtuple: only a plain sequence means several outputs.
-    metas = [meta] if hasattr(meta, "shape") else list(meta) if isinstance(meta, (list, tuple)) \
-        else []
+    metas = (
+        [meta] if hasattr(meta, "shape") else list(meta) if isinstance(meta, (list, tuple)) else []
+    )
     parts = []
     for m in metas:
         if hasattr(m, "dtype") and hasattr(m, "shape"):
@@ -103,8 +115,13 @@ class FxIR(IR):
 
     kind = "fx"
 
-    def __init__(self, module: fx.GraphModule, example_inputs: tuple | None = None,
-                 rules: TraceRules | Iterable[type] = (), name: str | None = None):
+    def __init__(
+        self,
+        module: fx.GraphModule,
+        example_inputs: tuple | None = None,
+        rules: TraceRules | Iterable[type] = (),
+        name: str | None = None,
+    ):
         self.module = module
         # GraphModule's class name does not survive pickling; keep the model's own name.
         self.name = name or type(module).__name__
@@ -121,8 +138,13 @@ class FxIR(IR):
         return self.module.graph
 
     @classmethod
-    def trace(cls, module: torch.nn.Module, example_inputs: tuple | None = None,
-              rules: TraceRules | Iterable[type] = (), concrete_args: dict | None = None) -> FxIR:
+    def trace(
+        cls,
+        module: torch.nn.Module,
+        example_inputs: tuple | None = None,
+        rules: TraceRules | Iterable[type] = (),
+        concrete_args: dict | None = None,
+    ) -> FxIR:
         """Trace a *copy* of `module`, so passes never touch the caller's parameters.
 
         `rules` is a TraceRules (registry.trace_rules()) or a plain iterable of leaf types.
@@ -165,10 +187,13 @@ class FxIR(IR):
         except Exception as exc:
             cause = exc.__cause__ or exc.__context__ or exc
             where = f" at node {failed[0].name} ({failed[0].target})" if failed else ""
-            first = next((line.strip() for line in str(cause).splitlines() if line.strip()),
-                         type(cause).__name__)
-            raise InputError(f"running {self.name} on its example inputs failed{where}: "
-                             f"{first}") from exc
+            first = next(
+                (line.strip() for line in str(cause).splitlines() if line.strip()),
+                type(cause).__name__,
+            )
+            raise InputError(
+                f"running {self.name} on its example inputs failed{where}: {first}"
+            ) from exc
 
     def verify(self) -> None:
         try:
@@ -185,15 +210,18 @@ class FxIR(IR):
         modules = dict(self.module.named_modules())
         lines = [f"fx graph {self.name}"]
         for node in self.graph.nodes:
-            args = ", ".join([_fmt(a) for a in node.args]
-                             + [f"{k}={_fmt(v)}" for k, v in node.kwargs.items()])
+            args = ", ".join(
+                [_fmt(a) for a in node.args] + [f"{k}={_fmt(v)}" for k, v in node.kwargs.items()]
+            )
             if node.op == "placeholder":
                 head = f"%{node.name} = placeholder"
             elif node.op == "output":
                 head = f"output {args}"
             elif node.op == "call_module":
                 sub = modules.get(node.target)
-                desc = f"{type(sub).__name__}({sub.extra_repr()})" if sub is not None else "<missing>"
+                desc = (
+                    f"{type(sub).__name__}({sub.extra_repr()})" if sub is not None else "<missing>"
+                )
                 head = f"%{node.name} = call_module {node.target}: {desc}({args})"
             elif node.op == "get_attr":
                 head = f"%{node.name} = get_attr {node.target}"
@@ -219,8 +247,15 @@ class FxIR(IR):
 
     def save(self, path) -> None:
         buffer = io.BytesIO()
-        torch.save({"graph_module": self.module, "example_inputs": self.example_inputs,
-                    "name": self.name, "fixed_input_shapes": self.fixed_input_shapes}, buffer)
+        torch.save(
+            {
+                "graph_module": self.module,
+                "example_inputs": self.example_inputs,
+                "name": self.name,
+                "fixed_input_shapes": self.fixed_input_shapes,
+            },
+            buffer,
+        )
         with atomic_path(path) as tmp:
             tmp.write_bytes(buffer.getvalue())
 
@@ -230,7 +265,9 @@ class FxIR(IR):
             payload = torch.load(path, weights_only=False)
             module = payload["graph_module"]
         except Exception as exc:
-            raise InputError(f"{path} is not a bevcc fx file ({exc}); save it with FxIR.save") from exc
+            raise InputError(
+                f"{path} is not a bevcc fx file ({exc}); save it with FxIR.save"
+            ) from exc
         ir = cls(module, payload.get("example_inputs"), rules, payload.get("name"))
         ir.fixed_input_shapes = payload.get("fixed_input_shapes")
         return ir
@@ -255,8 +292,11 @@ def _source_line(exc: Exception) -> str:
     """` at FILE:LINE: `code`` for the model's own line that failed to trace (the innermost
     frame outside torch and bevcc's tracer), so data-dependent control flow is found at once."""
     skip = (os.path.dirname(torch.__file__), os.path.dirname(__file__))
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(skip) and not f.filename.startswith("<")]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(skip) and not f.filename.startswith("<")
+    ]
     if not frames:
         return ""
     frame = frames[-1]

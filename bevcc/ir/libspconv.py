@@ -26,24 +26,33 @@ class LibspconvIR(IR):
 
         problems = check_libspconv(self.model)
         if problems:
-            raise IRInvalid(f"libspconv file: {problems[0]}"
-                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            raise IRInvalid(
+                f"libspconv file: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            )
 
     def dump(self) -> str:
         graph = self.model.graph
-        lines = ["libspconv opset " + ",".join(f"{o.domain or 'ai.onnx'}={o.version}"
-                                               for o in self.model.opset_import)]
+        lines = [
+            "libspconv opset "
+            + ",".join(f"{o.domain or 'ai.onnx'}={o.version}" for o in self.model.opset_import)
+        ]
         lines += [f"input %{i.name} : {_type(i)}" for i in graph.input]
         for t in graph.initializer:
             array = onnx.numpy_helper.to_array(t)
-            lines.append(f"const %{t.name} : {array.dtype.name}{shape_text(array.shape)} "
-                         f"{value_summary(array)}")
+            lines.append(
+                f"const %{t.name} : {array.dtype.name}{shape_text(array.shape)} "
+                f"{value_summary(array)}"
+            )
         for node in graph.node:
-            attrs = ", ".join(f"{a.name}={_value(onnx.helper.get_attribute_value(a))}"
-                              for a in sorted(node.attribute, key=lambda a: a.name))
-            lines.append(f"%{', %'.join(node.output)} = {node.op_type}"
-                         f"({', '.join('%' + i for i in node.input)})" +
-                         (f" {{{attrs}}}" if attrs else ""))
+            attrs = ", ".join(
+                f"{a.name}={_value(onnx.helper.get_attribute_value(a))}"
+                for a in sorted(node.attribute, key=lambda a: a.name)
+            )
+            lines.append(
+                f"%{', %'.join(node.output)} = {node.op_type}"
+                f"({', '.join('%' + i for i in node.input)})" + (f" {{{attrs}}}" if attrs else "")
+            )
         lines += [f"output %{o.name}" for o in graph.output]
         return "\n".join(lines) + "\n"
 

@@ -30,8 +30,12 @@ class OnnxIR(IR):
 
     kind = "onnx"
 
-    def __init__(self, graph: gs.Graph, metadata_props: dict[str, str] | None = None,
-                 source: str = "<memory>"):
+    def __init__(
+        self,
+        graph: gs.Graph,
+        metadata_props: dict[str, str] | None = None,
+        source: str = "<memory>",
+    ):
         self.graph = graph
         self.metadata_props = dict(metadata_props or {})
         self.source = source
@@ -47,16 +51,19 @@ class OnnxIR(IR):
         try:
             graph = gs.import_onnx(model)
         except Exception as exc:
-            raise InputError(f"{source}: cannot import the ONNX graph ({exc}); run onnx.checker "
-                             "on it to see what is malformed") from exc
+            raise InputError(
+                f"{source}: cannot import the ONNX graph ({exc}); run onnx.checker "
+                "on it to see what is malformed"
+            ) from exc
         meta = {p.key: p.value for p in model.metadata_props}
         return cls(graph, meta, source)
 
     def to_model(self) -> onnx.ModelProto:
         self.graph.nodes = stable_toposort(self.graph)
         model = gs.export_onnx(self.graph, do_type_check=False)
-        model.ir_version = max(model.ir_version,
-                               onnx.helper.find_min_ir_version_for(list(model.opset_import)))
+        model.ir_version = max(
+            model.ir_version, onnx.helper.find_min_ir_version_for(list(model.opset_import))
+        )
         del model.metadata_props[:]
         for key in sorted(self.metadata_props):
             model.metadata_props.add(key=key, value=self.metadata_props[key])
@@ -101,9 +108,11 @@ class OnnxIR(IR):
             return text_digest(data)
         names = "\n".join(node.name or "" for node in self.graph.nodes)
         # the dump shows float tensors approximately; the fingerprint must see every bit
-        constants = [f"{name}#{array_digest(np.asarray(t.values))}"
-                     for name, t in sorted(self.graph.tensors().items())
-                     if isinstance(t, gs.Constant)]
+        constants = [
+            f"{name}#{array_digest(np.asarray(t.values))}"
+            for name, t in sorted(self.graph.tensors().items())
+            if isinstance(t, gs.Constant)
+        ]
         return text_digest(self.dump(), names, *constants)
 
     def node_count(self) -> int:
@@ -126,8 +135,10 @@ def read_onnx_file(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable ONNX file ({exc}); re-export it or check "
-                         "that the copy is complete") from exc
+        raise InputError(
+            f"{path} is not a readable ONNX file ({exc}); re-export it or check "
+            "that the copy is complete"
+        ) from exc
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path} holds no ONNX graph (empty or not an ONNX model); re-export it")
     _load_external_data(model, path)
@@ -144,11 +155,19 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     data_name = path.name + ".data"
     # onnx writes the data file next to the model under `location`: stage both, then rename.
     # Contexts exit in reverse: the data file is renamed into place before the model naming it.
-    with (atomic_path(path) as tmp_model, atomic_path(path.parent / data_name) as tmp_data,
-          tempfile.TemporaryDirectory(dir=path.parent) as staging):
+    with (
+        atomic_path(path) as tmp_model,
+        atomic_path(path.parent / data_name) as tmp_data,
+        tempfile.TemporaryDirectory(dir=path.parent) as staging,
+    ):
         staged = Path(staging) / path.name
-        onnx.save_model(model, str(staged), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=data_name)
+        onnx.save_model(
+            model,
+            str(staged),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+        )
         os.replace(Path(staging) / data_name, tmp_data)
         os.replace(staged, tmp_model)
 
@@ -160,13 +179,17 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         if uses_external_data(tensor):
             location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
             if not (path.parent / location).is_file():
-                raise InputError(f"{path}: external data file '{location}' for tensor "
-                                 f"'{tensor.name}' is missing; place it next to the model")
+                raise InputError(
+                    f"{path}: external data file '{location}' for tensor "
+                    f"'{tensor.name}' is missing; place it next to the model"
+                )
     try:
         onnx.load_external_data_for_model(model, str(path.parent))
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read its external data ({exc}); re-export the model "
-                         "with its .data file") from exc
+        raise InputError(
+            f"{path}: cannot read its external data ({exc}); re-export the model "
+            "with its .data file"
+        ) from exc
 
 
 def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
@@ -176,8 +199,10 @@ def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     try:
         upgraded = onnx.version_converter.convert_version(model, MIN_OPSET)
     except Exception as exc:
-        raise InputError(f"{source}: cannot upgrade opset {opset} to {MIN_OPSET} ({exc}); "
-                         f"re-export the model with opset >= {MIN_OPSET}") from exc
+        raise InputError(
+            f"{source}: cannot upgrade opset {opset} to {MIN_OPSET} ({exc}); "
+            f"re-export the model with opset >= {MIN_OPSET}"
+        ) from exc
     log.info("%s: upgraded opset %d -> %d", source, opset, MIN_OPSET)
     return upgraded
 
@@ -200,8 +225,9 @@ def _verify_large(model: onnx.ModelProto) -> None:
         path = os.path.join(tmp, "model.onnx")
         onnx.save_model(model, path, save_as_external_data=True, location="model.data")
         onnx.checker.check_model(path)
-        onnx.shape_inference.infer_shapes_path(path, os.path.join(tmp, "inferred.onnx"),
-                                               check_type=True, strict_mode=True)
+        onnx.shape_inference.infer_shapes_path(
+            path, os.path.join(tmp, "inferred.onnx"), check_type=True, strict_mode=True
+        )
 
 
 class _OnnxDumper:
@@ -230,8 +256,9 @@ class _OnnxDumper:
             ins = ", ".join(f"%{t.name}" if t.name else "<none>" for t in node.inputs)
             op = node.op if node.domain in (None, "", "ai.onnx") else f"{node.domain}::{node.op}"
             subgraphs = {k: v for k, v in node.attrs.items() if isinstance(v, gs.Graph)}
-            attrs = ", ".join(f"{k}={_attr(v)}" for k, v in sorted(node.attrs.items())
-                              if k not in subgraphs)
+            attrs = ", ".join(
+                f"{k}={_attr(v)}" for k, v in sorted(node.attrs.items()) if k not in subgraphs
+            )
             lines.append(f"{indent}{outs} = {op}({ins})" + (f" {{{attrs}}}" if attrs else ""))
             for key in sorted(subgraphs):
                 lines.append(f"{indent}  subgraph {key} {{")

@@ -21,12 +21,34 @@ import torch
 from torch import fx
 
 _SOURCE_METHODS = {"size", "dim", "numel", "nelement"}
-_DERIVED_FUNCTIONS = {operator.getitem, operator.add, operator.sub, operator.mul,
-                      operator.floordiv, operator.truediv, operator.mod, operator.neg,
-                      operator.pow, operator.eq, operator.ne, operator.lt, operator.le,
-                      operator.gt, operator.ge, operator.and_, operator.or_, operator.not_}
-_CASTS = {"int": torch.int32, "long": torch.int64, "float": torch.float32,
-          "half": torch.float16, "double": torch.float64, "bool": torch.bool}
+_DERIVED_FUNCTIONS = {
+    operator.getitem,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.floordiv,
+    operator.truediv,
+    operator.mod,
+    operator.neg,
+    operator.pow,
+    operator.eq,
+    operator.ne,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+    operator.and_,
+    operator.or_,
+    operator.not_,
+}
+_CASTS = {
+    "int": torch.int32,
+    "long": torch.int64,
+    "float": torch.float32,
+    "half": torch.float16,
+    "double": torch.float64,
+    "bool": torch.bool,
+}
 _NOT_SHAPE = object()
 
 
@@ -51,8 +73,9 @@ def fold_shapes(graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) 
     shapes = _shape_nodes(graph, values or {})
     folded = [n for n in shapes if probe is None or probe.get(n, _NOT_SHAPE) == values[n]]
     depends = _input_dependent(graph)
-    fixed = _fixed_dims(inputs, probe is not None, grown, folded, values or {},
-                        any(n in depends for n in folded))
+    fixed = _fixed_dims(
+        inputs, probe is not None, grown, folded, values or {}, any(n in depends for n in folded)
+    )
     for node in folded:
         node.replace_all_uses_with(values[node])
     casts = _drop_noop_casts(graph, inputs)
@@ -64,8 +87,9 @@ def fold_shapes(graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) 
 def _may_be_shape(node: fx.Node) -> bool:
     if node.op == "call_method":
         return node.target in _SOURCE_METHODS
-    return node.op == "call_function" and (node.target is getattr or
-                                            node.target in _DERIVED_FUNCTIONS)
+    return node.op == "call_function" and (
+        node.target is getattr or node.target in _DERIVED_FUNCTIONS
+    )
 
 
 def _shape_nodes(graph: fx.Graph, values: dict) -> list[fx.Node]:
@@ -130,7 +154,7 @@ def _resized(inputs: tuple, which, resize) -> tuple | None:
     hit = [t.dim() > 0 and which(t.shape[0]) for t in inputs]
     if not any(hit):
         return None
-    return tuple(resize(t) if h else t for t, h in zip(inputs, hit))
+    return tuple(resize(t) if h else t for t, h in zip(inputs, hit, strict=True))
 
 
 def _input_dependent(graph: fx.Graph) -> set[fx.Node]:
@@ -141,8 +165,9 @@ def _input_dependent(graph: fx.Graph) -> set[fx.Node]:
     return depends
 
 
-def _fixed_dims(inputs, halved_ran: bool, grown: dict | None, folded: list, values: dict,
-                rest_fixed: bool) -> list[tuple[int | None, ...]]:
+def _fixed_dims(
+    inputs, halved_ran: bool, grown: dict | None, folded: list, values: dict, rest_fixed: bool
+) -> list[tuple[int | None, ...]]:
     """Per input: its first axis is free when a probe with another count ran and changed no
     folded value; the other axes are the example's once anything read from the inputs folded."""
     grown_ok = grown is not None and all(grown.get(n, _NOT_SHAPE) == values[n] for n in folded)
@@ -162,8 +187,13 @@ def _cast_dtype(node: fx.Node) -> torch.dtype | None:
     if node.target in _CASTS and len(node.args) == 1 and not node.kwargs:
         return _CASTS[node.target]
     if node.target in ("to", "type"):
-        dtype = node.args[1] if len(node.args) == 2 and not node.kwargs else \
-            node.kwargs.get("dtype") if len(node.args) == 1 and len(node.kwargs) == 1 else None
+        dtype = (
+            node.args[1]
+            if len(node.args) == 2 and not node.kwargs
+            else node.kwargs.get("dtype")
+            if len(node.args) == 1 and len(node.kwargs) == 1
+            else None
+        )
         return dtype if isinstance(dtype, torch.dtype) else None
     return None
 
@@ -171,11 +201,21 @@ def _cast_dtype(node: fx.Node) -> torch.dtype | None:
 def _drop_noop_casts(graph: fx.Graph, inputs: tuple) -> set[fx.Node]:
     """A cast of an input to the dtype the example gives it (`coors.int()` on int32 coordinates):
     the input's dtype is part of what the graph is specialized to."""
-    dtypes = dict(zip([n for n in graph.nodes if n.op == "placeholder"], [t.dtype for t in inputs]))
+    dtypes = dict(
+        zip(
+            [n for n in graph.nodes if n.op == "placeholder"],
+            [t.dtype for t in inputs],
+            strict=True,
+        )
+    )
     dropped = set()
     for node in graph.nodes:
-        if node.op == "call_method" and node.args and node.args[0] in dtypes and \
-                _cast_dtype(node) == dtypes[node.args[0]]:
+        if (
+            node.op == "call_method"
+            and node.args
+            and node.args[0] in dtypes
+            and _cast_dtype(node) == dtypes[node.args[0]]
+        ):
             node.replace_all_uses_with(node.args[0])
             dropped.add(node)
     return dropped

@@ -63,8 +63,11 @@ class Specialized:
     casts: int = 0
 
 
-def specialize(module: torch.nn.Module, example_inputs, rules: TraceRules | None = None,
-               ) -> Specialized:
+def specialize(
+    module: torch.nn.Module,
+    example_inputs,
+    rules: TraceRules | None = None,
+) -> Specialized:
     """Trace a copy of `module` specialized to `example_inputs` (a tuple of forward's positional
     arguments); the caller's module is never touched."""
     if not isinstance(module, torch.nn.Module):
@@ -84,7 +87,10 @@ def specialize(module: torch.nn.Module, example_inputs, rules: TraceRules | None
     names = [n.name for n in graph.nodes if n.op == "placeholder"]
     tensors = tuple(tracer.tensors)
     result = fold_shapes(graph_module, tensors)
-    fixed = _merge(dict(zip(names, result.fixed)), getattr(module, "meta", {}).get(FIXED_SHAPES_META))
+    fixed = _merge(
+        dict(zip(names, result.fixed, strict=True)),
+        getattr(module, "meta", {}).get(FIXED_SHAPES_META),
+    )
     graph_module.meta[FIXED_SHAPES_META] = fixed
     return Specialized(graph_module, tensors, fixed, result.folded, result.casts)
 
@@ -97,17 +103,21 @@ def _bind(module: torch.nn.Module, inputs: tuple) -> list[tuple[str, object]]:
     varargs = next((p.name for p in params if p.kind == inspect.Parameter.VAR_POSITIONAL), None)
     where = f"{type(module).__name__}.forward"
     if len(inputs) > len(positional) and varargs is None:
-        raise InputError(f"{where} takes {len(positional)} inputs "
-                         f"({', '.join(p.name for p in positional)}), but {len(inputs)} example "
-                         "inputs were given; return (module, example_inputs) with one per input")
-    missing = [p.name for p in positional[len(inputs):] if p.default is inspect.Parameter.empty]
+        raise InputError(
+            f"{where} takes {len(positional)} inputs "
+            f"({', '.join(p.name for p in positional)}), but {len(inputs)} example "
+            "inputs were given; return (module, example_inputs) with one per input"
+        )
+    missing = [p.name for p in positional[len(inputs) :] if p.default is inspect.Parameter.empty]
     if missing:
-        raise InputError(f"{where} needs {', '.join(missing)} beyond the {len(inputs)} example "
-                         "input(s) given; return (module, example_inputs) with every input of "
-                         "forward, non-tensor ones (e.g. batch_size) included")
+        raise InputError(
+            f"{where} needs {', '.join(missing)} beyond the {len(inputs)} example "
+            "input(s) given; return (module, example_inputs) with every input of "
+            "forward, non-tensor ones (e.g. batch_size) included"
+        )
     extra = [f"{varargs}_{i}" for i in range(len(inputs) - len(positional))]
     names = [p.name for p in positional] + extra
-    return list(zip(names, inputs))
+    return list(zip(names, inputs, strict=True))
 
 
 class _ExampleTracer(_ScopedTracer):
@@ -136,7 +146,6 @@ class _ExampleTracer(_ScopedTracer):
             args.append(pytree.tree_unflatten(replaced, spec))
         return root_fn, args
 
-
     def create_arg(self, a):
         # OpenPCDet keeps grid sizes as numpy arrays (`sparse_shape = grid_size[::-1] + [1, 0, 0]`)
         # and passes them to SparseConvTensor, which turns them into int lists itself; an FX graph
@@ -152,8 +161,11 @@ def _positional_leaf_calls(graph: fx.Graph, rules: TraceRules) -> None:
     """A leaf function called with keywords (OpenPCDet: `SparseConvTensor(features=...,
     indices=...)`) gets its arguments bound positionally, so passes read one form of the call."""
     for node in graph.nodes:
-        if node.op != "call_function" or not node.kwargs or not (
-                node.target in rules.leaf_functions or isinstance(node.target, type)):
+        if (
+            node.op != "call_function"
+            or not node.kwargs
+            or not (node.target in rules.leaf_functions or isinstance(node.target, type))
+        ):
             continue
         try:
             bound = _signature(node.target).bind(*node.args, **node.kwargs)
@@ -200,5 +212,7 @@ def _merge(fixed: dict, earlier: dict | None) -> dict:
         if before is None or len(before) != len(dims):
             merged[name] = dims
         else:
-            merged[name] = tuple(b if b is not None else d for b, d in zip(before, dims))
+            merged[name] = tuple(
+                b if b is not None else d for b, d in zip(before, dims, strict=True)
+            )
     return merged

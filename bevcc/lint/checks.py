@@ -48,16 +48,24 @@ class LintReport:
         return len(self.problems) + self.reformats
 
     def to_json(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "qdq_pairs": self.qdq_pairs,
-                "predicted_reformats": self.reformats,
-                "mismatches": [asdict(m) for m in self.mismatches],
-                "encoding_problems": self.problems, "int8_macs": self.int8_macs,
-                "total_macs": self.total_macs, "int8_mac_share": round(self.int8_mac_share, 6),
-                "float_layers": self.float_layers, "errors": self.errors}
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "qdq_pairs": self.qdq_pairs,
+            "predicted_reformats": self.reformats,
+            "mismatches": [asdict(m) for m in self.mismatches],
+            "encoding_problems": self.problems,
+            "int8_macs": self.int8_macs,
+            "total_macs": self.total_macs,
+            "int8_mac_share": round(self.int8_mac_share, 6),
+            "float_layers": self.float_layers,
+            "errors": self.errors,
+        }
 
 
-def lint_model(model: onnx.ModelProto, path: str = "<model>",
-               conv_transpose_axis: int = 0) -> LintReport:
+def lint_model(
+    model: onnx.ModelProto, path: str = "<model>", conv_transpose_axis: int = 0
+) -> LintReport:
     from bevcc.sparse.libspconv_check import check_libspconv, int8_share, is_libspconv_file
 
     report = LintReport(path)
@@ -86,8 +94,14 @@ def _mismatches(graph: QdqGraph) -> list[Mismatch]:
         if len(scales) > 1:
             kind = "concat" if root in concat_of else "tensor"
             where = concat_of.get(root, root)
-            found.append(Mismatch(where, kind, sorted(scales),
-                                  sorted(n for names in scales.values() for n in names)))
+            found.append(
+                Mismatch(
+                    where,
+                    kind,
+                    sorted(scales),
+                    sorted(n for names in scales.values() for n in names),
+                )
+            )
     for node in graph.nodes:
         if not graph.is_activation_add(node):
             continue
@@ -108,8 +122,11 @@ def _macs(graph: QdqGraph, report: LintReport) -> None:
             continue
         macs = node_macs(node, shapes, graph)
         report.total_macs += macs
-        if _from_dq(graph, node.input[0]) and len(node.input) > rule.weight and \
-                _from_dq(graph, node.input[rule.weight]):
+        if (
+            _from_dq(graph, node.input[0])
+            and len(node.input) > rule.weight
+            and _from_dq(graph, node.input[rule.weight])
+        ):
             report.int8_macs += macs
         else:
             report.float_layers.append(node.name or node.output[0])

@@ -14,23 +14,32 @@ def _macs(n: int) -> str:
 
 def human(report: LintReport) -> str:
     if report.kind == "libspconv":
-        lines = [f"bevcc lint {report.path} (libspconv file)",
-                 f"  parser errors        {len(report.problems)}",
-                 (f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
-                 f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} dense-equivalent "
-                 "MACs)")]
+        lines = [
+            f"bevcc lint {report.path} (libspconv file)",
+            f"  parser errors        {len(report.problems)}",
+            (
+                f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
+                f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} dense-equivalent "
+                "MACs)"
+            ),
+        ]
         lines += [f"  {p}" for p in report.problems]
         if report.float_layers:
-            lines.append(f"fp16 layers ({len(report.float_layers)}): "
-                         + ", ".join(report.float_layers))
+            lines.append(
+                f"fp16 layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
+            )
         lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
         return "\n".join(lines)
-    lines = [f"bevcc lint {report.path}",
-             f"  Q/DQ pairs           {report.qdq_pairs}",
-             f"  predicted Reformats  {report.reformats}",
-             f"  encoding errors      {len(report.problems)}",
-             (f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
-             f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} MACs)")]
+    lines = [
+        f"bevcc lint {report.path}",
+        f"  Q/DQ pairs           {report.qdq_pairs}",
+        f"  predicted Reformats  {report.reformats}",
+        f"  encoding errors      {len(report.problems)}",
+        (
+            f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
+            f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} MACs)"
+        ),
+    ]
     if report.mismatches:
         lines.append("scale mismatches (each extra scale is a Reformat):")
         for m in report.mismatches:
@@ -40,7 +49,8 @@ def human(report: LintReport) -> str:
         lines.append("encoding errors:")
         lines += [f"  {p}" for p in report.problems]
     if report.float_layers:
-        lines.append(f"float layers ({len(report.float_layers)}): "
-                     + ", ".join(report.float_layers))
+        lines.append(
+            f"float layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
+        )
     lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
     return "\n".join(lines)

@@ -19,8 +19,18 @@ from bevcc.passes import (
     sparse_conv_quant,
 )
 
-_FOLDERS = (bn_fold, check, cleanup, dce, export, export_libspconv, qdq_insert, quantizer_unify,
-            sensitivity_disable, sparse_conv_quant)
+_FOLDERS = (
+    bn_fold,
+    check,
+    cleanup,
+    dce,
+    export,
+    export_libspconv,
+    qdq_insert,
+    quantizer_unify,
+    sensitivity_disable,
+    sparse_conv_quant,
+)
 DECLARED = tuple(info for folder in _FOLDERS for info in folder.PASSES)
 _INPUTS = {"fx": "a Python model", "onnx": "an .onnx file"}
 
@@ -41,16 +51,24 @@ def bevcc_register_backends(registry):
 
 @hookimpl
 def bevcc_register_pipelines(registry):
-    registry.add_pipeline("default-fx", "fx(dce),export,onnx(cleanup,check)",
-                          "what `bevcc compile` runs on a Python model when no pipeline is given")
-    registry.add_pipeline("default-onnx", "onnx(cleanup,check)",
-                          "what `bevcc compile` runs on an .onnx file when no pipeline is given")
+    registry.add_pipeline(
+        "default-fx",
+        "fx(dce),export,onnx(cleanup,check)",
+        "what `bevcc compile` runs on a Python model when no pipeline is given",
+    )
+    registry.add_pipeline(
+        "default-onnx",
+        "onnx(cleanup,check)",
+        "what `bevcc compile` runs on an .onnx file when no pipeline is given",
+    )
     # `bevcc sensitivity`: the steps before the last are its default --prefix, the last step is
     # the analysis, which gets the command's budget options
     for ir in ("fx", "onnx"):
-        registry.add_pipeline(f"sensitivity-{ir}",
-                              f"{ir}(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
-                              f"what `bevcc sensitivity` runs on {_INPUTS[ir]}")
+        registry.add_pipeline(
+            f"sensitivity-{ir}",
+            f"{ir}(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
+            f"what `bevcc sensitivity` runs on {_INPUTS[ir]}",
+        )
 
 
 @hookimpl

@@ -7,16 +7,31 @@ from __future__ import annotations
 
 import importlib.util
 
-_QUANT_LAYERS = ("QuantConv1d", "QuantConv2d", "QuantConv3d", "QuantConvTranspose1d",
-                 "QuantConvTranspose2d", "QuantConvTranspose3d", "QuantLinear")
+_QUANT_LAYERS = (
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantConv3d",
+    "QuantConvTranspose1d",
+    "QuantConvTranspose2d",
+    "QuantConvTranspose3d",
+    "QuantLinear",
+)
 # bevcc.sparse.tracing.leaf_types(), by the names their classes report (module.qualname)
 _SPCONV_LEAF_MODULES = (
-    "spconv.pytorch.RemoveGrid", "spconv.pytorch.ToDense", "spconv.pytorch.conv.SparseConvolution",
-    "spconv.pytorch.modules.SparseBatchNorm", "spconv.pytorch.modules.SparseIdentity",
-    "spconv.pytorch.modules.SparseReLU", "spconv.pytorch.pool.SparseAvgPool",
-    "spconv.pytorch.pool.SparseGlobalMaxOrAvgPool", "spconv.pytorch.pool.SparseMaxPool",
-    "spconv.pytorch.tables.AddTable", "spconv.pytorch.tables.AddTableMisaligned",
-    "spconv.pytorch.tables.ConcatTable", "spconv.pytorch.tables.JoinTable")
+    "spconv.pytorch.RemoveGrid",
+    "spconv.pytorch.ToDense",
+    "spconv.pytorch.conv.SparseConvolution",
+    "spconv.pytorch.modules.SparseBatchNorm",
+    "spconv.pytorch.modules.SparseIdentity",
+    "spconv.pytorch.modules.SparseReLU",
+    "spconv.pytorch.pool.SparseAvgPool",
+    "spconv.pytorch.pool.SparseGlobalMaxOrAvgPool",
+    "spconv.pytorch.pool.SparseMaxPool",
+    "spconv.pytorch.tables.AddTable",
+    "spconv.pytorch.tables.AddTableMisaligned",
+    "spconv.pytorch.tables.ConcatTable",
+    "spconv.pytorch.tables.JoinTable",
+)
 
 
 def spconv_installed() -> bool:
@@ -25,13 +40,18 @@ def spconv_installed() -> bool:
 
 
 def tracing_names() -> dict[str, list[str]]:
-    leaf_modules = ["bevcc.quant.quantizer.TensorQuantizer", "bevcc.sparse.conv_bias.SparseConvBias",
-                    *(f"bevcc.quant.modules.{name}" for name in _QUANT_LAYERS)]
+    leaf_modules = [
+        "bevcc.quant.quantizer.TensorQuantizer",
+        "bevcc.sparse.conv_bias.SparseConvBias",
+        *(f"bevcc.quant.modules.{name}" for name in _QUANT_LAYERS),
+    ]
     if not spconv_installed():
         return {"leaf_modules": leaf_modules}
-    return {"leaf_modules": [*leaf_modules, *_SPCONV_LEAF_MODULES],
-            "trace_rules": ["spconv.pytorch.modules.SparseSequential"],
-            "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"]}
+    return {
+        "leaf_modules": [*leaf_modules, *_SPCONV_LEAF_MODULES],
+        "trace_rules": ["spconv.pytorch.modules.SparseSequential"],
+        "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
+    }
 
 
 def register_tracing(registry) -> None:

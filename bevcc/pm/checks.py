@@ -51,8 +51,10 @@ class VerifyEach(Instrumentation):
             else:
                 self.fingerprints.remember(ir, ir.verify_and_fingerprint())
         except IRInvalid as exc:
-            raise PassError(f"pass '{step.pass_.name}' broke the IR (after "
-                            f"[{', '.join(step.ran_before)}]): {exc}") from exc
+            raise PassError(
+                f"pass '{step.pass_.name}' broke the IR (after "
+                f"[{', '.join(step.ran_before)}]): {exc}"
+            ) from exc
 
 
 class ModifiedCheck(Instrumentation):
@@ -75,9 +77,11 @@ class ModifiedCheck(Instrumentation):
         changed = self.fingerprints.of(ir) != self._before
         if changed != result.modified:
             truth = "changed" if changed else "did not change"
-            raise PassError(f"pass '{step.pass_.name}' reported modified={result.modified} but "
-                            f"the IR {truth} (after [{', '.join(step.ran_before)}]); its "
-                            "PassResult must say whether it changed the IR")
+            raise PassError(
+                f"pass '{step.pass_.name}' reported modified={result.modified} but "
+                f"the IR {truth} (after [{', '.join(step.ran_before)}]); its "
+                "PassResult must say whether it changed the IR"
+            )
 
 
 def default_checks(verify_each: bool, check_modified: bool) -> list[Instrumentation]:

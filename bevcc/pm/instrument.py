@@ -52,7 +52,9 @@ def print_timing(records, stream: TextIO) -> None:
     stream.write(f"{'pass (s)':>10} {'verify (s)':>11} {'nodes':>7}  step\n")
     for r in records:
         flag = "" if r.modified else "  (unchanged)"
-        stream.write(f"{r.seconds:10.4f} {r.verify_seconds:11.4f} {r.nodes_after:7d}  {r.name}{flag}\n")
+        stream.write(
+            f"{r.seconds:10.4f} {r.verify_seconds:11.4f} {r.nodes_after:7d}  {r.name}{flag}\n"
+        )
     stream.write(f"{total_pass:10.4f} {total_verify:11.4f} {'':7}  total\n")
     stream.flush()
 
@@ -73,14 +75,19 @@ class PrintIRAfter(Instrumentation):
         names = frozenset(n.strip() for n in what.split(",") if n.strip())
         missing = sorted(names - set(pipeline.step_names()))
         if missing:
-            raise UsageError(f"--print-ir-after names {', '.join(missing)}, not in the pipeline "
-                             f"'{pipeline.text()}'; use a pass name from it, 'all' or 'change'")
+            raise UsageError(
+                f"--print-ir-after names {', '.join(missing)}, not in the pipeline "
+                f"'{pipeline.text()}'; use a pass name from it, 'all' or 'change'"
+            )
         return cls("names", names, stream)
 
     def after_pass(self, step, ir, result) -> None:
         modified = result.modified or step.is_conversion  # a conversion always counts as changed
-        if (self.mode == "all" or (self.mode == "change" and modified)
-                or (self.mode == "names" and step.spec.name in self.names)):
+        if (
+            self.mode == "all"
+            or (self.mode == "change" and modified)
+            or (self.mode == "names" and step.spec.name in self.names)
+        ):
             print_ir(step.label, ir, modified, self.stream)
 
 
@@ -91,15 +98,19 @@ class PrintIRAfterFailure(Instrumentation):
     stream: TextIO
 
     def after_failure(self, step, ir, error, returned: bool) -> None:
-        which = ("as the pass returned it" if returned else
-                 "the pass returned none; this is the IR it was given, with any changes it made "
-                 "in place")
+        which = (
+            "as the pass returned it"
+            if returned
+            else "the pass returned none; this is the IR it was given, with any changes it made "
+            "in place"
+        )
         self.stream.write(f"// ----- IR after {step.label} failed ({which}) ----- //\n")
         try:
             text = ir.dump()
         except Exception as exc:  # noqa: BLE001 (a broken graph may not dump; the pass error follows)
-            first = next((line.strip() for line in str(exc).splitlines() if line.strip()),
-                         type(exc).__name__)
+            first = next(
+                (line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__
+            )
             text = f"// the IR cannot be printed: {type(exc).__name__}: {first}\n"
         self.stream.write(text)
         self.stream.flush()

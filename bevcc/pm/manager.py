@@ -62,21 +62,36 @@ class PassManager:
     checks, between --print-ir-after's printer and the --timing table.
     """
 
-    def __init__(self, pipeline: str | Pipeline, registry, input_kind: str, *,
-                 context: PassContext | None = None, verify_each: bool = True,
-                 check_modified: bool = True, print_ir_after: str | None = None,
-                 timing: bool = False, stream: TextIO | None = None,
-                 instrumentations: list[Instrumentation] | tuple = ()):
+    def __init__(
+        self,
+        pipeline: str | Pipeline,
+        registry,
+        input_kind: str,
+        *,
+        context: PassContext | None = None,
+        verify_each: bool = True,
+        check_modified: bool = True,
+        print_ir_after: str | None = None,
+        timing: bool = False,
+        stream: TextIO | None = None,
+        instrumentations: list[Instrumentation] | tuple = (),
+    ):
         self.pipeline = parse_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
         self.context = context or PassContext(registry=registry)
         self.steps = build_steps(self.pipeline, registry, input_kind, self.context)
         self.input_kind = input_kind
         self.stream = stream or sys.stderr
         self.checks = default_checks(verify_each, check_modified)
-        printer = [PrintIRAfter.parse(print_ir_after, self.pipeline, self.stream)] \
-            if print_ir_after else []
-        self.instrumentations = [*printer, *instrumentations,
-                                 *([Timing(self.stream)] if timing else [])]
+        printer = (
+            [PrintIRAfter.parse(print_ir_after, self.pipeline, self.stream)]
+            if print_ir_after
+            else []
+        )
+        self.instrumentations = [
+            *printer,
+            *instrumentations,
+            *([Timing(self.stream)] if timing else []),
+        ]
 
     @property
     def output_kind(self) -> str:
@@ -116,9 +131,16 @@ class PassManager:
         for instrumentation in self.instrumentations:
             instrumentation.after_pass(step, result.ir, result)
         p = step.pass_
-        return result.ir, StepRecord(step.label, p.output_kind(), result.modified or step.is_conversion,
-                                     seconds, verify_seconds, result.ir.node_count(),
-                                     dict(result.stats), p.report(result.stats))
+        return result.ir, StepRecord(
+            step.label,
+            p.output_kind(),
+            result.modified or step.is_conversion,
+            seconds,
+            verify_seconds,
+            result.ir.node_count(),
+            dict(result.stats),
+            p.report(result.stats),
+        )
 
 
 def _where(step: Step) -> str:

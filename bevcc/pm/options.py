@@ -97,6 +97,12 @@ def describe_options(pass_cls) -> list[dict[str, Any]]:
         default = f.default if f.default is not dataclasses.MISSING else None
         if isinstance(default, enum.Enum):
             default = default.value
-        rows.append({"name": f.name, "type": type_name(hints[f.name]), "default": default,
-                     "help": f.metadata.get("help", "")})
+        rows.append(
+            {
+                "name": f.name,
+                "type": type_name(hints[f.name]),
+                "default": default,
+                "help": f.metadata.get("help", ""),
+            }
+        )
     return rows

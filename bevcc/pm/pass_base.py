@@ -103,8 +103,9 @@ class Pass:
         return []
 
     @classmethod
-    def replay_options(cls, options: list[tuple[str, str]], reports: Any
-                       ) -> list[tuple[str, str]] | None:
+    def replay_options(
+        cls, options: list[tuple[str, str]], reports: Any
+    ) -> list[tuple[str, str]] | None:
         """The options that repeat what this step decided in a set compile whose pass artifacts
         are in the directory `reports` (`bevcc evaluate` rebuilds the PyTorch model that way),
         or None to run the step as written."""

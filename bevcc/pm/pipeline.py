@@ -55,7 +55,9 @@ class Pipeline:
     def step_names(self) -> list[str]:
         names = []
         for element in self.elements:
-            names += [s.name for s in element.steps] if isinstance(element, IRGroup) else [element.name]
+            names += (
+                [s.name for s in element.steps] if isinstance(element, IRGroup) else [element.name]
+            )
         return names
 
     __str__ = text
@@ -74,8 +76,10 @@ class _Parser:
 
     def fail(self, expected: str):
         got = repr(self.text[self.pos]) if self.pos < len(self.text) else "end of text"
-        raise UsageError(f"pipeline text: expected {expected} at column {self.pos + 1}, got {got}, "
-                         f"in '{self.text}'")
+        raise UsageError(
+            f"pipeline text: expected {expected} at column {self.pos + 1}, got {got}, "
+            f"in '{self.text}'"
+        )
 
     def skip_space(self):
         while self.pos < len(self.text) and self.text[self.pos].isspace():
@@ -149,8 +153,10 @@ class _Parser:
 
     def pipeline(self) -> Pipeline:
         if not self.text.strip():
-            raise UsageError("pipeline text is empty; write IR(pass,pass{option=value}),conversion,... "
-                             "(`bevcc passes` lists them)")
+            raise UsageError(
+                "pipeline text is empty; write IR(pass,pass{option=value}),conversion,... "
+                "(`bevcc passes` lists them)"
+            )
         elements = [self.element()]
         while self.peek() == ",":
             self.pos += 1
@@ -168,11 +174,14 @@ def placed_steps(pipeline: Pipeline, input_kind: str, ir_kinds, resolve):
     for element in pipeline.elements:
         if isinstance(element, IRGroup):
             if element.ir not in ir_kinds:
-                raise UsageError(f"unknown IR '{element.ir}' in pipeline; known: "
-                                 f"{', '.join(ir_kinds)}")
+                raise UsageError(
+                    f"unknown IR '{element.ir}' in pipeline; known: {', '.join(ir_kinds)}"
+                )
             if element.ir != kind:
-                raise UsageError(f"'{element.text()}' runs on {element.ir}, but the pipeline holds "
-                                 f"{kind} there; convert first (e.g. export) or regroup")
+                raise UsageError(
+                    f"'{element.text()}' runs on {element.ir}, but the pipeline holds "
+                    f"{kind} there; convert first (e.g. export) or regroup"
+                )
             for spec in element.steps:
                 yield spec, resolve(spec.name, kind, False), kind
         else:

@@ -33,8 +33,9 @@ def pipeline_from(pipeline: Pipeline, index: int) -> Pipeline:
         steps = element.steps if isinstance(element, IRGroup) else [element]
         if seen + len(steps) > index:
             cut = max(0, index - seen)
-            elements.append(IRGroup(element.ir, steps[cut:]) if isinstance(element, IRGroup)
-                            else element)
+            elements.append(
+                IRGroup(element.ir, steps[cut:]) if isinstance(element, IRGroup) else element
+            )
         seen += len(steps)
     return Pipeline(elements)
 
@@ -48,8 +49,10 @@ def check_replaceable(directory: Path) -> None:
     readme = directory / README
     earlier = readme.is_file() and readme.read_text(errors="replace").startswith(_TITLE)
     if any(directory.iterdir()) and not earlier:
-        raise UsageError(f"--reproducer {directory}: the directory holds other files and would "
-                         "be replaced whole; name a new or empty directory")
+        raise UsageError(
+            f"--reproducer {directory}: the directory holds other files and would "
+            "be replaced whole; name a new or empty directory"
+        )
 
 
 class Reproducer(Instrumentation):
@@ -59,9 +62,16 @@ class Reproducer(Instrumentation):
     data given in-process (not a path or reference) cannot be, and README.txt says so.
     """
 
-    def __init__(self, directory, pipeline: Pipeline, *, calib=None,
-                 calib_batch_size: int | None = None, verify_each: bool = True,
-                 stream: TextIO | None = None):
+    def __init__(
+        self,
+        directory,
+        pipeline: Pipeline,
+        *,
+        calib=None,
+        calib_batch_size: int | None = None,
+        verify_each: bool = True,
+        stream: TextIO | None = None,
+    ):
         self.directory = Path(directory)
         check_replaceable(self.directory)
         self.pipeline = pipeline
@@ -89,8 +99,7 @@ class Reproducer(Instrumentation):
     def after_failure(self, step, ir, error, returned: bool) -> None:
         try:
             if self._unsaved is not None:
-                raise UsageError(f"the IR before {step.label} could not be saved "
-                                 f"({self._unsaved})")
+                raise UsageError(f"the IR before {step.label} could not be saved ({self._unsaved})")
             self._write(step, error)
         except (BevccError, OSError) as exc:  # the pass error that follows matters most
             warnings.warn(f"no reproducer written to {self.directory}: {exc}", stacklevel=2)
@@ -107,8 +116,10 @@ class Reproducer(Instrumentation):
             (tmp / PIPELINE).write_text(rest + "\n")
             (tmp / README).write_text(self._readme(step, error, model, rest))
         if self.stream is not None:
-            self.stream.write(f"wrote reproducer {self.directory} (the command that reruns "
-                              f"{step.label} is in {self.directory / README})\n")
+            self.stream.write(
+                f"wrote reproducer {self.directory} (the command that reruns "
+                f"{step.label} is in {self.directory / README})\n"
+            )
             self.stream.flush()
 
     def command(self, model: str, pipeline_text: str) -> str:
@@ -122,14 +133,25 @@ class Reproducer(Instrumentation):
         return shlex.join([*words, "-o", str(self.directory / "output")])
 
     def _readme(self, step, error, model: str, rest: str) -> str:
-        lines = [f"{_TITLE}: {error}", "",
-                 f"{model}: the IR before {step.label}, as bevcc saved it",
-                 f"{PIPELINE}: the pipeline from {step.label} on", ""]
+        lines = [
+            f"{_TITLE}: {error}",
+            "",
+            f"{model}: the IR before {step.label}, as bevcc saved it",
+            f"{PIPELINE}: the pipeline from {step.label} on",
+            "",
+        ]
         if self.calib is not None and not isinstance(self.calib, (str, os.PathLike)):
-            lines += [("The calibration data was given in-process, not as a path: add --calib "
-                       "with the same data to the command."), ""]
-        lines += [f"Run in {shlex.quote(os.getcwd())} (paths are as they were given there):",
-                  self.command(model, rest)]
+            lines += [
+                (
+                    "The calibration data was given in-process, not as a path: add --calib "
+                    "with the same data to the command."
+                ),
+                "",
+            ]
+        lines += [
+            f"Run in {shlex.quote(os.getcwd())} (paths are as they were given there):",
+            self.command(model, rest),
+        ]
         return "\n".join(lines) + "\n"
 
     def _cleanup(self) -> None:

@@ -26,13 +26,23 @@ class CalibrationReport:
     unused_samples: int = 0  # left over after the last full batch (bevcc.batching)
 
 
-def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=None, *,
-              quantizers: dict[str, TensorQuantizer] | None = None, max_batches: int = 0,
-              progress: bool = True) -> CalibrationReport:
+def calibrate(
+    module: nn.Module,
+    calib,
+    input_names: list[str],
+    example_inputs=None,
+    *,
+    quantizers: dict[str, TensorQuantizer] | None = None,
+    max_batches: int = 0,
+    progress: bool = True,
+) -> CalibrationReport:
     """Calibrate `quantizers` (default: every TensorQuantizer in `module` without an amax)."""
     if quantizers is None:
-        quantizers = {name: q for name, q in module.named_modules()
-                      if isinstance(q, TensorQuantizer) and q.enabled and q.amax is None}
+        quantizers = {
+            name: q
+            for name, q in module.named_modules()
+            if isinstance(q, TensorQuantizer) and q.enabled and q.amax is None
+        }
     report = CalibrationReport(quantizers=len(quantizers))
     if not quantizers:
         return report
@@ -42,8 +52,11 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
     # Statistics come from the float model, as in modelopt and pytorch-quantization: the other
     # quantizers (weights included) pass values through while these calibrate.
     calibrating = {id(q) for q in quantizers.values()}
-    others = [q for q in module.modules() if isinstance(q, TensorQuantizer)
-              and q.enabled and id(q) not in calibrating]
+    others = [
+        q
+        for q in module.modules()
+        if isinstance(q, TensorQuantizer) and q.enabled and id(q) not in calibrating
+    ]
     for q in others:
         q.enabled = False
     for q in quantizers.values():
@@ -60,8 +73,9 @@ def calibrate(module: nn.Module, calib, input_names: list[str], example_inputs=N
                 try:
                     module(*inputs)
                 except (RuntimeError, ValueError, IndexError) as exc:
-                    raise _batch_error(exc, index, calib, inputs, input_names,
-                                       example_inputs) from exc
+                    raise _batch_error(
+                        exc, index, calib, inputs, input_names, example_inputs
+                    ) from exc
                 report.batches += 1
         report.unused_samples = getattr(calib, "dropped", 0)
         if world > 1:
@@ -90,8 +104,10 @@ def _merge_across_ranks(quantizers: dict[str, TensorQuantizer]) -> None:
     local = {}
     for name, q in quantizers.items():
         if not isinstance(q._calibrator, MaxCalibrator):
-            raise InputError(f"quantizer {name}: distributed calibration merges max statistics "
-                             "only; use calibrator=max or calibrate in one process")
+            raise InputError(
+                f"quantizer {name}: distributed calibration merges max statistics "
+                "only; use calibrator=max or calibrate in one process"
+            )
         amax = q._calibrator.amax
         local[name] = (None if amax is None else amax.tolist(), q._calibrator.seen)
     gathered = [None] * torch.distributed.get_world_size()
@@ -111,24 +127,34 @@ def _progress(calib, enabled: bool):
     from tqdm import tqdm
 
     # disable=None: a bar on a terminal, nothing in CI logs or pipes.
-    return tqdm(calib, desc="calibrating", unit="batch", file=sys.stderr,
-                disable=None if enabled else True, leave=False)
+    return tqdm(
+        calib,
+        desc="calibrating",
+        unit="batch",
+        file=sys.stderr,
+        disable=None if enabled else True,
+        leave=False,
+    )
 
 
 def _to_inputs(batch: dict, names: list[str], example_inputs, index: int, calib) -> tuple:
     missing = [n for n in names if n not in batch]
     if missing:
-        raise InputError(f"calibration batch {index} of {calib.description} lacks input(s) "
-                         f"{', '.join(missing)}; it has {', '.join(batch)}")
+        raise InputError(
+            f"calibration batch {index} of {calib.description} lacks input(s) "
+            f"{', '.join(missing)}; it has {', '.join(batch)}"
+        )
     tensors = []
     for i, name in enumerate(names):
         value = torch.from_numpy(batch[name])
         example = example_inputs[i] if example_inputs is not None else None
         if isinstance(example, torch.Tensor):
             if value.dim() != example.dim() or value.shape[1:] != example.shape[1:]:
-                raise InputError(f"calibration batch {index} input '{name}' of "
-                                 f"{calib.description} has shape {tuple(value.shape)}, the model "
-                                 f"takes {('N',) + tuple(example.shape[1:])}; fix the data")
+                raise InputError(
+                    f"calibration batch {index} input '{name}' of "
+                    f"{calib.description} has shape {tuple(value.shape)}, the model "
+                    f"takes {('N',) + tuple(example.shape[1:])}; fix the data"
+                )
             value = value.to(example.dtype)
         elif value.is_floating_point():
             value = value.float()
@@ -137,7 +163,8 @@ def _to_inputs(batch: dict, names: list[str], example_inputs, index: int, calib)
 
 
 def _batch_error(exc, index, calib, inputs, names, example_inputs) -> InputError:
-    shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, inputs))
+    shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, inputs, strict=True))
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return InputError(f"calibration batch {index} of {calib.description} ({shapes}) failed in "
-                      f"the model: {first}")
+    return InputError(
+        f"calibration batch {index} of {calib.description} ({shapes}) failed in the model: {first}"
+    )

@@ -42,8 +42,9 @@ class QuantSpec:
         known = {f.name: f.type for f in dataclasses.fields(self)}
         for key in values:
             if key not in known:
-                raise UsageError(f"{where}: unknown quant setting '{key}' (known: "
-                                 f"{', '.join(known)})")
+                raise UsageError(
+                    f"{where}: unknown quant setting '{key}' (known: {', '.join(known)})"
+                )
         spec = dataclasses.replace(self, **values)
         if spec.num_bits != 8:
             raise UsageError(f"{where}: num_bits must be 8 (TensorRT INT8)")
@@ -68,8 +69,11 @@ class QuantConfig:
     def unused_overrides(self, names) -> list[str]:
         """Override patterns that match none of `names` (likely typos)."""
         names = list(names)
-        return [p for p, _ in self.overrides
-                if not any(n == p or fnmatch.fnmatchcase(n, p) for n in names)]
+        return [
+            p
+            for p, _ in self.overrides
+            if not any(n == p or fnmatch.fnmatchcase(n, p) for n in names)
+        ]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "quant config") -> QuantConfig:
@@ -80,8 +84,9 @@ class QuantConfig:
         ops = {}
         for op, values in ops_data.items():
             if op not in OP_TYPES:
-                raise UsageError(f"{where}: unknown op type '{op}' in [ops] (known: "
-                                 f"{', '.join(OP_TYPES)})")
+                raise UsageError(
+                    f"{where}: unknown op type '{op}' in [ops] (known: {', '.join(OP_TYPES)})"
+                )
             ops[op] = default.updated(dict(values), f"{where} [ops.{op}]")
         overrides = []
         for i, entry in enumerate(overrides_data):
@@ -114,8 +119,9 @@ def load_quant_config(source) -> QuantConfig:
             try:
                 data = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as exc:
-                raise InputError(f"quant config {path} is not valid YAML: "
-                                 f"{str(exc).splitlines()[0]}") from exc
+                raise InputError(
+                    f"quant config {path} is not valid YAML: {str(exc).splitlines()[0]}"
+                ) from exc
         else:
             raise InputError(f"quant config {path}: use a .toml, .yaml or .yml file")
     except (tomllib.TOMLDecodeError, ValueError) as exc:

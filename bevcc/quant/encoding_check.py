@@ -61,8 +61,12 @@ def _check_params(node, constants) -> list[Problem]:
     if zero is None:
         out.append(Problem(node.name, "zero point missing (int8 0 expected)"))
     elif zero.dtype != np.int8 or (zero != 0).any():
-        out.append(Problem(node.name, f"zero point must be int8 0, got {zero.dtype} "
-                                      f"{zero.ravel()[:4].tolist()}"))
+        out.append(
+            Problem(
+                node.name,
+                f"zero point must be int8 0, got {zero.dtype} {zero.ravel()[:4].tolist()}",
+            )
+        )
     return out
 
 
@@ -80,6 +84,11 @@ def _check_use(dq, reader, conv_transpose_axis: int) -> list[Problem]:
     if reader.op_type == "Gemm":
         expected = 0 if any(a.name == "transB" and a.i for a in reader.attribute) else 1
     if expected is not None and axis != expected:
-        return [Problem(dq.name, f"per-channel axis {axis} on the weight of {reader.op_type} "
-                                 f"{reader.name}; expected {expected}")]
+        return [
+            Problem(
+                dq.name,
+                f"per-channel axis {axis} on the weight of {reader.op_type} "
+                f"{reader.name}; expected {expected}",
+            )
+        ]
     return []

@@ -39,10 +39,19 @@ class QuantConv3d(_ShowsWeightQuantizer, nn.Conv3d):
 
 
 def _transposed_forward(layer, x, output_size, functional, dims: int):
-    output_padding = layer._output_padding(x, output_size, layer.stride, layer.padding,
-                                           layer.kernel_size, dims, layer.dilation)
-    return functional(x, layer.weight_quantizer(layer.weight), layer.bias, layer.stride,
-                      layer.padding, output_padding, layer.groups, layer.dilation)
+    output_padding = layer._output_padding(
+        x, output_size, layer.stride, layer.padding, layer.kernel_size, dims, layer.dilation
+    )
+    return functional(
+        x,
+        layer.weight_quantizer(layer.weight),
+        layer.bias,
+        layer.stride,
+        layer.padding,
+        output_padding,
+        layer.groups,
+        layer.dilation,
+    )
 
 
 class QuantConvTranspose1d(_ShowsWeightQuantizer, nn.ConvTranspose1d):
@@ -66,13 +75,23 @@ class QuantLinear(_ShowsWeightQuantizer, nn.Linear):
 
 
 QUANT_CLASSES: dict[type, type] = {
-    nn.Conv1d: QuantConv1d, nn.Conv2d: QuantConv2d, nn.Conv3d: QuantConv3d,
-    nn.ConvTranspose1d: QuantConvTranspose1d, nn.ConvTranspose2d: QuantConvTranspose2d,
-    nn.ConvTranspose3d: QuantConvTranspose3d, nn.Linear: QuantLinear,
+    nn.Conv1d: QuantConv1d,
+    nn.Conv2d: QuantConv2d,
+    nn.Conv3d: QuantConv3d,
+    nn.ConvTranspose1d: QuantConvTranspose1d,
+    nn.ConvTranspose2d: QuantConvTranspose2d,
+    nn.ConvTranspose3d: QuantConvTranspose3d,
+    nn.Linear: QuantLinear,
 }
-OP_TYPE = {nn.Conv1d: "conv", nn.Conv2d: "conv", nn.Conv3d: "conv",
-           nn.ConvTranspose1d: "conv_transpose", nn.ConvTranspose2d: "conv_transpose",
-           nn.ConvTranspose3d: "conv_transpose", nn.Linear: "linear"}
+OP_TYPE = {
+    nn.Conv1d: "conv",
+    nn.Conv2d: "conv",
+    nn.Conv3d: "conv",
+    nn.ConvTranspose1d: "conv_transpose",
+    nn.ConvTranspose2d: "conv_transpose",
+    nn.ConvTranspose3d: "conv_transpose",
+    nn.Linear: "linear",
+}
 
 
 def weight_axis(layer: nn.Module, per_channel: bool, conv_transpose_axis: int) -> int | None:

@@ -17,13 +17,23 @@ import torch
 from bevcc.batching import fit_batches
 from bevcc.errors import InputError
 
-_ELEMENT_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2,
-                  onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.BFLOAT16: 2}
+_ELEMENT_BYTES = {
+    onnx.TensorProto.FLOAT: 4,
+    onnx.TensorProto.FLOAT16: 2,
+    onnx.TensorProto.DOUBLE: 8,
+    onnx.TensorProto.BFLOAT16: 2,
+}
 
 
-def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
-                      budget_bytes: int = 512 << 20, max_batches: int = 0,
-                      progress: bool = True) -> int:
+def calibrate_tensors(
+    model: onnx.ModelProto,
+    calibrators: dict,
+    calib,
+    *,
+    budget_bytes: int = 512 << 20,
+    max_batches: int = 0,
+    progress: bool = True,
+) -> int:
     """Feed every tensor named in `calibrators` (name -> calibrator) from each batch.
 
     onnxruntime computes and holds every declared graph output on every run, whichever ones are
@@ -31,8 +41,9 @@ def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
     that group, the batches are run through it, and it is dropped before the next. Returns the
     number of batches used.
     """
-    input_names = [i.name for i in model.graph.input
-                   if i.name not in {t.name for t in model.graph.initializer}]
+    input_names = [
+        i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
+    ]
     calib = fit_batches(calib, input_shapes(model))
     calib.input_names = input_names
     wanted = [name for name in calibrators if name not in input_names]
@@ -52,7 +63,9 @@ def calibrate_tensors(model: onnx.ModelProto, calibrators: dict, calib, *,
                     for name in set(calibrators) & set(feed):
                         calibrators[name].collect(torch.from_numpy(np.asarray(feed[name])))
                 if session is not None:
-                    for name, value in zip(group, _run(session, group, feed, index, calib)):
+                    for name, value in zip(
+                        group, _run(session, group, feed, index, calib), strict=True
+                    ):
                         calibrators[name].collect(torch.from_numpy(np.asarray(value)))
                 bar.update(1)
             del session
@@ -69,8 +82,9 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
         tensor_type = graph_input.type.tensor_type
         if graph_input.name in initializers or not tensor_type.HasField("shape"):
             continue
-        shapes[graph_input.name] = tuple(d.dim_value if d.HasField("dim_value") else None
-                                         for d in tensor_type.shape.dim)
+        shapes[graph_input.name] = tuple(
+            d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim
+        )
     return shapes
 
 
@@ -78,8 +92,13 @@ def _bar(enabled: bool, groups: int):
     from tqdm import tqdm
 
     # disable=None: a bar on a terminal, nothing in CI logs or pipes.
-    return tqdm(desc=f"calibrating ({groups} pass{'es' if groups > 1 else ''})", unit="batch",
-                file=sys.stderr, disable=None if enabled else True, leave=False)
+    return tqdm(
+        desc=f"calibrating ({groups} pass{'es' if groups > 1 else ''})",
+        unit="batch",
+        file=sys.stderr,
+        disable=None if enabled else True,
+        leave=False,
+    )
 
 
 def _session(model: onnx.ModelProto, outputs: list[str]):
@@ -89,8 +108,11 @@ def _session(model: onnx.ModelProto, outputs: list[str]):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.enable_cpu_mem_arena = False  # freed tensors go back to the OS between groups
     options.log_severity_level = 3
-    return ort.InferenceSession(_with_outputs(model, outputs).SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        _with_outputs(model, outputs).SerializeToString(),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
 
 
 def _run(session, group: list[str], feed: dict, index: int, calib):
@@ -99,8 +121,10 @@ def _run(session, group: list[str], feed: dict, index: int, calib):
     except Exception as exc:
         first = str(exc).strip().splitlines()[0]
         shapes = ", ".join(f"{n} {tuple(v.shape)}" for n, v in feed.items())
-        raise InputError(f"calibration batch {index} of {calib.description} ({shapes}) failed "
-                         f"in onnxruntime: {first}") from exc
+        raise InputError(
+            f"calibration batch {index} of {calib.description} ({shapes}) failed "
+            f"in onnxruntime: {first}"
+        ) from exc
 
 
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -115,8 +139,10 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def _feed(batch: dict, names: list[str], session, index: int, calib) -> dict:
     missing = [n for n in names if n not in batch]
     if missing:
-        raise InputError(f"calibration batch {index} of {calib.description} lacks input(s) "
-                         f"{', '.join(missing)}; it has {', '.join(batch)}")
+        raise InputError(
+            f"calibration batch {index} of {calib.description} lacks input(s) "
+            f"{', '.join(missing)}; it has {', '.join(batch)}"
+        )
     types = {i.name: i.type for i in session.get_inputs()} if session is not None else {}
     feed = {}
     for name in names:
@@ -152,7 +178,7 @@ def _tensor_bytes(model: onnx.ModelProto, feed: dict) -> dict[str, int]:
     for graph_input in fixed.graph.input:
         if graph_input.name in feed:
             dims = graph_input.type.tensor_type.shape.dim
-            for dim, size in zip(dims, feed[graph_input.name].shape):
+            for dim, size in zip(dims, feed[graph_input.name].shape, strict=True):
                 dim.ClearField("dim_param")
                 dim.dim_value = int(size)
     try:

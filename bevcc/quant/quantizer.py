@@ -21,8 +21,14 @@ class QuantizerError(RuntimeError):
 
 
 class TensorQuantizer(nn.Module):
-    def __init__(self, num_bits: int = 8, axis: int | None = None, calibrator: str = "max",
-                 percentile: float = 99.99, enabled: bool = True):
+    def __init__(
+        self,
+        num_bits: int = 8,
+        axis: int | None = None,
+        calibrator: str = "max",
+        percentile: float = 99.99,
+        enabled: bool = True,
+    ):
         super().__init__()
         if num_bits != 8:
             raise ValueError("only 8-bit quantization is supported (TensorRT INT8)")
@@ -44,8 +50,9 @@ class TensorQuantizer(nn.Module):
         """Set amax from the statistics; returns (floored entries, total entries)."""
         calibrator, self._calibrator, self.calibrating = self._calibrator, None, False
         if calibrator is None or not calibrator.seen:
-            raise QuantizerError("saw no data during calibration (is it on a path the batches "
-                                 "never reach?)")
+            raise QuantizerError(
+                "saw no data during calibration (is it on a path the batches never reach?)"
+            )
         return self.set_amax(calibrator.compute_amax())
 
     def set_amax(self, amax) -> tuple[int, int]:
@@ -82,8 +89,10 @@ class TensorQuantizer(nn.Module):
         if not self.enabled:
             return x
         if self.amax is None:
-            raise QuantizerError("is enabled but has no amax; calibrate it (run the pass "
-                                 "that inserted it with calibration data) or disable it")
+            raise QuantizerError(
+                "is enabled but has no amax; calibrate it (run the pass "
+                "that inserted it with calibration data) or disable it"
+            )
         if torch.onnx.is_in_onnx_export():
             return self._export_forward(x)
         if isinstance(x, nn.Parameter) and not torch.is_grad_enabled():
@@ -104,18 +113,27 @@ class TensorQuantizer(nn.Module):
         scale = amax / (2 ** (self.num_bits - 1) - 1)
         if self.axis is None:
             zero = torch.zeros((), dtype=torch.int32, device=x.device)
-            if isinstance(self.amax, nn.Parameter) and self.training and \
-                    not torch.onnx.is_in_onnx_export():
+            if (
+                isinstance(self.amax, nn.Parameter)
+                and self.training
+                and not torch.onnx.is_in_onnx_export()
+            ):
                 return torch._fake_quantize_learnable_per_tensor_affine(
-                    x, scale.reshape(1), zero.float().reshape(1), scales.QMIN, scales.QMAX, 1.0)
+                    x, scale.reshape(1), zero.float().reshape(1), scales.QMIN, scales.QMAX, 1.0
+                )
             return torch.fake_quantize_per_tensor_affine(x, scale, zero, scales.QMIN, scales.QMAX)
         zero = torch.zeros(scale.shape, dtype=torch.int32, device=x.device)
-        if isinstance(self.amax, nn.Parameter) and self.training and \
-                not torch.onnx.is_in_onnx_export():
+        if (
+            isinstance(self.amax, nn.Parameter)
+            and self.training
+            and not torch.onnx.is_in_onnx_export()
+        ):
             return torch._fake_quantize_learnable_per_channel_affine(
-                x, scale, zero.float(), self.axis, scales.QMIN, scales.QMAX, 1.0)
-        return torch.fake_quantize_per_channel_affine(x, scale, zero, self.axis, scales.QMIN,
-                                                      scales.QMAX)
+                x, scale, zero.float(), self.axis, scales.QMIN, scales.QMAX, 1.0
+            )
+        return torch.fake_quantize_per_channel_affine(
+            x, scale, zero, self.axis, scales.QMIN, scales.QMAX
+        )
 
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
@@ -126,14 +144,16 @@ class TensorQuantizer(nn.Module):
     def _export_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same arithmetic with scale and zero point as constants of the trace, so the file
         gets scale initializers rather than a Clip/Div subgraph computing them from amax."""
-        amax = np.maximum(self.amax.detach().cpu().numpy().astype(np.float32),
-                          np.float32(scales.AMAX_FLOOR))
+        amax = np.maximum(
+            self.amax.detach().cpu().numpy().astype(np.float32), np.float32(scales.AMAX_FLOOR)
+        )
         scale = torch.from_numpy(np.asarray(scales.scale_of(amax, self.num_bits)))
         zero = torch.zeros(scale.shape, dtype=torch.int32)
         if self.axis is None:
             return torch.fake_quantize_per_tensor_affine(x, scale, zero, scales.QMIN, scales.QMAX)
-        return torch.fake_quantize_per_channel_affine(x, scale, zero, self.axis, scales.QMIN,
-                                                      scales.QMAX)
+        return torch.fake_quantize_per_channel_affine(
+            x, scale, zero, self.axis, scales.QMIN, scales.QMAX
+        )
 
     def extra_repr(self) -> str:
         parts = [f"{self.num_bits}bit", "per-tensor" if self.axis is None else f"axis={self.axis}"]
@@ -158,10 +178,14 @@ def check_exportable(module: nn.Module, backend: str) -> None:
         if not isinstance(q, TensorQuantizer) or not q.enabled:
             continue
         if q.amax is None:
-            raise InputError(f"{backend}: quantizer {name} is enabled but uncalibrated, which "
-                             "would export a meaningless scale; calibrate it (give the "
-                             "quantizing passes calibration data, --calib) or disable it")
+            raise InputError(
+                f"{backend}: quantizer {name} is enabled but uncalibrated, which "
+                "would export a meaningless scale; calibrate it (give the "
+                "quantizing passes calibration data, --calib) or disable it"
+            )
         values = q.amax.detach().reshape(-1)
         if not bool(torch.isfinite(values).all()) or bool((values <= 0).any()):
-            raise InputError(f"{backend}: quantizer {name} has a zero, negative or non-finite "
-                             "amax; recalibrate it")
+            raise InputError(
+                f"{backend}: quantizer {name} has a zero, negative or non-finite "
+                "amax; recalibrate it"
+            )

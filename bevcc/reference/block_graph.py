@@ -59,7 +59,14 @@ def block_graph_onnx(blocks: int = 4, channels: int = 8, size: int = 8, seed: in
         warnings.simplefilter("ignore")
         # Without constant folding the exporter also skips its eval-mode peephole that folds BN
         # into Conv, so the BatchNormalization nodes that BN-folding passes look for stay.
-        torch.onnx.export(model, inputs, buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"],
-                          do_constant_folding=False)
+        torch.onnx.export(
+            model,
+            inputs,
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            do_constant_folding=False,
+        )
     return onnx.load_from_string(buffer.getvalue())

@@ -13,12 +13,17 @@ TRAIN = 1400  # of 1797 images; the rest is the held-out split
 class DigitsNet(nn.Module):
     def __init__(self, width: int = 16):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU())
-        self.body = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
-                                  nn.BatchNorm2d(2 * width), nn.ReLU(),
-                                  nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.body = nn.Sequential(
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+        )
         self.classifier = nn.Linear(2 * width * 16, 10)
 
     def forward(self, image):
@@ -36,8 +41,9 @@ def digits_splits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np
     return (images[:TRAIN], labels[:TRAIN]), (images[TRAIN:], labels[TRAIN:])
 
 
-def train(model: nn.Module, images, labels, epochs: int = 12, lr: float = 3e-3,
-          seed: int = 0) -> nn.Module:
+def train(
+    model: nn.Module, images, labels, epochs: int = 12, lr: float = 3e-3, seed: int = 0
+) -> nn.Module:
     """Adam on cross-entropy, minibatches of 64; deterministic for a seed."""
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
@@ -68,4 +74,4 @@ def trained_digits_net(seed: int = 0):
 
 
 def calibration_batches(images: np.ndarray, count: int = 8, size: int = 32) -> list[dict]:
-    return [{"image": images[i * size:(i + 1) * size]} for i in range(count)]
+    return [{"image": images[i * size : (i + 1) * size]} for i in range(count)]

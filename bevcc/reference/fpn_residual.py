@@ -42,5 +42,7 @@ def fpn_residual(seed: int = 0, size: int = 16):
 
 def calibration_batches(count: int = 4, batch: int = 4, size: int = 16, seed: int = 1):
     generator = torch.Generator().manual_seed(seed)
-    return [{"img": torch.randn(batch, 3, size, size, generator=generator).numpy()}
-            for _ in range(count)]
+    return [
+        {"img": torch.randn(batch, 3, size, size, generator=generator).numpy()}
+        for _ in range(count)
+    ]

@@ -11,8 +11,11 @@ from bevcc.reference.seeding import seeded
 
 class ConvBNReLU(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1):
-        super().__init__(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=False))
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=False),
+        )
 
 
 class ResidualBlock(nn.Module):
@@ -56,5 +59,6 @@ def calibration_batches(count: int = 8, batch: int = 4, size: int = 32, seed: in
     """Deterministic calibration batches for tiny_cnn (input name `x`), for the README's main job:
     `--calib bevcc.reference.tiny_cnn:calibration_batches`."""
     generator = torch.Generator().manual_seed(seed)
-    return [{"x": torch.randn(batch, 3, size, size, generator=generator).numpy()}
-            for _ in range(count)]
+    return [
+        {"x": torch.randn(batch, 3, size, size, generator=generator).numpy()} for _ in range(count)
+    ]

@@ -25,12 +25,14 @@ def sparse_basic_block(channels: int, indice_key: str):
 
         def __init__(self):
             super().__init__()
-            self.conv1 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False,
-                                           indice_key=indice_key)
+            self.conv1 = spconv.SubMConv3d(
+                channels, channels, 3, padding=1, bias=False, indice_key=indice_key
+            )
             self.bn1 = nn.BatchNorm1d(channels)
             self.relu = nn.ReLU()
-            self.conv2 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False,
-                                           indice_key=indice_key)
+            self.conv2 = spconv.SubMConv3d(
+                channels, channels, 3, padding=1, bias=False, indice_key=indice_key
+            )
             self.bn2 = nn.BatchNorm1d(channels)
 
         def forward(self, x):
@@ -46,22 +48,30 @@ def sparse_basic_block(channels: int, indice_key: str):
 
 
 class TinySparseEncoder(nn.Module):
-    def __init__(self, in_channels: int = 4, width: int = 8,
-                 sparse_shape: tuple[int, int, int] = (16, 16, 8)):
+    def __init__(
+        self, in_channels: int = 4, width: int = 8, sparse_shape: tuple[int, int, int] = (16, 16, 8)
+    ):
         super().__init__()
         spconv = _spconv()
         self.sparse_shape = list(sparse_shape)
         self.conv_input = spconv.SparseSequential(
             spconv.SubMConv3d(in_channels, width, 3, padding=1, bias=False, indice_key="subm1"),
-            nn.BatchNorm1d(width), nn.ReLU())
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+        )
         self.block = sparse_basic_block(width, "subm1")
         self.down = spconv.SparseSequential(
-            spconv.SparseConv3d(width, 2 * width, 3, stride=2, padding=1, bias=False,
-                                indice_key="down1"),
-            nn.BatchNorm1d(2 * width), nn.ReLU())
+            spconv.SparseConv3d(
+                width, 2 * width, 3, stride=2, padding=1, bias=False, indice_key="down1"
+            ),
+            nn.BatchNorm1d(2 * width),
+            nn.ReLU(),
+        )
         self.up = spconv.SparseSequential(
             spconv.SparseInverseConv3d(2 * width, width, 3, bias=False, indice_key="down1"),
-            nn.BatchNorm1d(width), nn.ReLU())
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+        )
 
     def forward(self, voxel_features, coors):
         spconv = _spconv()
@@ -72,8 +82,13 @@ class TinySparseEncoder(nn.Module):
         return x.dense()
 
 
-def random_voxels(seed: int = 0, count: int = 160, spatial_shape=(16, 16, 8), channels: int = 4,
-                  dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def random_voxels(
+    seed: int = 0,
+    count: int = 160,
+    spatial_shape=(16, 16, 8),
+    channels: int = 4,
+    dtype=torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic voxels: unique int32 coordinates [N, 4] (batch 0 first) and features [N, C]."""
     g = torch.Generator().manual_seed(seed)
     grid = torch.tensor(spatial_shape)
@@ -100,9 +115,12 @@ class SparseBlockChain(nn.Module):
         self.sparse_shape = list(sparse_shape)
         self.conv_input = spconv.SparseSequential(
             spconv.SubMConv3d(4, width, 3, padding=1, bias=False, indice_key="subm1"),
-            nn.BatchNorm1d(width), nn.ReLU())
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+        )
         self.blocks = spconv.SparseSequential(
-            *[sparse_basic_block(width, "subm1") for _ in range(blocks)])
+            *[sparse_basic_block(width, "subm1") for _ in range(blocks)]
+        )
 
     def forward(self, voxel_features, coors):
         x = _spconv().SparseConvTensor(voxel_features, coors, self.sparse_shape, 1)

@@ -32,8 +32,14 @@ class Evaluator(Protocol):
         which get the opposite."""
 
 
-def measure(evaluator: Evaluator, units: list, modes=MODES, results_path=None,
-            key: str = "", progress: bool = True) -> dict[str, dict[str, float]]:
+def measure(
+    evaluator: Evaluator,
+    units: list,
+    modes=MODES,
+    results_path=None,
+    key: str = "",
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
     """{unit name: {mode: metric}} for every unit, resuming from `results_path`."""
     rank, world = rank_and_world()
     done = _resume(results_path, key, rank) if results_path else {}
@@ -41,8 +47,14 @@ def measure(evaluator: Evaluator, units: list, modes=MODES, results_path=None,
     todo = [(u, m) for u in mine for m in modes if m not in done.get(u.name, {})]
     from tqdm import tqdm
 
-    bar = tqdm(todo, desc="sensitivity", unit="eval", file=sys.stderr,
-               disable=None if progress and rank == 0 else True, leave=False)
+    bar = tqdm(
+        todo,
+        desc="sensitivity",
+        unit="eval",
+        file=sys.stderr,
+        disable=None if progress and rank == 0 else True,
+        leave=False,
+    )
     for unit, mode in bar:
         value = evaluator.score(quantized=mode != "alone_quantized", except_units=[unit])
         done.setdefault(unit.name, {})[mode] = value
@@ -61,11 +73,9 @@ def measure(evaluator: Evaluator, units: list, modes=MODES, results_path=None,
     return {u.name: done.get(u.name, {}) for u in units}
 
 
-def run_key(ir_fingerprint: str, units: list, metric: str, batches: int,
-            modes) -> str:
+def run_key(ir_fingerprint: str, units: list, metric: str, batches: int, modes) -> str:
     """What a resumed result must match: the model, its units, the metric, the data size."""
-    text = json.dumps([ir_fingerprint, [u.quantizers for u in units], metric, batches,
-                       list(modes)])
+    text = json.dumps([ir_fingerprint, [u.quantizers for u in units], metric, batches, list(modes)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

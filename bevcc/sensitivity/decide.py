@@ -36,9 +36,14 @@ def match_units(units: list[Unit], patterns: list[str]) -> tuple[list[Unit], lis
     never by substring. Returns (units, patterns that matched nothing)."""
     chosen, unused = [], []
     for pattern in patterns:
-        hits = [u for u in units
-                if any(n == pattern or fnmatch.fnmatchcase(n, pattern)
-                       for n in [u.name, *u.layers, *u.quantizers])]
+        hits = [
+            u
+            for u in units
+            if any(
+                n == pattern or fnmatch.fnmatchcase(n, pattern)
+                for n in [u.name, *u.layers, *u.quantizers]
+            )
+        ]
         if not hits:
             unused.append(pattern)
         chosen += [u for u in hits if u not in chosen]
@@ -48,8 +53,12 @@ def match_units(units: list[Unit], patterns: list[str]) -> tuple[list[Unit], lis
 def write_disable_list(path, units: list[Unit], reason: dict) -> None:
     from bevcc.atomic import write_text_atomic
 
-    data = {"format": "bevcc-disable-list/1", "disable": [u.name for u in units],
-            "layers": sorted({layer for u in units for layer in u.layers}), "decided_by": reason}
+    data = {
+        "format": "bevcc-disable-list/1",
+        "disable": [u.name for u in units],
+        "layers": sorted({layer for u in units for layer in u.layers}),
+        "decided_by": reason,
+    }
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
@@ -67,6 +76,6 @@ def read_disable_file(path) -> tuple[list[str], dict]:
         raise InputError(f"disable list {path} is not readable JSON ({exc})") from exc
     names = data.get("disable") if isinstance(data, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise InputError(f"disable list {path}: expected {{\"disable\": [names]}}")
+        raise InputError(f'disable list {path}: expected {{"disable": [names]}}')
     decided_by = data.get("decided_by")
     return names, decided_by if isinstance(decided_by, dict) else {}

@@ -52,12 +52,12 @@ class switched_quantizers:
         self.enabled, self.module, self.except_units = enabled, module, except_units
 
     def __enter__(self):
-        for q, was in zip(self.quantizers, self.saved):
+        for q, was in zip(self.quantizers, self.saved, strict=True):
             q.enabled = self.enabled and was
         for unit in self.except_units:
             unit.set_enabled(self.module, not self.enabled)
         return self
 
     def __exit__(self, *exc):
-        for q, was in zip(self.quantizers, self.saved):
+        for q, was in zip(self.quantizers, self.saved, strict=True):
             q.enabled = was

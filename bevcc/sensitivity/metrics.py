@@ -19,10 +19,10 @@ MAX_SQNR_DB = 200.0  # an exact match; keeps tables finite
 def sqnr_db(outputs, reference, batches) -> float:
     """Signal-to-quantization-noise ratio over every output element of every batch."""
     signal = noise = 0.0
-    for outs, refs in zip(outputs, reference):
-        for out, ref in zip(outs, refs):
+    for outs, refs in zip(outputs, reference, strict=True):
+        for out, ref in zip(outs, refs, strict=True):
             ref64, out64 = ref.double(), out.double()
-            signal += float((ref64 ** 2).sum())
+            signal += float((ref64**2).sum())
             noise += float(((out64 - ref64) ** 2).sum())
     if noise == 0.0:
         return MAX_SQNR_DB
@@ -32,10 +32,15 @@ def sqnr_db(outputs, reference, batches) -> float:
 def cosine(outputs, reference, batches) -> float:
     """Mean cosine similarity of each flattened output with the float one."""
     values = []
-    for outs, refs in zip(outputs, reference):
-        for out, ref in zip(outs, refs):
-            values.append(float(torch.nn.functional.cosine_similarity(
-                out.double().flatten(), ref.double().flatten(), dim=0)))
+    for outs, refs in zip(outputs, reference, strict=True):
+        for out, ref in zip(outs, refs, strict=True):
+            values.append(
+                float(
+                    torch.nn.functional.cosine_similarity(
+                        out.double().flatten(), ref.double().flatten(), dim=0
+                    )
+                )
+            )
     return sum(values) / len(values) if values else 1.0
 
 

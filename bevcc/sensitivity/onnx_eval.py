@@ -20,8 +20,14 @@ from bevcc.sensitivity.onnx_strip import strip
 
 
 class OnnxEvaluator:
-    def __init__(self, model: onnx.ModelProto, units: list, batches: list[dict], metric,
-                 description: str = "the evaluation data"):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        units: list,
+        batches: list[dict],
+        metric,
+        description: str = "the evaluation data",
+    ):
         self.model, self.units, self.batches, self.metric = model, units, batches, metric
         self.description = description
         initializers = {t.name for t in model.graph.initializer}
@@ -36,8 +42,9 @@ class OnnxEvaluator:
         floated = [u for u in self.units if (u.name in named) == quantized]
         key = frozenset(u.name for u in floated)
         if key not in self._scores:
-            self._scores[key] = float(self.metric(self.outputs(floated), self.reference,
-                                                  self.batches))
+            self._scores[key] = float(
+                self.metric(self.outputs(floated), self.reference, self.batches)
+            )
         return self._scores[key]
 
     def outputs(self, floated: list) -> list[tuple[torch.Tensor, ...]]:
@@ -48,17 +55,27 @@ class OnnxEvaluator:
         for index, batch in enumerate(self.batches):
             missing = [n for n in self.input_names if n not in batch]
             if missing:
-                raise InputError(f"evaluation batch {index} of {self.description} lacks "
-                                 f"input(s) {', '.join(missing)}; it has {', '.join(batch)}")
-            feed = {n: (batch[n].astype(np.float32) if n in float_inputs and
-                        batch[n].dtype == np.float64 else batch[n]) for n in self.input_names}
+                raise InputError(
+                    f"evaluation batch {index} of {self.description} lacks "
+                    f"input(s) {', '.join(missing)}; it has {', '.join(batch)}"
+                )
+            feed = {
+                n: (
+                    batch[n].astype(np.float32)
+                    if n in float_inputs and batch[n].dtype == np.float64
+                    else batch[n]
+                )
+                for n in self.input_names
+            }
             try:
                 values = session.run(None, feed)
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0]
                 shapes = ", ".join(f"{n} {tuple(np.shape(v))}" for n, v in feed.items())
-                raise InputError(f"evaluation batch {index} of {self.description} ({shapes}) "
-                                 f"failed in onnxruntime: {first}") from exc
+                raise InputError(
+                    f"evaluation batch {index} of {self.description} ({shapes}) "
+                    f"failed in onnxruntime: {first}"
+                ) from exc
             results.append(tuple(torch.from_numpy(np.asarray(v)) for v in values))
         return results
 
@@ -69,5 +86,6 @@ def _session(model: onnx.ModelProto):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )

@@ -38,13 +38,20 @@ def strip(model: onnx.ModelProto, units) -> onnx.ModelProto:
             nodes.append(node)
         elif source is not None and source.op_type == "QuantizeLinear":
             if node.output[0] in graph_outputs:  # the output keeps its name
-                nodes.append(helper.make_node("Identity", [source.input[0]], [node.output[0]],
-                                              name=f"{node.output[0]}_float"))
+                nodes.append(
+                    helper.make_node(
+                        "Identity",
+                        [source.input[0]],
+                        [node.output[0]],
+                        name=f"{node.output[0]}_float",
+                    )
+                )
             else:
                 bypass[node.output[0]] = source.input[0]
         else:
             dropped_inputs.append(node.input[0])
             added.append(_dequantized(node, constants, producer))
+
     def pending(node) -> bool:  # a removed Q: it goes unless something else still reads it
         return node.op_type == "QuantizeLinear" and node.output[0] in removed
 
@@ -59,8 +66,11 @@ def strip(model: onnx.ModelProto, units) -> onnx.ModelProto:
     graph.initializer.extend(added)
     gone = {n for n in dropped_inputs if n not in read}
     _drop_constants(graph, gone)
-    live = {o for node in graph.node for o in node.output} | \
-        {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    live = (
+        {o for node in graph.node for o in node.output}
+        | {t.name for t in graph.initializer}
+        | {i.name for i in graph.input}
+    )
     _keep(graph.value_info, lambda v: v.name in live)
     _keep(graph.input, lambda v: v.name not in gone)
     return out
@@ -102,14 +112,18 @@ def _dequantized(dq: onnx.NodeProto, constants, producer) -> onnx.TensorProto:
     """The float initializer a DQ of a stored int8 weight computes, named as its output."""
     values = _constant(dq.input[0], constants, producer).astype(np.float64)
     scale = _constant(dq.input[1], constants, producer)
-    zero = _constant(dq.input[2], constants, producer) if len(dq.input) > 2 and dq.input[2] \
+    zero = (
+        _constant(dq.input[2], constants, producer)
+        if len(dq.input) > 2 and dq.input[2]
         else np.zeros_like(scale, np.int8)
+    )
     axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
     shape = [1] * values.ndim
     if scale.ndim == 1 and values.ndim > 0:
         shape[axis % values.ndim] = scale.size
-    result = (values - zero.astype(np.float64).reshape(shape if zero.ndim else ())) * \
-        scale.astype(np.float64).reshape(shape if scale.ndim else ())
+    result = (values - zero.astype(np.float64).reshape(shape if zero.ndim else ())) * scale.astype(
+        np.float64
+    ).reshape(shape if scale.ndim else ())
     return numpy_helper.from_array(result.astype(scale.dtype), dq.output[0])
 
 

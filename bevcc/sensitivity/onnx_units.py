@@ -79,14 +79,19 @@ def find_units(model: onnx.ModelProto) -> list[OnnxUnit]:
         for name in node.input:
             if name in activation_dq:  # read straight from a DQ
                 groups.union(key, "n:" + name)
-            elif name and name not in weight_dq and \
-                    "d:" + view.domains.find(name) in groups.parent:  # through a MaxPool, ...
+            elif (
+                name and name not in weight_dq and "d:" + view.domains.find(name) in groups.parent
+            ):  # through a MaxPool, ...
                 groups.union(key, "d:" + view.domains.find(name))
     for node in view.nodes:
         inputs = [n for n in node.input if n]
         rule = rule_for(node)  # Add, and Sum (how opset-9 files write a residual join)
-        if rule is not None and rule.join and len(inputs) > 1 and \
-                all(n in activation_dq for n in inputs):
+        if (
+            rule is not None
+            and rule.join
+            and len(inputs) > 1
+            and all(n in activation_dq for n in inputs)
+        ):
             for name in inputs[1:]:
                 groups.union("n:" + inputs[0], "n:" + name)
     return _collect(view, groups)
@@ -112,9 +117,16 @@ def _collect(view: QdqGraph, groups: UnionFind) -> list[OnnxUnit]:
         if not qdq:
             continue
         first = found[0] if found else qdq[0]
-        units.append((first, OnnxUnit(
-            name=names[first], layers=sorted(names[i] for i in found),
-            quantizers=sorted(names[i] for i in qdq),
-            macs=sum(node_macs(view.nodes[i], shapes, view) for i in found),
-            outputs=sorted(view.nodes[i].output[0] for i in qdq))))
+        units.append(
+            (
+                first,
+                OnnxUnit(
+                    name=names[first],
+                    layers=sorted(names[i] for i in found),
+                    quantizers=sorted(names[i] for i in qdq),
+                    macs=sum(node_macs(view.nodes[i], shapes, view) for i in found),
+                    outputs=sorted(view.nodes[i].output[0] for i in qdq),
+                ),
+            )
+        )
     return [unit for _, unit in sorted(units, key=lambda pair: pair[0])]

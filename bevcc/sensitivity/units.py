@@ -40,8 +40,11 @@ def find_units(ir: FxIR) -> list[Unit]:
         if rule is not None and rule.join:
             # an Add whose inputs are all quantized runs INT8 as a whole or not at all (libspconv's
             # Add has one precision; TensorRT fuses it into the conv): one unit
-            quantized = [a.target for a in node.all_input_nodes if a.op == "call_module" and
-                         isinstance(modules.get(a.target), TensorQuantizer)]
+            quantized = [
+                a.target
+                for a in node.all_input_nodes
+                if a.op == "call_module" and isinstance(modules.get(a.target), TensorQuantizer)
+            ]
             for other in quantized[1:]:
                 groups.union("q:" + quantized[0], "q:" + other)
             continue
@@ -100,11 +103,14 @@ def layer_macs(ir: FxIR) -> dict[str, int]:
     return macs
 
 
-
 def _input_meta(node: fx.Node, modules: dict):
     """The input's recorded shape, looking through quantizers: those inserted after tracing
     (quantizer_unify's) carry none, and a quantizer keeps its input's shape."""
-    while "tensor_meta" not in node.meta and node.op == "call_module" and \
-            isinstance(modules.get(node.target), TensorQuantizer) and node.all_input_nodes:
+    while (
+        "tensor_meta" not in node.meta
+        and node.op == "call_module"
+        and isinstance(modules.get(node.target), TensorQuantizer)
+        and node.all_input_nodes
+    ):
         node = node.all_input_nodes[0]
     return node.meta.get("tensor_meta")

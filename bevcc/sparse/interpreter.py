@@ -32,12 +32,12 @@ def _attrs(node) -> dict:
 def _fake_quant(x: torch.Tensor, amax, axis: int | None = None) -> torch.Tensor:
     scale = torch.as_tensor(np.asarray(amax, np.float32) / np.float32(127))
     if axis is None:
-        return torch.fake_quantize_per_tensor_affine(x, scale.reshape(()),
-                                                     torch.zeros((), dtype=torch.int32), -128,
-                                                     127)
-    return torch.fake_quantize_per_channel_affine(x, scale, torch.zeros(scale.shape,
-                                                                        dtype=torch.int32),
-                                                  axis, -128, 127)
+        return torch.fake_quantize_per_tensor_affine(
+            x, scale.reshape(()), torch.zeros((), dtype=torch.int32), -128, 127
+        )
+    return torch.fake_quantize_per_channel_affine(
+        x, scale, torch.zeros(scale.shape, dtype=torch.int32), axis, -128, 127
+    )
 
 
 class LibspconvInterpreter:
@@ -45,8 +45,9 @@ class LibspconvInterpreter:
         import spconv.pytorch as spconv
 
         self.model, self.mode, self.spconv = model, mode, spconv
-        self.weights = {t.name: numpy_helper.to_array(t).astype(np.float32)
-                        for t in model.graph.initializer}
+        self.weights = {
+            t.name: numpy_helper.to_array(t).astype(np.float32) for t in model.graph.initializer
+        }
         self.layers = {}
         for node in model.graph.node:
             if node.op_type == "SparseConvolution":
@@ -54,15 +55,24 @@ class LibspconvInterpreter:
         first = next(n for n in model.graph.node if n.op_type == "SparseConvolution")
         attrs = _attrs(first)
         if attrs.get("input_spatial_shape") is None:
-            raise InputError("libspconv file: the first SparseConvolution lacks "
-                             "input_spatial_shape; cannot rebuild the input grid")
+            raise InputError(
+                "libspconv file: the first SparseConvolution lacks "
+                "input_spatial_shape; cannot rebuild the input grid"
+            )
         self.spatial_shape = list(attrs["input_spatial_shape"])
 
     def _layer(self, node):
         a = _attrs(node)
         spconv = self.spconv
-        cls = spconv.SubMConv3d if a["subm"] else spconv.SparseInverseConv3d if a["inverse"] \
-            else spconv.SparseConvTranspose3d if a.get("transposed") else spconv.SparseConv3d
+        cls = (
+            spconv.SubMConv3d
+            if a["subm"]
+            else spconv.SparseInverseConv3d
+            if a["inverse"]
+            else spconv.SparseConvTranspose3d
+            if a.get("transposed")
+            else spconv.SparseConv3d
+        )
         kwargs = {"bias": False, "indice_key": a.get("rulebook") or None}
         if cls is not spconv.SparseInverseConv3d:
             kwargs.update(stride=a["stride"], padding=a["padding"], dilation=a["dilation"])
@@ -80,8 +90,11 @@ class LibspconvInterpreter:
     def __call__(self, features: torch.Tensor, coors: torch.Tensor) -> list[torch.Tensor]:
         spconv = self.spconv
         graph = self.model.graph
-        values = {graph.input[0].name: spconv.SparseConvTensor(
-            features.float(), coors.int(), self.spatial_shape, 1)}
+        values = {
+            graph.input[0].name: spconv.SparseConvTensor(
+                features.float(), coors.int(), self.spatial_shape, 1
+            )
+        }
         for node in graph.node:
             a = _attrs(node)
             x = values[node.input[0]]
@@ -98,8 +111,9 @@ class LibspconvInterpreter:
                 values[node.output[0]] = x.replace_feature(torch.relu(x.features))
             elif node.op_type == "ScatterDense":
                 dense = x.dense()
-                values[node.output[0]] = dense if a["format"] == "xyz" else \
-                    dense.permute(0, 1, 4, 3, 2)
+                values[node.output[0]] = (
+                    dense if a["format"] == "xyz" else dense.permute(0, 1, 4, 3, 2)
+                )
             elif node.op_type == "Transpose":
                 values[node.output[0]] = x.permute(*a["dims"])
             elif node.op_type == "Reshape":

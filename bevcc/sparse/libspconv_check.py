@@ -31,9 +31,11 @@ def check_libspconv(model: onnx.ModelProto) -> list[str]:
     initializers = {t.name: t for t in graph.initializer}
     for t in graph.initializer:
         if t.data_type != onnx.TensorProto.FLOAT16:
-            problems.append(f"initializer {t.name}: {onnx.TensorProto.DataType.Name(t.data_type)}"
-                            " (the parser reads float16 only: 'Can not support non float data "
-                            "type')")
+            problems.append(
+                f"initializer {t.name}: {onnx.TensorProto.DataType.Name(t.data_type)}"
+                " (the parser reads float16 only: 'Can not support non float data "
+                "type')"
+            )
         elif not t.raw_data or len(t.raw_data) != 2 * int(np.prod(t.dims, dtype=np.int64)):
             problems.append(f"initializer {t.name}: not float16 raw_data of {list(t.dims)}")
     ranges: dict[str, float] = {}
@@ -84,12 +86,15 @@ def _check_conv(name, node, attrs, initializers, ranges) -> list[str]:
         out += _same_range(name, node.input[0], attrs.get("input_dynamic_range"), ranges)
         weights = list(attrs.get("weight_dynamic_ranges", []))
         if len(weights) != cout:
-            out.append(f"{name}: Invalid weight scales {len(weights)} != {cout} "
-                       "(weight_dynamic_ranges must have one amax per output channel)")
+            out.append(
+                f"{name}: Invalid weight scales {len(weights)} != {cout} "
+                "(weight_dynamic_ranges must have one amax per output channel)"
+            )
         bad = [w for w in weights if not (math.isfinite(w) and w > 0)]
         if bad:
-            out.append(f"{name}: weight_dynamic_ranges has {len(bad)} zero, negative or "
-                       "non-finite values")
+            out.append(
+                f"{name}: weight_dynamic_ranges has {len(bad)} zero, negative or non-finite values"
+            )
     return out
 
 
@@ -107,8 +112,10 @@ def _same_range(name, tensor, value, ranges) -> list[str]:
         return []
     previous = ranges.setdefault(tensor, value)
     if not np.isclose(previous, value, rtol=1e-6, atol=0):
-        message = (f"{name}: tensor {tensor} has two ranges ({previous:.6g} and {value:.6g}); "
-                   "its producer can write only one INT8 scale")
+        message = (
+            f"{name}: tensor {tensor} has two ranges ({previous:.6g} and {value:.6g}); "
+            "its producer can write only one INT8 scale"
+        )
         return [message]
     return []
 
@@ -124,8 +131,12 @@ def int8_share(model: onnx.ModelProto) -> tuple[int, int, list[str]]:
             continue
         a = _attrs(node)
         voxels = (a.get("output_shape") or [0])[0]
-        macs = int(voxels * np.prod(a.get("kernel_size", [1])) * a.get("in_channels", 0)
-                   * a.get("out_channels", 0))
+        macs = int(
+            voxels
+            * np.prod(a.get("kernel_size", [1]))
+            * a.get("in_channels", 0)
+            * a.get("out_channels", 0)
+        )
         total += macs
         if a.get("precision", b"fp16") == b"int8":
             int8 += macs

@@ -23,11 +23,18 @@ class _QuantSparse:
         return self.weight_quantizer(self.weight)
 
     def forward(self, input, add_input=None):
-        return self._conv_forward(self.training, input, self.quantized_weight(), self.bias,
-                                  add_input, name=self.name,
-                                  sparse_unique_name=self._sparse_unique_name,
-                                  act_type=self.act_type, act_alpha=self.act_alpha,
-                                  act_beta=self.act_beta)
+        return self._conv_forward(
+            self.training,
+            input,
+            self.quantized_weight(),
+            self.bias,
+            add_input,
+            name=self.name,
+            sparse_unique_name=self._sparse_unique_name,
+            act_type=self.act_type,
+            act_alpha=self.act_alpha,
+            act_beta=self.act_beta,
+        )
 
     def extra_repr(self) -> str:
         quantizer = getattr(self, "weight_quantizer", None)
@@ -51,10 +58,12 @@ class QuantSparseConvTranspose3d(_QuantSparse, spconv.SparseConvTranspose3d):
     pass
 
 
-QUANT_SPARSE_CLASSES = {spconv.SubMConv3d: QuantSubMConv3d,
-                        spconv.SparseConv3d: QuantSparseConv3d,
-                        spconv.SparseInverseConv3d: QuantSparseInverseConv3d,
-                        spconv.SparseConvTranspose3d: QuantSparseConvTranspose3d}
+QUANT_SPARSE_CLASSES = {
+    spconv.SubMConv3d: QuantSubMConv3d,
+    spconv.SparseConv3d: QuantSparseConv3d,
+    spconv.SparseInverseConv3d: QuantSparseInverseConv3d,
+    spconv.SparseConvTranspose3d: QuantSparseConvTranspose3d,
+}
 
 
 def weight_axis(conv: SparseConvolution) -> int:
@@ -74,4 +83,3 @@ def quantize_sparse_conv(conv: SparseConvolution) -> int:
     floored, _ = quantizer.set_amax(weight.abs().amax(dim=dims))
     conv.weight_quantizer = quantizer
     return floored
-

@@ -23,10 +23,21 @@ def leaf_types() -> tuple[type, ...]:
     from spconv.pytorch.conv import SparseConvolution
     from spconv.pytorch.modules import SparseBatchNorm, SparseReLU
 
-    return (SparseConvolution, pool.SparseMaxPool, pool.SparseAvgPool,
-            pool.SparseGlobalMaxOrAvgPool, sp.ToDense, sp.RemoveGrid, sp.SparseIdentity,
-            tables.JoinTable, tables.AddTable, tables.AddTableMisaligned, tables.ConcatTable,
-            SparseBatchNorm, SparseReLU)
+    return (
+        SparseConvolution,
+        pool.SparseMaxPool,
+        pool.SparseAvgPool,
+        pool.SparseGlobalMaxOrAvgPool,
+        sp.ToDense,
+        sp.RemoveGrid,
+        sp.SparseIdentity,
+        tables.JoinTable,
+        tables.AddTable,
+        tables.AddTableMisaligned,
+        tables.ConcatTable,
+        SparseBatchNorm,
+        SparseReLU,
+    )
 
 
 def trace_sparse_sequential(seq, x):
@@ -69,8 +80,12 @@ class _DropFxTracingNotice(logging.Filter):
 
 def _quiet_spconv_noise() -> None:
     """Two messages spconv 2.3.8 triggers on every run that no bevcc user can act on."""
-    warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional",
-                            category=UserWarning, module="spconv")
+    warnings.filterwarnings(
+        "ignore",
+        message="Using a non-tuple sequence for multidimensional",
+        category=UserWarning,
+        module="spconv",
+    )
     logger = logging.getLogger("torch.fx._symbolic_trace")
     if not any(isinstance(f, _DropFxTracingNotice) for f in logger.filters):
         logger.addFilter(_DropFxTracingNotice())
@@ -85,12 +100,16 @@ def register(registry) -> None:
         from spconv.pytorch import SparseConvTensor, SparseSequential
 
         from bevcc.sparse import cpu_ops
+
         types = leaf_types()
         cpu_ops.install()
         _quiet_spconv_noise()
     except Exception as exc:  # noqa: BLE001 - a broken optional extra must not break bevcc
-        warnings.warn(f"spconv is installed but failed to import ({exc}); sparse models cannot "
-                      f"be compiled: reinstall with pip install 'bevcc[spconv]'", stacklevel=2)
+        warnings.warn(
+            f"spconv is installed but failed to import ({exc}); sparse models cannot "
+            f"be compiled: reinstall with pip install 'bevcc[spconv]'",
+            stacklevel=2,
+        )
         return
     for module_type in types:
         registry.add_leaf_module(module_type)

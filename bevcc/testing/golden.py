@@ -30,15 +30,24 @@ def compare_golden(text: str, path: str | Path, update: bool = False) -> None:
             write_text_atomic(path, text)
         return
     if not path.exists():
-        raise GoldenMismatch(f"golden file {path} does not exist; run pytest {UPDATE_FLAG} to "
-                             "create it, then review it")
+        raise GoldenMismatch(
+            f"golden file {path} does not exist; run pytest {UPDATE_FLAG} to "
+            "create it, then review it"
+        )
     expected = path.read_text()
     if expected != text:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True),
-                                            text.splitlines(keepends=True),
-                                            fromfile=f"{path} (golden)", tofile="actual"))
-        raise GoldenMismatch(f"output differs from golden {path}; if the change is intended, run "
-                             f"pytest {UPDATE_FLAG} and review the diff:\n{diff}")
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=f"{path} (golden)",
+                tofile="actual",
+            )
+        )
+        raise GoldenMismatch(
+            f"output differs from golden {path}; if the change is intended, run "
+            f"pytest {UPDATE_FLAG} and review the diff:\n{diff}"
+        )
 
 
 class Golden:
@@ -64,10 +73,17 @@ class Golden:
 
 def pytest_addoption(parser):
     group = parser.getgroup("bevcc")
-    group.addoption(UPDATE_FLAG, action="store_true", default=False,
-                    help="rewrite bevcc golden files instead of comparing against them")
-    parser.addini("bevcc_golden_dir", "directory of golden files, relative to rootdir "
-                  "(default: golden/ beside each test file)", default="")
+    group.addoption(
+        UPDATE_FLAG,
+        action="store_true",
+        default=False,
+        help="rewrite bevcc golden files instead of comparing against them",
+    )
+    parser.addini(
+        "bevcc_golden_dir",
+        "directory of golden files, relative to rootdir (default: golden/ beside each test file)",
+        default="",
+    )
 
 
 @pytest.fixture

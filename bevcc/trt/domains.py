@@ -26,8 +26,7 @@ class QdqGraph:
         self.nodes = list(graph.node)
         self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         for node in self.nodes:
-            if node.op_type == "Constant" and node.attribute and \
-                    node.attribute[0].name == "value":
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         self.producer = {o: n for n in self.nodes for o in n.output}
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -51,16 +50,19 @@ class QdqGraph:
         derived = set(self.constants)
         for node in self.nodes:
             names = [n for n in node.input if n]
-            if names and all(n in derived for n in names) and \
-                    not node.op_type.startswith("Random"):
+            if names and all(n in derived for n in names) and not node.op_type.startswith("Random"):
                 derived.update(node.output)
         return derived
 
     def is_activation_add(self, node: onnx.NodeProto) -> bool:
         """A two-input Add/Sum joining two activations (a residual join), not a constant bias."""
         rule = rule_for(node)
-        return rule is not None and rule.join and len(node.input) == 2 and \
-            not any(name in self.constant_derived for name in node.input)
+        return (
+            rule is not None
+            and rule.join
+            and len(node.input) == 2
+            and not any(name in self.constant_derived for name in node.input)
+        )
 
     def scale(self, qdq: onnx.NodeProto) -> np.ndarray | None:
         return self.constants.get(qdq.input[1]) if len(qdq.input) > 1 else None
@@ -72,8 +74,7 @@ class QdqGraph:
         scale = self.scale(node)
         if scale is None or scale.size != 1:
             return False
-        source = node.input[0] if node.op_type == "QuantizeLinear" else \
-            self.q_input_of(node)
+        source = node.input[0] if node.op_type == "QuantizeLinear" else self.q_input_of(node)
         return source is not None and source not in self.constants
 
     def q_input_of(self, dq: onnx.NodeProto) -> str | None:
@@ -100,6 +101,5 @@ class QdqGraph:
             if self.is_activation_qdq(node):
                 root = self.domains.find(self.float_tensor(node))
                 value = float(np.asarray(self.scale(node)).reshape(()))
-                found.setdefault(root, {}).setdefault(value, []).append(node.name or
-                                                                         node.output[0])
+                found.setdefault(root, {}).setdefault(value, []).append(node.name or node.output[0])
         return found

@@ -26,7 +26,9 @@ class FxOp:
 
 
 MODULES: dict[type, FxOp] = {
-    nn.MaxPool1d: FxOp("MaxPool"), nn.MaxPool2d: FxOp("MaxPool"), nn.MaxPool3d: FxOp("MaxPool"),
+    nn.MaxPool1d: FxOp("MaxPool"),
+    nn.MaxPool2d: FxOp("MaxPool"),
+    nn.MaxPool3d: FxOp("MaxPool"),
     nn.Flatten: FxOp("Flatten"),
     nn.Unflatten: FxOp("Reshape"),
     nn.Identity: FxOp("Identity"),
@@ -39,24 +41,36 @@ MODULES: dict[type, FxOp] = {
 FUNCTIONS: dict[object, FxOp] = {
     torch.flatten: FxOp("Flatten"),
     torch.reshape: FxOp("Reshape"),
-    torch.transpose: FxOp("Transpose"), torch.permute: FxOp("Transpose"),
-    torch.squeeze: FxOp("Squeeze"), torch.unsqueeze: FxOp("Unsqueeze"),
-    F.max_pool1d: FxOp("MaxPool"), F.max_pool2d: FxOp("MaxPool"), F.max_pool3d: FxOp("MaxPool"),
+    torch.transpose: FxOp("Transpose"),
+    torch.permute: FxOp("Transpose"),
+    torch.squeeze: FxOp("Squeeze"),
+    torch.unsqueeze: FxOp("Unsqueeze"),
+    F.max_pool1d: FxOp("MaxPool"),
+    F.max_pool2d: FxOp("MaxPool"),
+    F.max_pool3d: FxOp("MaxPool"),
     # x[...] exports as Slice; getitem of a tuple (a split, a module's outputs) picks a value
     # unchanged
     operator.getitem: FxOp("Slice"),
     F.interpolate: FxOp("Resize"),  # its `mode` keyword decides the row's condition
-    torch.cat: FxOp("Concat", "list"), torch.concat: FxOp("Concat", "list"),
-    operator.add: FxOp("Add", "pair"), torch.add: FxOp("Add", "pair"),
+    torch.cat: FxOp("Concat", "list"),
+    torch.concat: FxOp("Concat", "list"),
+    operator.add: FxOp("Add", "pair"),
+    torch.add: FxOp("Add", "pair"),
     operator.iadd: FxOp("Add", "pair"),
-    F.conv1d: FxOp("Conv"), F.conv2d: FxOp("Conv"), F.conv3d: FxOp("Conv"),
+    F.conv1d: FxOp("Conv"),
+    F.conv2d: FxOp("Conv"),
+    F.conv3d: FxOp("Conv"),
     F.linear: FxOp("Gemm"),
 }
 
 METHODS: dict[str, FxOp] = {
-    "view": FxOp("Reshape"), "reshape": FxOp("Reshape"), "flatten": FxOp("Flatten"),
-    "permute": FxOp("Transpose"), "transpose": FxOp("Transpose"),
-    "squeeze": FxOp("Squeeze"), "unsqueeze": FxOp("Unsqueeze"),
+    "view": FxOp("Reshape"),
+    "reshape": FxOp("Reshape"),
+    "flatten": FxOp("Flatten"),
+    "permute": FxOp("Transpose"),
+    "transpose": FxOp("Transpose"),
+    "squeeze": FxOp("Squeeze"),
+    "unsqueeze": FxOp("Unsqueeze"),
     "contiguous": FxOp("Identity"),
     "add": FxOp("Add", "pair"),
 }
@@ -71,8 +85,9 @@ SPCONV_METHODS: dict[str, FxOp] = {"replace_feature": FxOp("Identity", "second")
 def reads_sparse_features(node: fx.Node) -> bool:
     """getattr(s, "features") of a sparse tensor: an Add of two of these is libspconv's residual
     Add, which sparse_conv_quant quantizes (and keeps fp16 or not) itself."""
-    return node.op == "call_function" and node.target is getattr and \
-        node.args[1:] == ("features",)
+    return node.op == "call_function" and node.target is getattr and node.args[1:] == ("features",)
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -80,8 +95,11 @@ def fx_op(node: fx.Node, modules: dict) -> FxOp | None:
     """The ONNX op this FX node exports to (None: one no rule covers)."""
     if node.op == "call_module":
         module = modules.get(node.target)
-        return next((MODULES[t] for t in type(module).__mro__ if t in MODULES), None) \
-            if module is not None else None
+        return (
+            next((MODULES[t] for t in type(module).__mro__ if t in MODULES), None)
+            if module is not None
+            else None
+        )
     if node.op == "call_method":
         return METHODS.get(node.target) or SPCONV_METHODS.get(node.target)
     if node.op == "call_function":

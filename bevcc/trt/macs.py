@@ -22,8 +22,9 @@ def tensor_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     except Exception:  # noqa: BLE001 - without shapes MACs fall back to weight sizes
         inferred = model
     shapes = {}
-    for info in list(inferred.graph.value_info) + list(inferred.graph.input) + \
-            list(inferred.graph.output):
+    for info in (
+        list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    ):
         dims = info.type.tensor_type.shape.dim
         shapes[info.name] = [d.dim_value if d.dim_value > 0 else 1 for d in dims]
     for init in model.graph.initializer:

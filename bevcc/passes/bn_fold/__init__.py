@@ -9,16 +9,22 @@ from bevcc.passes.bn_fold.options import BnFoldOptions
 
 PASSES = (
     PassInfo(
-        name="bn_fold", ir="fx",
+        name="bn_fold",
+        ir="fx",
         impl="bevcc.passes.bn_fold.fx:BatchNormFoldFx",
         options=BnFoldOptions,
-        summary=("Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
-                 "spconv sparse conv (FX)."),
+        summary=(
+            "Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
+            "spconv sparse conv (FX)."
+        ),
     ),
     PassInfo(
-        name="bn_fold", ir="onnx",
+        name="bn_fold",
+        ir="onnx",
         impl="bevcc.passes.bn_fold.onnx:BatchNormFoldOnnx",
-        summary=("Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm "
-                 "initializers (ONNX)."),
+        summary=(
+            "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm "
+            "initializers (ONNX)."
+        ),
     ),
 )

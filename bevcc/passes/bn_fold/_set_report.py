@@ -9,8 +9,13 @@ def section(runs: list[dict]) -> dict:
     for stats in runs:
         for pattern, count in stats.get("folded", {}).items():
             by_pattern[pattern] = by_pattern.get(pattern, 0) + count
-    return {"bn_fold": {"folded": sum(by_pattern.values()), "by_pattern": by_pattern,
-                        "skipped": sum(len(stats.get("skipped", [])) for stats in runs)}}
+    return {
+        "bn_fold": {
+            "folded": sum(by_pattern.values()),
+            "by_pattern": by_pattern,
+            "skipped": sum(len(stats.get("skipped", [])) for stats in runs),
+        }
+    }
 
 
 def lines(entry: dict) -> list[str]:
@@ -18,5 +23,8 @@ def lines(entry: dict) -> list[str]:
     if fold is None:
         return []
     patterns = ", ".join(f"{k} {v}" for k, v in fold["by_pattern"].items())
-    return [f"- bn_fold: folded {fold['folded']}" + (f" ({patterns})" if patterns else "")
-            + f", skipped {fold['skipped']}"]
+    return [
+        f"- bn_fold: folded {fold['folded']}"
+        + (f" ({patterns})" if patterns else "")
+        + f", skipped {fold['skipped']}"
+    ]

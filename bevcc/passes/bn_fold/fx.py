@@ -28,17 +28,22 @@ class Foldable:
 
 
 BUILTIN_FOLDABLES = (
-    Foldable(nn.Conv1d, "out_first"), Foldable(nn.Conv2d, "out_first"),
-    Foldable(nn.Conv3d, "out_first"), Foldable(nn.ConvTranspose1d, "transposed"),
-    Foldable(nn.ConvTranspose2d, "transposed"), Foldable(nn.ConvTranspose3d, "transposed"),
+    Foldable(nn.Conv1d, "out_first"),
+    Foldable(nn.Conv2d, "out_first"),
+    Foldable(nn.Conv3d, "out_first"),
+    Foldable(nn.ConvTranspose1d, "transposed"),
+    Foldable(nn.ConvTranspose2d, "transposed"),
+    Foldable(nn.ConvTranspose3d, "transposed"),
     Foldable(nn.Linear, "out_first", needs_2d_output=True),
 )
 
 
 class BatchNormFoldFx(BnFoldReporting):
     name = "bn_fold"
-    summary = ("Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
-               "spconv sparse conv (FX).")
+    summary = (
+        "Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
+        "spconv sparse conv (FX)."
+    )
     ir = "fx"
 
     Options = BnFoldOptions
@@ -60,27 +65,40 @@ class BatchNormFoldFx(BnFoldReporting):
                 producer, features = sparse_match
                 conv = modules[producer.target]
                 spec = Foldable(type(conv), weight_layout(conv))
-                reason = _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) or \
-                    sparse.usage_reason(bn_node, producer, features, conv)
+                reason = _batchnorm_reason(
+                    bn_node, producer, bn, conv, calls, owners
+                ) or sparse.usage_reason(bn_node, producer, features, conv)
             else:
                 producer = bn_node.args[0]
-                conv = modules.get(producer.target) if getattr(producer, "op", None) == \
-                    "call_module" else None
+                conv = (
+                    modules.get(producer.target)
+                    if getattr(producer, "op", None) == "call_module"
+                    else None
+                )
                 spec = next((f for f in foldables if isinstance(conv, f.module_type)), None)
                 if spec is None:
                     continue
-                reason = _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) or \
-                    _dense_usage_reason(bn_node, producer, spec)
+                reason = _batchnorm_reason(
+                    bn_node, producer, bn, conv, calls, owners
+                ) or _dense_usage_reason(bn_node, producer, spec)
             if reason:
-                skipped.append({"batchnorm": bn_node.target, "into": producer.target,
-                                "reason": reason})
+                skipped.append(
+                    {"batchnorm": bn_node.target, "into": producer.target, "reason": reason}
+                )
                 if bn.training:  # likely a forgotten model.eval(): say so, not only in stats
                     warnings.warn(f"bn_fold: {bn_node.target} not folded: {reason}", stacklevel=2)
                 continue
             folded_bias = _fold(conv, bn, spec)
             if sparse_match is not None:
-                sparse.rewrite(ir, bn_node, producer, features, conv, folded_bias,
-                               sparse.bias_outside(conv, self.options.sparse_bias))
+                sparse.rewrite(
+                    ir,
+                    bn_node,
+                    producer,
+                    features,
+                    conv,
+                    folded_bias,
+                    sparse.bias_outside(conv, self.options.sparse_bias),
+                )
             else:
                 _set_bias(conv, folded_bias)
                 bn_node.replace_all_uses_with(producer)
@@ -89,8 +107,11 @@ class BatchNormFoldFx(BnFoldReporting):
             folded[f"{type(conv).__name__}+{type(bn).__name__}"] += 1
         if folded:
             ir.module.recompile()
-        return PassResult(ir, modified=bool(folded),
-                          stats={"folded": dict(sorted(folded.items())), "skipped": skipped})
+        return PassResult(
+            ir,
+            modified=bool(folded),
+            stats={"folded": dict(sorted(folded.items())), "skipped": skipped},
+        )
 
 
 def _batchnorm_reason(bn_node, producer, bn, conv, calls, owners) -> str | None:
@@ -124,12 +145,17 @@ def _dense_usage_reason(bn_node, producer, spec) -> str | None:
 
 def _fold(conv: nn.Module, bn, spec: Foldable) -> torch.Tensor:
     """Scale the weight in place; return the folded bias (the caller decides where it lives)."""
+
     def array(t):
         return t.detach().cpu().double().numpy()
 
-    scale, shift = fm.scale_shift(array(bn.running_mean), array(bn.running_var), bn.eps,
-                                  array(bn.weight) if bn.affine else None,
-                                  array(bn.bias) if bn.affine else None)
+    scale, shift = fm.scale_shift(
+        array(bn.running_mean),
+        array(bn.running_var),
+        bn.eps,
+        array(bn.weight) if bn.affine else None,
+        array(bn.bias) if bn.affine else None,
+    )
     weight = conv.weight
     folded_w = fm.fold_weight(array(weight), scale, spec.layout, getattr(conv, "groups", 1))
     folded_b = fm.fold_bias(array(conv.bias) if conv.bias is not None else None, scale, shift)

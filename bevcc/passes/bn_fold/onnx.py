@@ -17,7 +17,9 @@ _PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
 
 class BatchNormFoldOnnx(BnFoldReporting):
     name = "bn_fold"
-    summary = "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
+    summary = (
+        "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
+    )
     ir = "onnx"
 
     def call(self, ir: OnnxIR) -> PassResult:
@@ -53,8 +55,11 @@ class BatchNormFoldOnnx(BnFoldReporting):
             folded[f"{producer.op}+BatchNormalization"] += 1
         if removed:
             graph.nodes = [n for n in graph.nodes if id(n) not in removed]
-        return PassResult(ir, modified=bool(removed),
-                          stats={"folded": dict(sorted(folded.items())), "skipped": skipped})
+        return PassResult(
+            ir,
+            modified=bool(removed),
+            stats={"folded": dict(sorted(folded.items())), "skipped": skipped},
+        )
 
 
 def _skip_reason(bn: gs.Node, producer: gs.Node, x: gs.Tensor, outputs: set[int]) -> str | None:

@@ -9,7 +9,11 @@ from typing import Literal
 
 @dataclass
 class BnFoldOptions:
-    sparse_bias: Literal["auto", "inside", "outside"] = field(default="auto", metadata={
-        "help": "where a folded sparse conv's bias goes: inside the conv, outside (a "
-                "SparseConvBias module after it, since spconv's CPU kernels reject an "
-                "eval-mode conv bias), or auto (outside when the conv is on CPU)"})
+    sparse_bias: Literal["auto", "inside", "outside"] = field(
+        default="auto",
+        metadata={
+            "help": "where a folded sparse conv's bias goes: inside the conv, outside (a "
+            "SparseConvBias module after it, since spconv's CPU kernels reject an "
+            "eval-mode conv bias), or auto (outside when the conv is on CPU)"
+        },
+    )

@@ -17,8 +17,18 @@ from torch import fx, nn
 from bevcc.sparse.conv_bias import SparseConvBias
 from bevcc.sparse.layers import is_sparse_conv
 
-_HARMLESS_ATTRS = {"indices", "spatial_shape", "batch_size", "indice_dict", "grid", "voxel_num",
-                   "benchmark", "benchmark_record", "thrust_allocator", "_timer"}
+_HARMLESS_ATTRS = {
+    "indices",
+    "spatial_shape",
+    "batch_size",
+    "indice_dict",
+    "grid",
+    "voxel_num",
+    "benchmark",
+    "benchmark_record",
+    "thrust_allocator",
+    "_timer",
+}
 
 
 def match(bn_node: fx.Node, modules: dict) -> tuple[fx.Node, fx.Node | None] | None:
@@ -30,19 +40,26 @@ def match(bn_node: fx.Node, modules: dict) -> tuple[fx.Node, fx.Node | None] | N
         return arg, None
     if arg.op == "call_function" and arg.target is getattr and arg.args[1:] == ("features",):
         conv_node = arg.args[0]
-        if isinstance(conv_node, fx.Node) and conv_node.op == "call_module" and \
-                is_sparse_conv(modules.get(conv_node.target)):
+        if (
+            isinstance(conv_node, fx.Node)
+            and conv_node.op == "call_module"
+            and is_sparse_conv(modules.get(conv_node.target))
+        ):
             return conv_node, arg
     return None
 
 
-def usage_reason(bn_node: fx.Node, conv_node: fx.Node, features: fx.Node | None,
-                 conv) -> str | None:
+def usage_reason(
+    bn_node: fx.Node, conv_node: fx.Node, features: fx.Node | None, conv
+) -> str | None:
     """Why folding would change an observable value (or is unsupported), else None."""
     if getattr(conv, "groups", 1) != 1:
         return f"{conv_node.target} has groups={conv.groups}"
-    others = [u for u in conv_node.users if u is not (features or bn_node)
-              and not _keeps_features_out(u, conv_node)]
+    others = [
+        u
+        for u in conv_node.users
+        if u is not (features or bn_node) and not _keeps_features_out(u, conv_node)
+    ]
     if features is not None and len(features.users) > 1:
         others += [u for u in features.users if u is not bn_node]
     if others:
@@ -53,11 +70,14 @@ def usage_reason(bn_node: fx.Node, conv_node: fx.Node, features: fx.Node | None,
 
 def _keeps_features_out(user: fx.Node, conv_node: fx.Node) -> bool:
     """replace_feature(conv, new) and conv.indices & co. never read the conv's features."""
-    if user.op == "call_method" and user.target == "replace_feature" and \
-            user.args[0] is conv_node and conv_node not in user.args[1:]:
+    if (
+        user.op == "call_method"
+        and user.target == "replace_feature"
+        and user.args[0] is conv_node
+        and conv_node not in user.args[1:]
+    ):
         return True
-    return user.op == "call_function" and user.target is getattr and \
-        user.args[1] in _HARMLESS_ATTRS
+    return user.op == "call_function" and user.target is getattr and user.args[1] in _HARMLESS_ATTRS
 
 
 def bias_outside(conv, mode: str) -> bool:
@@ -66,8 +86,15 @@ def bias_outside(conv, mode: str) -> bool:
     return mode == "outside"
 
 
-def rewrite(ir, bn_node: fx.Node, conv_node: fx.Node, features: fx.Node | None, conv,
-            folded_bias: torch.Tensor, outside: bool) -> None:
+def rewrite(
+    ir,
+    bn_node: fx.Node,
+    conv_node: fx.Node,
+    features: fx.Node | None,
+    conv,
+    folded_bias: torch.Tensor,
+    outside: bool,
+) -> None:
     """Graph surgery after the weights are folded; `folded_bias` includes any old conv bias."""
     graph, module = ir.graph, ir.module
     if outside:
@@ -91,10 +118,13 @@ def rewrite(ir, bn_node: fx.Node, conv_node: fx.Node, features: fx.Node | None, 
 def _drop_identity_replace(graph: fx.Graph, conv_node: fx.Node, features: fx.Node) -> None:
     """replace_feature(conv, conv.features) is conv itself: keep the graph as simple as before."""
     for user in list(features.users):
-        if user.op == "call_method" and user.target == "replace_feature" and \
-                user.args == (conv_node, features) and not user.kwargs:
+        if (
+            user.op == "call_method"
+            and user.target == "replace_feature"
+            and user.args == (conv_node, features)
+            and not user.kwargs
+        ):
             user.replace_all_uses_with(conv_node)
             graph.erase_node(user)
     if not features.users:
         graph.erase_node(features)
-

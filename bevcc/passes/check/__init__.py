@@ -8,9 +8,12 @@ from bevcc.pass_info import PassInfo
 
 PASSES = (
     PassInfo(
-        name="check", ir="onnx",
+        name="check",
+        ir="onnx",
         impl="bevcc.passes.check.onnx:Check",
-        summary=("Validate the ONNX graph with onnx.checker and strict shape inference (even "
-                 "with --no-verify)."),
+        summary=(
+            "Validate the ONNX graph with onnx.checker and strict shape inference (even "
+            "with --no-verify)."
+        ),
     ),
 )

@@ -9,10 +9,12 @@ from bevcc.passes.cleanup.options import CleanupOptions
 
 PASSES = (
     PassInfo(
-        name="cleanup", ir="onnx",
+        name="cleanup",
+        ir="onnx",
         impl="bevcc.passes.cleanup.onnx:Cleanup",
         options=CleanupOptions,
-        summary=("Remove ONNX nodes, initializers and (optionally) inputs that no output "
-                 "depends on."),
+        summary=(
+            "Remove ONNX nodes, initializers and (optionally) inputs that no output depends on."
+        ),
     ),
 )

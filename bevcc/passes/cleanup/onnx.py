@@ -1,6 +1,5 @@
 """onnx `cleanup`: drop nodes and tensors that do not reach a graph output."""
 
-
 from bevcc.ir.onnx import OnnxIR
 from bevcc.passes.cleanup.options import CleanupOptions
 from bevcc.pm.pass_base import Pass, PassResult
@@ -19,5 +18,8 @@ class Cleanup(Pass):
         removed_nodes = nodes - len(graph.nodes)
         removed_inputs = inputs - len(graph.inputs)
         # Initializers that lost their last reader vanish with their nodes: counted by fingerprint.
-        return PassResult(ir, modified=bool(removed_nodes or removed_inputs),
-                          stats={"removed_nodes": removed_nodes, "removed_inputs": removed_inputs})
+        return PassResult(
+            ir,
+            modified=bool(removed_nodes or removed_inputs),
+            stats={"removed_nodes": removed_nodes, "removed_inputs": removed_inputs},
+        )

@@ -9,4 +9,5 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class CleanupOptions:
     remove_unused_inputs: bool = field(
-        default=False, metadata={"help": "also drop graph inputs no node reads"})
+        default=False, metadata={"help": "also drop graph inputs no node reads"}
+    )

@@ -8,9 +8,11 @@ from bevcc.pass_info import PassInfo
 
 PASSES = (
     PassInfo(
-        name="dce", ir="fx",
+        name="dce",
+        ir="fx",
         impl="bevcc.passes.dce.fx:DeadCodeElimination",
-        summary=("Remove FX nodes whose values are never used, and submodules left without "
-                 "callers."),
+        summary=(
+            "Remove FX nodes whose values are never used, and submodules left without callers."
+        ),
     ),
 )

@@ -9,7 +9,9 @@ from bevcc.passes.export.options import ExportOptions
 
 PASSES = (
     PassInfo(
-        name="export", ir="fx", produces="onnx",
+        name="export",
+        ir="fx",
+        produces="onnx",
         impl="bevcc.passes.export.fx:Export",
         options=ExportOptions,
         summary="Lower FX to ONNX with torch.onnx.export; fake-quant ops become Q/DQ pairs.",

@@ -19,8 +19,10 @@ class Export(Pass):
 
     def requires(self, ir: FxIR) -> None:
         if ir.example_inputs is None:
-            raise InputError("export needs example inputs: return (module, example_inputs) from "
-                             "the model callable, or give --calib data")
+            raise InputError(
+                "export needs example inputs: return (module, example_inputs) from "
+                "the model callable, or give --calib data"
+            )
         from bevcc.quant.quantizer import check_exportable
 
         check_exportable(ir.module, "export")
@@ -41,10 +43,17 @@ class Export(Pass):
             # The TorchScript exporter is deprecated but is the one that needs no onnxscript;
             # its deprecation notices are not the user's concern.
             warnings.simplefilter("ignore")
-            torch.onnx.export(ir.module, tuple(ir.example_inputs), buffer, dynamo=False,
-                              opset_version=self.options.opset, input_names=input_names,
-                              output_names=output_names, dynamic_axes=dynamic_axes,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                ir.module,
+                tuple(ir.example_inputs),
+                buffer,
+                dynamo=False,
+                opset_version=self.options.opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
         model = onnx.load_from_string(buffer.getvalue())
         _qdq_constants_to_initializers(model)
         return PassResult(OnnxIR.from_model(model, source="export"), modified=True)
@@ -64,8 +73,12 @@ def _qdq_constants_to_initializers(model) -> None:
     for node in model.graph.node:
         ops = readers.get(node.output[0], set()) if node.op_type == "Constant" else set()
         is_tensor = node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]
-        if is_tensor and ops and ops <= {"QuantizeLinear", "DequantizeLinear"} and \
-                node.output[0] not in outputs:
+        if (
+            is_tensor
+            and ops
+            and ops <= {"QuantizeLinear", "DequantizeLinear"}
+            and node.output[0] not in outputs
+        ):
             array = numpy_helper.to_array(node.attribute[0].t)
             model.graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
         else:

@@ -14,9 +14,12 @@ MIN_OPSET = 13
 @dataclass(frozen=True)
 class ExportOptions:
     opset: int = field(default=17, metadata={"help": "ONNX opset to emit (>= 13)"})
-    dynamic_batch: bool = field(default=False, metadata={"help": "make axis 0 of every input "
-                                                                 "and output symbolic"})
+    dynamic_batch: bool = field(
+        default=False, metadata={"help": "make axis 0 of every input and output symbolic"}
+    )
 
     def __post_init__(self):
         if self.opset < MIN_OPSET:
-            raise ValueError(f"opset {self.opset} is below {MIN_OPSET}, which per-channel Q/DQ needs")
+            raise ValueError(
+                f"opset {self.opset} is below {MIN_OPSET}, which per-channel Q/DQ needs"
+            )

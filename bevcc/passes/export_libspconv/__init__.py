@@ -9,10 +9,13 @@ from bevcc.passes.export_libspconv.options import ExportSparseOptions
 
 PASSES = (
     PassInfo(
-        name="export_libspconv", ir="fx", produces="libspconv",
+        name="export_libspconv",
+        ir="fx",
+        produces="libspconv",
         impl="bevcc.passes.export_libspconv.fx:ExportLibspconv",
         options=ExportSparseOptions,
-        summary=("Lower an FX spconv backbone to the libspconv ONNX file (SparseConvolution, "
-                 "Add, ...)."),
+        summary=(
+            "Lower an FX spconv backbone to the libspconv ONNX file (SparseConvolution, Add, ...)."
+        ),
     ),
 )

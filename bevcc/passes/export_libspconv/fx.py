@@ -44,23 +44,30 @@ class _Conv:
 
 class ExportLibspconv(Pass):
     name = "export_libspconv"
-    summary = "Lower an FX spconv backbone to the libspconv ONNX file (SparseConvolution, Add, ...)."
+    summary = (
+        "Lower an FX spconv backbone to the libspconv ONNX file (SparseConvolution, Add, ...)."
+    )
     ir = "fx"
     produces = "libspconv"
     Options = ExportSparseOptions
 
     def requires(self, ir: FxIR) -> None:
         if ir.example_inputs is None:
-            raise InputError("export_libspconv needs example inputs (voxel features and "
-                             "coordinates): return (module, example_inputs) or give --calib")
+            raise InputError(
+                "export_libspconv needs example inputs (voxel features and "
+                "coordinates): return (module, example_inputs) or give --calib"
+            )
         check_exportable(ir.module, "export_libspconv")
 
     def call(self, ir: FxIR) -> PassResult:
         runtime = _record_runtime(ir)
         writer = _Writer(ir, runtime, self.options)
         model = writer.build()
-        return PassResult(LibspconvIR(model), modified=True,
-                          stats={"ops": writer.op_counts(), "int8_convs": writer.int8_convs})
+        return PassResult(
+            LibspconvIR(model),
+            modified=True,
+            stats={"ops": writer.op_counts(), "int8_convs": writer.int8_convs},
+        )
 
     def report(self, stats: dict) -> list[str]:
         ops = ", ".join(f"{k} {v}" for k, v in stats.get("ops", {}).items())
@@ -123,9 +130,11 @@ class _Writer:
             ranges = [amax for _, amax in reads]
             if max(ranges) > min(ranges) * (1 + 1e-6):
                 readers = ", ".join(f"{name} {amax:.4g}" for name, amax in reads)
-                raise InputError(f"export_libspconv: {tensor} is read in INT8 with different "
-                                 f"ranges ({readers}), but libspconv stores it once with one "
-                                 "scale; run quantizer_unify before export_libspconv")
+                raise InputError(
+                    f"export_libspconv: {tensor} is read in INT8 with different "
+                    f"ranges ({readers}), but libspconv stores it once with one "
+                    "scale; run quantizer_unify before export_libspconv"
+                )
 
     def _visit(self, node: fx.Node) -> None:
         module = self.modules.get(node.target) if node.op == "call_module" else None
@@ -135,8 +144,10 @@ class _Writer:
             results = node.args[0] if isinstance(node.args[0], (tuple, list)) else [node.args[0]]
             self.outputs = [self.value[r] for r in results]
             return
-        if node.op == "call_function" and getattr(node.target, "__name__", "") == \
-                "SparseConvTensor":
+        if (
+            node.op == "call_function"
+            and getattr(node.target, "__name__", "") == "SparseConvTensor"
+        ):
             self._input(node)
         elif isinstance(module, TensorQuantizer):
             self.value[node] = self.value[node.args[0]]
@@ -144,8 +155,7 @@ class _Writer:
                 self.ranges[node] = _amax(module, node.target)
         elif is_sparse_conv(module):
             self._conv(node, module)
-        elif node.op == "call_function" and node.target is getattr and \
-                node.args[1] == "features":
+        elif node.op == "call_function" and node.target is getattr and node.args[1] == "features":
             self.value[node] = self.value[node.args[0]]
         elif node.op == "call_method" and node.target == "replace_feature":
             self.value[node] = self.value[node.args[1]]
@@ -159,35 +169,50 @@ class _Writer:
             self._scatter_dense(node)
         elif node.op == "call_method" and node.target == "contiguous":
             self.value[node] = self.value[node.args[0]]
-        elif (node.op == "call_method" and node.target == "permute") or \
-                (node.op == "call_function" and node.target is torch.permute):
+        elif (node.op == "call_method" and node.target == "permute") or (
+            node.op == "call_function" and node.target is torch.permute
+        ):
             dims = node.args[1:] if len(node.args) > 2 else node.args[1]
             self._emit(node, "Transpose", [self.value[node.args[0]]], {"dims": list(dims)})
-        elif (node.op == "call_method" and node.target in ("flatten", "reshape", "view")) or \
-                (node.op == "call_function" and node.target in (torch.flatten, torch.reshape)):
-            self._emit(node, "Reshape", [self.value[node.args[0]]],
-                       {"dims": list(self.runtime[node][1])})
+        elif (node.op == "call_method" and node.target in ("flatten", "reshape", "view")) or (
+            node.op == "call_function" and node.target in (torch.flatten, torch.reshape)
+        ):
+            self._emit(
+                node, "Reshape", [self.value[node.args[0]]], {"dims": list(self.runtime[node][1])}
+            )
         else:
-            what = node.target if isinstance(node.target, str) else \
-                getattr(node.target, "__name__", str(node.target))
-            raise InputError(f"export_libspconv: node {node.name} ({node.op} {what}) has no "
-                             "libspconv equivalent (supported: sparse convs, residual Add, ReLU, "
-                             "dense(), permute, flatten/reshape)")
+            what = (
+                node.target
+                if isinstance(node.target, str)
+                else getattr(node.target, "__name__", str(node.target))
+            )
+            raise InputError(
+                f"export_libspconv: node {node.name} ({node.op} {what}) has no "
+                "libspconv equivalent (supported: sparse convs, residual Add, ReLU, "
+                "dense(), permute, flatten/reshape)"
+            )
 
     def _input(self, node: fx.Node) -> None:
         features = node.args[0]
         shape = self.runtime[features][1]
         name = "voxels" if features.op == "placeholder" else features.name
-        self.inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT16,
-                                                         ["N", int(shape[1])]))
+        self.inputs.append(
+            helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT16, ["N", int(shape[1])])
+        )
         self.value[node] = name
         self.value[features] = name
 
     def _conv(self, node: fx.Node, module) -> None:
         source = node.args[0]
         out = f"{node.target}.output"
-        conv = _Conv(node, module, self.value[source], out, self.ranges.get(source),
-                     bias=module.bias.detach().clone() if module.bias is not None else None)
+        conv = _Conv(
+            node,
+            module,
+            self.value[source],
+            out,
+            self.ranges.get(source),
+            bias=module.bias.detach().clone() if module.bias is not None else None,
+        )
         if hasattr(module, "weight_quantizer") and module.weight_quantizer.enabled:
             self._read_int8(conv.x, str(node.target), conv.input_range)
         self.convs.append(conv)
@@ -198,8 +223,10 @@ class _Writer:
         tensor = self.value[node.args[0]]
         conv = self.conv_of.get(tensor)
         if conv is None or conv.bias is not None or conv.relu:
-            raise InputError(f"export_libspconv: {node.target} adds a bias that does not follow "
-                             "its sparse conv directly")
+            raise InputError(
+                f"export_libspconv: {node.target} adds a bias that does not follow "
+                "its sparse conv directly"
+            )
         conv.bias = module.bias.detach().clone()
         self.value[node] = tensor
 
@@ -217,9 +244,12 @@ class _Writer:
         ranges = [self.ranges.get(a), self.ranges.get(b)]
         attrs = {}
         if all(r is not None for r in ranges):
-            attrs = {"input0_dynamic_range": ranges[0], "input1_dynamic_range": ranges[1],
-                     "precision": "int8"}
-            for value, amax in zip((a, b), ranges):
+            attrs = {
+                "input0_dynamic_range": ranges[0],
+                "input1_dynamic_range": ranges[1],
+                "precision": "int8",
+            }
+            for value, amax in zip((a, b), ranges, strict=True):
                 self._read_int8(self.value[value], node.name, amax)
         else:
             attrs = {"precision": "fp16"}
@@ -233,21 +263,29 @@ class _Writer:
             dense_layout = model_layout[:2] + model_layout[2:][::-1]
         else:
             dense_layout = model_layout
-        attrs = {"input_spatial_shape": _order(spatial, self.flip),
-                 "output_shape": dense_layout, "format": self.options.order}
+        attrs = {
+            "input_spatial_shape": _order(spatial, self.flip),
+            "output_shape": dense_layout,
+            "format": self.options.order,
+        }
         self._emit(node, "ScatterDense", [self.value[source]], attrs)
         if self.options.model_order == "zyx":
             # back to the N,C,z,y,x the model's dense() gave, which its later ops assume
-            self._emit(node, "Transpose", [self.value[node]], {"dims": [0, 1, 4, 3, 2]},
-                       name=f"{node.name}_to_model_order")
+            self._emit(
+                node,
+                "Transpose",
+                [self.value[node]],
+                {"dims": [0, 1, 4, 3, 2]},
+                name=f"{node.name}_to_model_order",
+            )
 
-    def _emit(self, node: fx.Node, op: str, inputs: list[str], attrs: dict,
-              name: str | None = None) -> None:
+    def _emit(
+        self, node: fx.Node, op: str, inputs: list[str], attrs: dict, name: str | None = None
+    ) -> None:
         """One file node for `node`; a second one for the same fx node passes its own name and
         follows the first (the final sort is stable and keys on the fx node)."""
         out = f"{name or node.name}.output"
-        self.nodes.append((op, inputs, [out], dict(attrs, _name=name or node.name,
-                                                   _fx=node.name)))
+        self.nodes.append((op, inputs, [out], dict(attrs, _name=name or node.name, _fx=node.name)))
         self.value[node] = out
 
     # ---- convs, once all their readers are known ---------------------------------------------
@@ -262,20 +300,30 @@ class _Writer:
         entries = []
         for conv in self.convs:
             m = conv.module
-            int8 = hasattr(m, "weight_quantizer") and m.weight_quantizer.enabled and \
-                conv.input_range is not None
+            int8 = (
+                hasattr(m, "weight_quantizer")
+                and m.weight_quantizer.enabled
+                and conv.input_range is not None
+            )
             self.int8_convs += int8
             out_int8 = self._reads_int8(conv.out, readers, conv_inputs)
             attrs = self._conv_attrs(conv, int8, out_int8)
             weight, bias = self._weights(conv)
             w_name, b_name = f"{conv.node.target}.weight", f"{conv.node.target}.bias"
             self.initializers += [_fp16(w_name, weight), _fp16(b_name, bias)]
-            entries.append(("SparseConvolution", [conv.x, w_name, b_name], [conv.out],
-                            dict(attrs, _name=conv.node.name, _fx=conv.node.name)))
+            entries.append(
+                (
+                    "SparseConvolution",
+                    [conv.x, w_name, b_name],
+                    [conv.out],
+                    dict(attrs, _name=conv.node.name, _fx=conv.node.name),
+                )
+            )
         for op, _inputs, outputs, attrs in self.nodes:
             if op == "Add":
                 int8_out = attrs["precision"] == "int8" and self._reads_int8(
-                    outputs[0], readers, conv_inputs)
+                    outputs[0], readers, conv_inputs
+                )
                 attrs["output_precision"] = "int8" if int8_out else "fp16"
         # one list in the order the graph computes it
         graph_order = {n.name: i for i, n in enumerate(self.ir.graph.nodes)}
@@ -285,8 +333,10 @@ class _Writer:
     def _reads_int8(self, tensor: str, readers, conv_inputs) -> bool:
         """Every consumer reads `tensor` in INT8 (looking through Relu, which the engine fuses);
         a graph output, ScatterDense, Transpose or Reshape reads fp16."""
-        consumers = [hasattr(c.module, "weight_quantizer") and c.input_range is not None
-                     for c in conv_inputs.get(tensor, [])]
+        consumers = [
+            hasattr(c.module, "weight_quantizer") and c.input_range is not None
+            for c in conv_inputs.get(tensor, [])
+        ]
         for op, attrs, outputs in readers.get(tensor, []):
             if op == "Add":
                 consumers.append(attrs.get("precision") == "int8")
@@ -303,28 +353,38 @@ class _Writer:
         _, in_features, in_spatial = self.runtime[conv.node.args[0]]
         _, out_features, out_spatial = self.runtime[conv.node]
         attrs = {
-            "ndim": 3, "kernel_size": _order(m.kernel_size, flip),
-            "stride": _order(m.stride, flip), "padding": _order(m.padding, flip),
+            "ndim": 3,
+            "kernel_size": _order(m.kernel_size, flip),
+            "stride": _order(m.stride, flip),
+            "padding": _order(m.padding, flip),
             "dilation": _order(m.dilation, flip),
             "output_padding": _order(m.output_padding, flip),
-            "subm": int(m.subm), "inverse": int(m.inverse), "transposed": int(m.transposed),
-            "groups": int(m.groups), "in_channels": int(m.in_channels),
-            "out_channels": int(m.out_channels), "rulebook": m.indice_key or "",
+            "subm": int(m.subm),
+            "inverse": int(m.inverse),
+            "transposed": int(m.transposed),
+            "groups": int(m.groups),
+            "in_channels": int(m.in_channels),
+            "out_channels": int(m.out_channels),
+            "rulebook": m.indice_key or "",
             "activation": "ReLU" if conv.relu else "None",
             "output_bound": int(self.options.output_bound),
             "input_spatial_shape": _order(in_spatial, flip),
             "output_spatial_shape": _order(out_spatial, flip),
-            "input_shape": list(in_features), "output_shape": list(out_features),
+            "input_shape": list(in_features),
+            "output_shape": list(out_features),
             "precision": "int8" if int8 else "fp16",
             # an fp16 layer may still write INT8 for INT8 readers (the engine quantizes its output
             # with the readers' shared range)
-            "output_precision": "int8" if out_int8 else "fp16"}
+            "output_precision": "int8" if out_int8 else "fp16",
+        }
         if int8:
             attrs["input_dynamic_range"] = conv.input_range
             ranges = [float(v) for v in m.weight_quantizer.amax.detach().reshape(-1)]
             if not all(math.isfinite(v) and v > 0 for v in ranges):
-                raise InputError(f"export_libspconv: {conv.node.target} has zero or non-finite "
-                                 "weight ranges; recalibrate (qdq/sparse_conv_quant)")
+                raise InputError(
+                    f"export_libspconv: {conv.node.target} has zero or non-finite "
+                    "weight ranges; recalibrate (qdq/sparse_conv_quant)"
+                )
             attrs["weight_dynamic_ranges"] = ranges
         return attrs
 
@@ -335,12 +395,17 @@ class _Writer:
             weight = weight.reshape(m.in_channels, m.out_channels).T.reshape(weight.shape)
         if self.flip:
             weight = weight.transpose(0, 3, 2, 1, 4)
-        bias = conv.bias.detach().cpu().double().numpy() if conv.bias is not None else \
-            np.zeros(m.out_channels)
+        bias = (
+            conv.bias.detach().cpu().double().numpy()
+            if conv.bias is not None
+            else np.zeros(m.out_channels)
+        )
         for what, values in (("weight", weight), ("bias", bias)):
             if not np.isfinite(values).all():
-                raise InputError(f"export_libspconv: the {what} of {conv.node.target} has NaN "
-                                 "or inf; fix the checkpoint")
+                raise InputError(
+                    f"export_libspconv: the {what} of {conv.node.target} has NaN "
+                    "or inf; fix the checkpoint"
+                )
         return weight, bias
 
     # ---- the file -----------------------------------------------------------------------------
@@ -350,11 +415,13 @@ class _Writer:
             name = attrs.pop("_name")
             attrs.pop("_fx")
             nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
-        outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT16, None)
-                   for o in self.outputs]
+        outputs = [
+            helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT16, None) for o in self.outputs
+        ]
         graph = helper.make_graph(nodes, "libspconv", self.inputs, outputs, self.initializers)
-        model = helper.make_model(graph, producer_name="bevcc",
-                                  opset_imports=[helper.make_opsetid("", 11)])
+        model = helper.make_model(
+            graph, producer_name="bevcc", opset_imports=[helper.make_opsetid("", 11)]
+        )
         return model
 
     def op_counts(self) -> dict[str, int]:
@@ -371,7 +438,8 @@ def _amax(module: TensorQuantizer, name: str) -> float:
 
 def _is_relu(node: fx.Node, module) -> bool:
     return isinstance(module, nn.ReLU) or (
-        node.op == "call_function" and node.target in (torch.relu, nn.functional.relu))
+        node.op == "call_function" and node.target in (torch.relu, nn.functional.relu)
+    )
 
 
 def _only_reader(value: fx.Node, reader: fx.Node) -> bool:
@@ -386,7 +454,6 @@ def _order(values, flip: bool) -> list[int]:
 
 def _fp16(name: str, array: np.ndarray) -> onnx.TensorProto:
     data = np.ascontiguousarray(array, dtype=np.float16)
-    tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT16,
-                              dims=list(data.shape))
+    tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT16, dims=list(data.shape))
     tensor.raw_data = data.tobytes()
     return tensor

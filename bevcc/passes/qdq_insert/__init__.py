@@ -9,17 +9,25 @@ from bevcc.passes.qdq_insert.options import OnnxQdqOptions, QdqOptions
 
 PASSES = (
     PassInfo(
-        name="qdq_insert", ir="fx", quantizes=True,
+        name="qdq_insert",
+        ir="fx",
+        quantizes=True,
         impl="bevcc.passes.qdq_insert.fx:QdqInsertFx",
         options=QdqOptions,
-        summary=("Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
-                 "inputs (per tensor) and weights (per channel) (FX)."),
+        summary=(
+            "Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
+            "inputs (per tensor) and weights (per channel) (FX)."
+        ),
     ),
     PassInfo(
-        name="qdq_insert", ir="onnx", quantizes=True,
+        name="qdq_insert",
+        ir="onnx",
+        quantizes=True,
         impl="bevcc.passes.qdq_insert.onnx:QdqInsertOnnx",
         options=OnnxQdqOptions,
-        summary=("Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per "
-                 "tensor) and initializer weights (per channel), calibrated with onnxruntime (ONNX)."),
+        summary=(
+            "Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per "
+            "tensor) and initializer weights (per channel), calibrated with onnxruntime (ONNX)."
+        ),
     ),
 )

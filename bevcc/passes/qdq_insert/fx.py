@@ -29,25 +29,37 @@ MATMUL_METHODS = {"matmul", "bmm"}
 def quant_config(options: QdqOptions, from_api=None):
     """The effective config: pipeline options as defaults, then the config file (or the Python
     API's QuantConfig/dict when no file is named)."""
-    base = {"calibrator": options.calibrator, "percentile": options.percentile,
-            "per_channel": options.per_channel}
+    base = {
+        "calibrator": options.calibrator,
+        "percentile": options.percentile,
+        "per_channel": options.per_channel,
+    }
     config = load_quant_config(options.config or from_api)
     config = QuantConfig(config.default, dict(config.ops), list(config.overrides))  # a copy
     # Pipeline options are the defaults; the file's own top-level settings win over them.
-    file_defaults = {f: getattr(config.default, f) for f in base
-                     if getattr(config.default, f) != getattr(QuantSpec(), f)}
+    file_defaults = {
+        f: getattr(config.default, f)
+        for f in base
+        if getattr(config.default, f) != getattr(QuantSpec(), f)
+    }
     default = QuantSpec().updated({**base, **file_defaults}, "qdq_insert options")
-    ops = {op: default.updated({f: getattr(spec, f) for f in base
-                                if getattr(spec, f) != getattr(config.default, f)}, op)
-           for op, spec in config.ops.items()}
+    ops = {
+        op: default.updated(
+            {f: getattr(spec, f) for f in base if getattr(spec, f) != getattr(config.default, f)},
+            op,
+        )
+        for op, spec in config.ops.items()
+    }
     config.default, config.ops = default, ops
     return config
 
 
 class QdqInsertFx(Pass):
     name = "qdq_insert"
-    summary = ("Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
-               "inputs (per tensor) and weights (per channel) (FX).")
+    summary = (
+        "Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
+        "inputs (per tensor) and weights (per channel) (FX)."
+    )
     ir = "fx"
     quantizes = True
     Options = QdqOptions
@@ -59,9 +71,18 @@ class QdqInsertFx(Pass):
         config = quant_config(self.options, getattr(self.context, "quant_config", None))
         graph, module = ir.graph, ir.module
         modules = dict(module.named_modules())
-        _refuse_unquantizable(config, {**{n.name: n.op for n in graph.nodes}, **{
-            name: type(m).__name__ for name, m in modules.items()
-            if name and type(m) not in qm.QUANT_CLASSES}}, modules)
+        _refuse_unquantizable(
+            config,
+            {
+                **{n.name: n.op for n in graph.nodes},
+                **{
+                    name: type(m).__name__
+                    for name, m in modules.items()
+                    if name and type(m) not in qm.QUANT_CLASSES
+                },
+            },
+            modules,
+        )
         quantized: dict[str, int] = {}
         kept_float: list[str] = []
         floored: list[str] = []
@@ -86,44 +107,63 @@ class QdqInsertFx(Pass):
                 _insert_input_quantizer(ir, node, 0, f"{name}.input_quantizer", spec, inputs)
             else:
                 for i in (0, 1):
-                    _insert_input_quantizer(ir, node, i, f"{node.name}_input{i}_quantizer",
-                                            spec, inputs)
+                    _insert_input_quantizer(
+                        ir, node, i, f"{node.name}_input{i}_quantizer", spec, inputs
+                    )
             label = type(layer).__name__.removeprefix("Quant") if layer is not None else "matmul"
             quantized[label] = quantized.get(label, 0) + 1
         if not quantized:
             return PassResult(ir, modified=False, stats={"quantized": {}, "kept_float": kept_float})
         module.recompile()
         report = self._calibrate(ir, inputs)
-        return PassResult(ir, modified=True, stats={
-            "quantized": dict(sorted(quantized.items())),
-            "quantizers": len(inputs) + weight_quantizers,
-            "batches": report.batches, "unused_samples": report.unused_samples,
-            "calibrator": config.default.calibrator,
-            "kept_float": kept_float, "floored": floored + report.floored,
-            "unused_overrides": config.unused_overrides(names_seen)})
+        return PassResult(
+            ir,
+            modified=True,
+            stats={
+                "quantized": dict(sorted(quantized.items())),
+                "quantizers": len(inputs) + weight_quantizers,
+                "batches": report.batches,
+                "unused_samples": report.unused_samples,
+                "calibrator": config.default.calibrator,
+                "kept_float": kept_float,
+                "floored": floored + report.floored,
+                "unused_overrides": config.unused_overrides(names_seen),
+            },
+        )
 
     def _calibrate(self, ir: FxIR, inputs: dict[str, TensorQuantizer]):
         calib = self.context.calib if self.context is not None else None
         if calib is None:
-            raise UsageError("qdq_insert needs calibration data for its activation quantizers: "
-                             "give --calib DATA (bevcc.compile(..., calib=...))")
+            raise UsageError(
+                "qdq_insert needs calibration data for its activation quantizers: "
+                "give --calib DATA (bevcc.compile(..., calib=...))"
+            )
         names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
-        return calibrate(ir.module, fit_batches(calib, fx_input_shapes(ir)), names,
-                         ir.example_inputs, quantizers=inputs,
-                         max_batches=self.options.max_batches)
+        return calibrate(
+            ir.module,
+            fit_batches(calib, fx_input_shapes(ir)),
+            names,
+            ir.example_inputs,
+            quantizers=inputs,
+            max_batches=self.options.max_batches,
+        )
 
 
 def report_lines(stats: dict) -> list[str]:
     """`bevcc compile` lines of both qdq_insert passes."""
     counts = stats.get("quantized", {})
     layers = ", ".join(f"{k} {v}" for k, v in counts.items())
-    head = (f"quantized {sum(counts.values())} layers ({layers}), "
-            f"{stats.get('quantizers', 0)} quantizers, calibrated on "
-            f"{stats.get('batches', 0)} batches ({stats.get('calibrator')})")
+    head = (
+        f"quantized {sum(counts.values())} layers ({layers}), "
+        f"{stats.get('quantizers', 0)} quantizers, calibrated on "
+        f"{stats.get('batches', 0)} batches ({stats.get('calibrator')})"
+    )
     lines = [head]
     if stats.get("unused_samples"):
-        lines.append(f"  {stats['unused_samples']} calibration sample(s) left over after the last "
-                     "full batch were not used")
+        lines.append(
+            f"  {stats['unused_samples']} calibration sample(s) left over after the last "
+            "full batch were not used"
+        )
     lines += [f"  kept float: {name}" for name in stats.get("kept_float", [])]
     lines += [f"  amax floored (all-zero values): {name}" for name in stats.get("floored", [])]
     lines += [f"  override matched nothing: {p}" for p in stats.get("unused_overrides", [])]
@@ -138,9 +178,11 @@ def _refuse_unquantizable(config, kinds: dict[str, str], modules: dict) -> None:
         if any(c in pattern for c in "*?[") or pattern in quantizable:
             continue
         if pattern in kinds and values.get("enabled", True):
-            raise UsageError(f"qdq_insert: '{pattern}' is a {kinds[pattern]}, which has no "
-                             "quantizer; qdq_insert quantizes Conv1-3d, ConvTranspose1-3d, "
-                             "Linear and matmul/bmm (use a glob or remove the override)")
+            raise UsageError(
+                f"qdq_insert: '{pattern}' is a {kinds[pattern]}, which has no "
+                "quantizer; qdq_insert quantizes Conv1-3d, ConvTranspose1-3d, "
+                "Linear and matmul/bmm (use a glob or remove the override)"
+            )
 
 
 def _quantizable(node: fx.Node, modules: dict):
@@ -150,14 +192,21 @@ def _quantizable(node: fx.Node, modules: dict):
         if type(layer) in qm.QUANT_CLASSES:
             return node.target, qm.OP_TYPE[type(layer)], layer
         return None
-    if (node.op == "call_function" and node.target in MATMUL_FUNCTIONS) or \
-            (node.op == "call_method" and node.target in MATMUL_METHODS):
+    if (node.op == "call_function" and node.target in MATMUL_FUNCTIONS) or (
+        node.op == "call_method" and node.target in MATMUL_METHODS
+    ):
         return node.name, "matmul", None
     return None
 
 
-def _insert_input_quantizer(ir: FxIR, node: fx.Node, index: int, qualname: str, spec: QuantSpec,
-                            registry: dict[str, TensorQuantizer]) -> None:
+def _insert_input_quantizer(
+    ir: FxIR,
+    node: fx.Node,
+    index: int,
+    qualname: str,
+    spec: QuantSpec,
+    registry: dict[str, TensorQuantizer],
+) -> None:
     source = node.args[index]
     if not isinstance(source, fx.Node):
         return

@@ -35,8 +35,10 @@ class _Target:
 
 class QdqInsertOnnx(Pass):
     name = "qdq_insert"
-    summary = ("Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per tensor) "
-               "and initializer weights (per channel), calibrated with onnxruntime (ONNX).")
+    summary = (
+        "Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per tensor) "
+        "and initializer weights (per channel), calibrated with onnxruntime (ONNX)."
+    )
     ir = "onnx"
     quantizes = True
     Options = OnnxQdqOptions
@@ -102,28 +104,42 @@ class QdqInsertOnnx(Pass):
                 weights_done[key] = _qdq(graph, weight, amax, target.axis, uniq)
             target.node.inputs[target.weight] = weights_done[key]
         graph.toposort()
-        return PassResult(ir, modified=True, stats={
-            "quantized": dict(sorted(quantized.items())),
-            "quantizers": len(groups) + len(weights_done), "batches": batches,
-            "unused_samples": unused,
-            "calibrator": config.default.calibrator, "kept_float": kept_float,
-            "floored": floored, "unused_overrides": config.unused_overrides(names)})
+        return PassResult(
+            ir,
+            modified=True,
+            stats={
+                "quantized": dict(sorted(quantized.items())),
+                "quantizers": len(groups) + len(weights_done),
+                "batches": batches,
+                "unused_samples": unused,
+                "calibrator": config.default.calibrator,
+                "kept_float": kept_float,
+                "floored": floored,
+                "unused_overrides": config.unused_overrides(names),
+            },
+        )
 
     def _calibrate(self, ir: OnnxIR, calibrators: dict) -> tuple[int, int]:
         """(batches used, samples left over after the last full batch)."""
         calib = self.context.calib if self.context is not None else None
         if calib is None:
-            raise UsageError("qdq_insert needs calibration data for its activation quantizers: "
-                             "give --calib DATA (bevcc.compile(..., calib=...))")
+            raise UsageError(
+                "qdq_insert needs calibration data for its activation quantizers: "
+                "give --calib DATA (bevcc.compile(..., calib=...))"
+            )
         by_tensor = {}
         for key, calibrator in calibrators.items():
             by_tensor.setdefault(key[0], []).append(calibrator)
         fan_out = {name: _FanOut(cals) for name, cals in by_tensor.items()}
         model = ir.to_model()
         calib = fit_batches(calib, input_shapes(model))
-        used = calibrate_tensors(model, fan_out, calib,
-                                 budget_bytes=self.options.calib_memory_mb << 20,
-                                 max_batches=self.options.max_batches)
+        used = calibrate_tensors(
+            model,
+            fan_out,
+            calib,
+            budget_bytes=self.options.calib_memory_mb << 20,
+            max_batches=self.options.max_batches,
+        )
         return used, getattr(calib, "dropped", 0)
 
 
@@ -182,14 +198,26 @@ def _qdq(graph: gs.Graph, tensor: gs.Tensor, amax, axis: int | None, names: _Nam
     scale_c = gs.Constant(names(f"{tensor.name}_scale"), scale)
     zero_c = gs.Constant(names(f"{tensor.name}_zero_point"), np.zeros(scale.shape, np.int8))
     attrs = {} if axis is None else {"axis": int(axis)}
-    quantized = gs.Variable(names(f"{tensor.name}_quantized"), dtype=np.int8,
-                            shape=tensor.shape)
-    dequantized = gs.Variable(names(f"{tensor.name}_dequantized"), dtype=np.float32,
-                              shape=tensor.shape)
-    graph.nodes.append(gs.Node("QuantizeLinear", names(f"{tensor.name}_QuantizeLinear"),
-                               attrs=dict(attrs), inputs=[tensor, scale_c, zero_c],
-                               outputs=[quantized]))
-    graph.nodes.append(gs.Node("DequantizeLinear", names(f"{tensor.name}_DequantizeLinear"),
-                               attrs=dict(attrs), inputs=[quantized, scale_c, zero_c],
-                               outputs=[dequantized]))
+    quantized = gs.Variable(names(f"{tensor.name}_quantized"), dtype=np.int8, shape=tensor.shape)
+    dequantized = gs.Variable(
+        names(f"{tensor.name}_dequantized"), dtype=np.float32, shape=tensor.shape
+    )
+    graph.nodes.append(
+        gs.Node(
+            "QuantizeLinear",
+            names(f"{tensor.name}_QuantizeLinear"),
+            attrs=dict(attrs),
+            inputs=[tensor, scale_c, zero_c],
+            outputs=[quantized],
+        )
+    )
+    graph.nodes.append(
+        gs.Node(
+            "DequantizeLinear",
+            names(f"{tensor.name}_DequantizeLinear"),
+            attrs=dict(attrs),
+            inputs=[quantized, scale_c, zero_c],
+            outputs=[dequantized],
+        )
+    )
     return dequantized

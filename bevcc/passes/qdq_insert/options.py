@@ -9,20 +9,33 @@ from typing import Literal
 
 @dataclass
 class QdqOptions:
-    calibrator: str = field(default="max", metadata={
-        "help": "activation calibrator: max, histogram:percentile, histogram:mse, "
-                "histogram:entropy (histograms need the modelopt extra)"})
+    calibrator: str = field(
+        default="max",
+        metadata={
+            "help": "activation calibrator: max, histogram:percentile, histogram:mse, "
+            "histogram:entropy (histograms need the modelopt extra)"
+        },
+    )
     percentile: float = field(default=99.99, metadata={"help": "for histogram:percentile"})
     per_channel: bool = field(default=True, metadata={"help": "per-output-channel weight scales"})
-    conv_transpose_axis: Literal[0, 1] = field(default=0, metadata={
-        "help": "ConvTranspose weight axis for per-channel scales: 0 (TensorRT) or 1"})
-    config: str = field(default="", metadata={
-        "help": "quant config file (.toml/.yaml): per-op defaults and name/glob overrides"})
-    max_batches: int = field(default=0, metadata={"help": "calibrate on at most N batches (0: "
-                                                          "all)"})
+    conv_transpose_axis: Literal[0, 1] = field(
+        default=0,
+        metadata={"help": "ConvTranspose weight axis for per-channel scales: 0 (TensorRT) or 1"},
+    )
+    config: str = field(
+        default="",
+        metadata={
+            "help": "quant config file (.toml/.yaml): per-op defaults and name/glob overrides"
+        },
+    )
+    max_batches: int = field(
+        default=0, metadata={"help": "calibrate on at most N batches (0: all)"}
+    )
 
 
 @dataclass
 class OnnxQdqOptions(QdqOptions):
-    calib_memory_mb: int = field(default=512, metadata={
-        "help": "most megabytes of intermediate tensors fetched per onnxruntime run"})
+    calib_memory_mb: int = field(
+        default=512,
+        metadata={"help": "most megabytes of intermediate tensors fetched per onnxruntime run"},
+    )

@@ -9,17 +9,25 @@ from bevcc.passes.quantizer_unify.options import UnifyOptions
 
 PASSES = (
     PassInfo(
-        name="quantizer_unify", ir="fx", quantizes=True,
+        name="quantizer_unify",
+        ir="fx",
+        quantizes=True,
         impl="bevcc.passes.quantizer_unify.fx:QuantizerUnifyFx",
         options=UnifyOptions,
-        summary=("Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
-                 "data-movement ops) so TensorRT inserts no Reformat layers (FX)."),
+        summary=(
+            "Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
+            "data-movement ops) so TensorRT inserts no Reformat layers (FX)."
+        ),
     ),
     PassInfo(
-        name="quantizer_unify", ir="onnx", quantizes=True,
+        name="quantizer_unify",
+        ir="onnx",
+        quantizes=True,
         impl="bevcc.passes.quantizer_unify.onnx:QuantizerUnifyOnnx",
         options=UnifyOptions,
-        summary=("Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ "
-                 "on Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX)."),
+        summary=(
+            "Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ "
+            "on Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX)."
+        ),
     ),
 )

@@ -29,18 +29,22 @@ from bevcc.quant.quantizer import TensorQuantizer
 
 class QuantizerUnifyFx(Pass):
     name = "quantizer_unify"
-    summary = ("Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
-               "data-movement ops) so TensorRT inserts no Reformat layers (FX).")
+    summary = (
+        "Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
+        "data-movement ops) so TensorRT inserts no Reformat layers (FX)."
+    )
     ir = "fx"
     quantizes = True
     Options = UnifyOptions
 
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
-        line = (f"{stats.get('quantizers_before', 0)} activation quantizers -> "
-                f"{stats.get('quantizers_after', 0)} (one per scale domain); inserted on Add "
-                f"inputs {inserted.get('add', 0)}, on Concat inputs {inserted.get('concat', 0)}; "
-                f"recalibrated {stats.get('recalibrated', 0)}")
+        line = (
+            f"{stats.get('quantizers_before', 0)} activation quantizers -> "
+            f"{stats.get('quantizers_after', 0)} (one per scale domain); inserted on Add "
+            f"inputs {inserted.get('add', 0)}, on Concat inputs {inserted.get('concat', 0)}; "
+            f"recalibrated {stats.get('recalibrated', 0)}"
+        )
         return [line]
 
     def call(self, ir: FxIR) -> PassResult:
@@ -106,10 +110,19 @@ class QuantizerUnifyFx(Pass):
             module.recompile()  # calibration below runs the new graph
             live = set(graph.nodes)
             recalibrated = self._recalibrate(
-                ir, shared | {n.target for n in new_quantizers if n in live})
-        return PassResult(ir, modified=changed, stats={
-            "quantizers_before": before, "quantizers_after": after,
-            "inserted": inserted, "merged_calls": merged, "recalibrated": recalibrated})
+                ir, shared | {n.target for n in new_quantizers if n in live}
+            )
+        return PassResult(
+            ir,
+            modified=changed,
+            stats={
+                "quantizers_before": before,
+                "quantizers_after": after,
+                "inserted": inserted,
+                "merged_calls": merged,
+                "recalibrated": recalibrated,
+            },
+        )
 
     def _add_targets(self, sides, modules, order) -> list[int]:
         """Which Add inputs get a quantizer under the policy."""
@@ -126,10 +139,12 @@ class QuantizerUnifyFx(Pass):
 
     def _insert(self, ir, consumer, index, source, template, kind) -> fx.Node:
         """A new TensorQuantizer on the edge source -> consumer, set up like `template`."""
-        name = f"{consumer.name}_{kind}_input{index if isinstance(index, int) else index[1]}" \
-               "_quantizer"
-        quantizer = TensorQuantizer(calibrator=template.calibrator_name,
-                                    percentile=template.percentile)
+        name = (
+            f"{consumer.name}_{kind}_input{index if isinstance(index, int) else index[1]}_quantizer"
+        )
+        quantizer = TensorQuantizer(
+            calibrator=template.calibrator_name, percentile=template.percentile
+        )
         ir.module.add_submodule(name, quantizer)
         with ir.graph.inserting_before(consumer):
             qnode = ir.graph.call_module(name, (source,))
@@ -174,8 +189,10 @@ class QuantizerUnifyFx(Pass):
         if calib is None:
             uncalibrated = [t for t, q in quantizers.items() if q.amax is None]
             if uncalibrated:
-                raise UsageError(f"quantizer_unify added quantizers ({', '.join(uncalibrated)}) "
-                                 "that need calibration data: give --calib DATA")
+                raise UsageError(
+                    f"quantizer_unify added quantizers ({', '.join(uncalibrated)}) "
+                    "that need calibration data: give --calib DATA"
+                )
             return 0
         for q in quantizers.values():
             q.amax = None  # calibrate() fills every quantizer without an amax

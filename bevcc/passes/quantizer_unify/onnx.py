@@ -21,18 +21,22 @@ from bevcc.trt.rules import ALL, rule_for
 
 class QuantizerUnifyOnnx(Pass):
     name = "quantizer_unify"
-    summary = ("Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ on "
-               "Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX).")
+    summary = (
+        "Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ on "
+        "Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX)."
+    )
     ir = "onnx"
     quantizes = True
     Options = UnifyOptions
 
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
-        line = (f"{stats.get('domains', 0)} scale domains; rescaled {stats.get('rescaled', 0)} "
-                f"Q/DQ, merged {stats.get('merged', 0)} pairs, inserted on Add inputs "
-                f"{inserted.get('add', 0)}, on Concat inputs {inserted.get('concat', 0)}; left "
-                f"float (no scale known): {', '.join(stats.get('unscaled', [])) or 'none'}")
+        line = (
+            f"{stats.get('domains', 0)} scale domains; rescaled {stats.get('rescaled', 0)} "
+            f"Q/DQ, merged {stats.get('merged', 0)} pairs, inserted on Add inputs "
+            f"{inserted.get('add', 0)}, on Concat inputs {inserted.get('concat', 0)}; left "
+            f"float (no scale known): {', '.join(stats.get('unscaled', [])) or 'none'}"
+        )
         return [line]
 
     def call(self, ir: OnnxIR) -> PassResult:
@@ -50,8 +54,12 @@ class QuantizerUnifyOnnx(Pass):
                 for index in self._add_targets(view, node, order):
                     wanted.append((node.output[0], index, "add"))
             rule = rule_for(node)
-            if rule is not None and rule.shares_scale is ALL and self.options.concat_inputs \
-                    and view.domains.find(node.output[0]) in before:
+            if (
+                rule is not None
+                and rule.shares_scale is ALL
+                and self.options.concat_inputs
+                and view.domains.find(node.output[0]) in before
+            ):
                 for index in range(len(node.input)):
                     wanted.append((node.output[0], index, "concat"))
         graph = ir.graph
@@ -77,9 +85,17 @@ class QuantizerUnifyOnnx(Pass):
         if changed:
             graph.cleanup(remove_unused_graph_inputs=False)
             graph.toposort()
-        return PassResult(ir, modified=changed, stats={
-            "domains": len(before), "rescaled": rescaled, "merged": merged,
-            "inserted": inserted, "unscaled": unscaled})
+        return PassResult(
+            ir,
+            modified=changed,
+            stats={
+                "domains": len(before),
+                "rescaled": rescaled,
+                "merged": merged,
+                "inserted": inserted,
+                "unscaled": unscaled,
+            },
+        )
 
     def _add_targets(self, view: QdqGraph, node, order) -> list[int]:
         if self.options.add == "shared":
@@ -90,8 +106,9 @@ class QuantizerUnifyOnnx(Pass):
         if convs == [False, True]:
             return [0]
         if convs == [True, True]:
-            first = order[id(view.producer[node.input[0]])] < \
-                order[id(view.producer[node.input[1]])]
+            first = (
+                order[id(view.producer[node.input[0]])] < order[id(view.producer[node.input[1]])]
+            )
             return [0] if first else [1]
         return [0, 1]
 
@@ -114,8 +131,7 @@ class QuantizerUnifyOnnx(Pass):
                 continue  # one (scale, zero point) pair: its value is the domain's maximum
             value = np.asarray(scale_of_domain[root], np.float32).reshape(())
             scale = gs.Constant(_unique(f"{root}_shared_scale", tensors), value)
-            zero = gs.Constant(_unique(f"{root}_shared_zero_point", tensors),
-                               np.zeros((), np.int8))
+            zero = gs.Constant(_unique(f"{root}_shared_zero_point", tensors), np.zeros((), np.int8))
             for node in nodes:
                 if float(np.asarray(node.inputs[1].values)) != float(value):
                     rescaled += 1
@@ -190,16 +206,30 @@ def _unique(base: str, tensors: dict) -> str:
 
 
 def _qdq(graph: gs.Graph, tensor: gs.Tensor, scale: float, tensors: dict) -> gs.Variable:
-    value = gs.Constant(_unique(f"{tensor.name}_scale", tensors),
-                        np.asarray(scale, np.float32).reshape(()))
+    value = gs.Constant(
+        _unique(f"{tensor.name}_scale", tensors), np.asarray(scale, np.float32).reshape(())
+    )
     zero = gs.Constant(_unique(f"{tensor.name}_zero_point", tensors), np.zeros((), np.int8))
-    quantized = gs.Variable(_unique(f"{tensor.name}_unified_q", tensors), dtype=np.int8,
-                            shape=tensor.shape)
-    out = gs.Variable(_unique(f"{tensor.name}_unified_dq", tensors), dtype=tensor.dtype,
-                      shape=tensor.shape)
-    graph.nodes.append(gs.Node("QuantizeLinear", _unique(f"{tensor.name}_unified_Q", tensors),
-                               inputs=[tensor, value, zero], outputs=[quantized]))
-    graph.nodes.append(gs.Node("DequantizeLinear", _unique(f"{tensor.name}_unified_DQ", tensors),
-                               inputs=[quantized, value, zero], outputs=[out]))
+    quantized = gs.Variable(
+        _unique(f"{tensor.name}_unified_q", tensors), dtype=np.int8, shape=tensor.shape
+    )
+    out = gs.Variable(
+        _unique(f"{tensor.name}_unified_dq", tensors), dtype=tensor.dtype, shape=tensor.shape
+    )
+    graph.nodes.append(
+        gs.Node(
+            "QuantizeLinear",
+            _unique(f"{tensor.name}_unified_Q", tensors),
+            inputs=[tensor, value, zero],
+            outputs=[quantized],
+        )
+    )
+    graph.nodes.append(
+        gs.Node(
+            "DequantizeLinear",
+            _unique(f"{tensor.name}_unified_DQ", tensors),
+            inputs=[quantized, value, zero],
+            outputs=[out],
+        )
+    )
     return out
-

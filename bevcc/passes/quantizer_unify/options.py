@@ -9,8 +9,14 @@ from typing import Literal
 
 @dataclass
 class UnifyOptions:
-    add: Literal["residual", "shared"] = field(default="residual", metadata={
-        "help": "Add inputs: residual (quantize the identity input only, so TensorRT fuses the "
-                "conv branch) or shared (all inputs one quantizer)"})
-    concat_inputs: bool = field(default=True, metadata={
-        "help": "put the shared quantizer on every input of a quantized Concat"})
+    add: Literal["residual", "shared"] = field(
+        default="residual",
+        metadata={
+            "help": "Add inputs: residual (quantize the identity input only, so TensorRT fuses the "
+            "conv branch) or shared (all inputs one quantizer)"
+        },
+    )
+    concat_inputs: bool = field(
+        default=True,
+        metadata={"help": "put the shared quantizer on every input of a quantized Concat"},
+    )

@@ -9,18 +9,26 @@ from bevcc.passes.sensitivity_disable.options import SensitivityOptions
 
 PASSES = (
     PassInfo(
-        name="sensitivity_disable", ir="fx", quantizes=True,
+        name="sensitivity_disable",
+        ir="fx",
+        quantizes=True,
         impl="bevcc.passes.sensitivity_disable.fx:SensitivityDisable",
         options=SensitivityOptions,
-        summary=("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
-                 "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX)."),
+        summary=(
+            "Rank quantized units by the accuracy their INT8 costs and keep the worst float "
+            "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX)."
+        ),
     ),
     PassInfo(
-        name="sensitivity_disable", ir="onnx", quantizes=True,
+        name="sensitivity_disable",
+        ir="onnx",
+        quantizes=True,
         impl="bevcc.passes.sensitivity_disable.onnx:SensitivityDisableOnnx",
         options=SensitivityOptions,
-        summary=("Rank a Q/DQ file's units (scale domains with their layers' weights) by the "
-                 "accuracy their INT8 costs, measured by onnxruntime, and remove the worst ones' "
-                 "Q/DQ (top_k, min_sqnr_db, max_drop or explicit names); writes a report (ONNX)."),
+        summary=(
+            "Rank a Q/DQ file's units (scale domains with their layers' weights) by the "
+            "accuracy their INT8 costs, measured by onnxruntime, and remove the worst ones' "
+            "Q/DQ (top_k, min_sqnr_db, max_drop or explicit names); writes a report (ONNX)."
+        ),
     ),
 )

@@ -74,13 +74,20 @@ class SensitivityFlow(Pass):
 
     def report(self, stats: dict) -> list[str]:
         if not stats.get("units"):
-            return [("no quantized units: nothing to measure (quantize first, e.g. with "
-                    "qdq_insert)")]
-        lines = [(f"{stats.get('units', 0)} units; kept float: "
-                 f"{', '.join(stats.get('disabled', [])) or 'none'}")]
+            return [
+                ("no quantized units: nothing to measure (quantize first, e.g. with qdq_insert)")
+            ]
+        lines = [
+            (
+                f"{stats.get('units', 0)} units; kept float: "
+                f"{', '.join(stats.get('disabled', [])) or 'none'}"
+            )
+        ]
         if stats.get("final") is not None:
-            lines.append(f"  {stats['metric']} (vs the float model): all INT8 "
-                         f"{stats['all_int8']:.4g}, after {stats['final']:.4g}")
+            lines.append(
+                f"  {stats['metric']} (vs the float model): all INT8 "
+                f"{stats['all_int8']:.4g}, after {stats['final']:.4g}"
+            )
         lines += [f"  pattern matched nothing: {p}" for p in stats.get("unused", [])]
         lines += [f"  wrote {p}" for p in stats.get("files", [])]
         return lines
@@ -97,10 +104,10 @@ class SensitivityFlow(Pass):
             explicit += listed
         chosen, unused = decide.match_units(units, explicit)
         for pattern in unused:  # likely a typo: say so where the user looks, not only in stats
-            warnings.warn(f"sensitivity_disable: '{pattern}' matches no quantized unit",
-                          stacklevel=2)
-        budgets = [options.top_k > 0, options.min_sqnr_db is not None,
-                   options.max_drop is not None]
+            warnings.warn(
+                f"sensitivity_disable: '{pattern}' matches no quantized unit", stacklevel=2
+            )
+        budgets = [options.top_k > 0, options.min_sqnr_db is not None, options.max_drop is not None]
         if sum(budgets) > 1:
             raise UsageError("sensitivity_disable: give one of top_k, min_sqnr_db, max_drop")
         table, summary, files = {}, {}, []
@@ -110,13 +117,14 @@ class SensitivityFlow(Pass):
         if measuring:
             evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
             modes = analysis.MODES if options.mode == "both" else (options.mode,)
-            key = analysis.run_key(ir.fingerprint(), units, metric_name, len(evaluator.batches),
-                                   modes)
+            key = analysis.run_key(
+                ir.fingerprint(), units, metric_name, len(evaluator.batches), modes
+            )
             table = analysis.measure(evaluator, units, modes, self._results_path(), key)
             ordered = [u for u in decide.sensitivity_order(units, table) if u not in chosen]
             summary["all_int8"] = self._score(evaluator, units, chosen)
             if options.top_k > 0:
-                chosen += ordered[:options.top_k]
+                chosen += ordered[: options.top_k]
             elif options.min_sqnr_db is not None or options.max_drop is not None:
                 chosen = self._greedy(evaluator, units, chosen, ordered)
             summary["final"] = self._score(evaluator, units, chosen)
@@ -125,9 +133,18 @@ class SensitivityFlow(Pass):
             ir = self._disable(ir, units, chosen)
         disabled = {u.name for u in chosen}
         files = self._write(units, table, disabled, summary, options)
-        return PassResult(ir, modified=bool(chosen), stats={
-            "units": len(units), "disabled": [u.name for u in chosen], "unused": unused,
-            "table": table, "files": [str(f) for f in files], **summary})
+        return PassResult(
+            ir,
+            modified=bool(chosen),
+            stats={
+                "units": len(units),
+                "disabled": [u.name for u in chosen],
+                "unused": unused,
+                "table": table,
+                "files": [str(f) for f in files],
+                **summary,
+            },
+        )
 
     # ---- helpers ------------------------------------------------------------------------------
     def _evaluator(self, ir: IR, units: list, sqnr_budget: bool):
@@ -138,8 +155,10 @@ class SensitivityFlow(Pass):
         metrics = {**BUILTIN, **{n: e.obj for n, e in getattr(registry, "metrics", {}).items()}}
         name = "sqnr" if sqnr_budget else self.options.metric
         if name not in metrics:
-            raise UsageError(f"sensitivity_disable: unknown metric '{name}' (known: "
-                             f"{', '.join(sorted(metrics))})")
+            raise UsageError(
+                f"sensitivity_disable: unknown metric '{name}' (known: "
+                f"{', '.join(sorted(metrics))})"
+            )
         calib.input_names = self._input_names(ir)
         batches = []
         for batch in fit_batches(calib, self._input_shapes(ir)):
@@ -147,9 +166,11 @@ class SensitivityFlow(Pass):
             if len(batches) >= self.options.eval_batches:
                 break
         if not batches:  # e.g. batches that lack the model's inputs
-            raise InputError(f"calibration data {getattr(calib, 'description', '')} gave no "
-                             f"evaluation batch for the model's inputs "
-                             f"({', '.join(self._input_names(ir))}); give arrays keyed by them")
+            raise InputError(
+                f"calibration data {getattr(calib, 'description', '')} gave no "
+                f"evaluation batch for the model's inputs "
+                f"({', '.join(self._input_names(ir))}); give arrays keyed by them"
+            )
         evaluator = self._make_evaluator(ir, units, batches, metrics[name])
         self._float_score = evaluator.metric(evaluator.reference, evaluator.reference, batches)
         return evaluator, name
@@ -182,12 +203,25 @@ class SensitivityFlow(Pass):
         rank, _ = rank_and_world()
         if directory is None or rank != 0:
             return []
-        files = report.write_report(directory, summary.get("metric", options.metric), summary,
-                                    report.rows(units, table, disabled))
+        files = report.write_report(
+            directory,
+            summary.get("metric", options.metric),
+            summary,
+            report.rows(units, table, disabled),
+        )
         listed = [u for u in units if u.name in disabled]
-        reason = {k: v for k, v in {"top_k": options.top_k, "min_sqnr_db": options.min_sqnr_db,
-                                    "max_drop": options.max_drop, "disable": options.disable,
-                                    "metric": summary.get("metric")}.items() if v}
-        decide.write_disable_list(directory / "disable_list.json", listed,
-                                  {**self._listed_reason, **reason})
+        reason = {
+            k: v
+            for k, v in {
+                "top_k": options.top_k,
+                "min_sqnr_db": options.min_sqnr_db,
+                "max_drop": options.max_drop,
+                "disable": options.disable,
+                "metric": summary.get("metric"),
+            }.items()
+            if v
+        }
+        decide.write_disable_list(
+            directory / "disable_list.json", listed, {**self._listed_reason, **reason}
+        )
         return [*files, directory / "disable_list.json"]

@@ -16,17 +16,27 @@ def section(runs: list[dict], artifacts: Path, build_dir: Path) -> dict:
 
     stats = runs[-1]
     table, disabled = stats.get("table", {}), set(stats.get("disabled", []))
-    ranking = [{"unit": name, "alone_quantized": table[name].get("alone_quantized"),
-                "alone_float": table[name].get("alone_float"),
-                "decision": "float" if name in disabled else "int8"}
-               for name in ranked_names(table)[:RANKING_ROWS]]
+    ranking = [
+        {
+            "unit": name,
+            "alone_quantized": table[name].get("alone_quantized"),
+            "alone_float": table[name].get("alone_float"),
+            "decision": "float" if name in disabled else "int8",
+        }
+        for name in ranked_names(table)[:RANKING_ROWS]
+    ]
     markdown = Path(artifacts) / "sensitivity.md"
-    return {"kept_float": list(stats.get("disabled", [])),
-            "sensitivity": {
-                "metric": stats.get("metric"), "all_int8": stats.get("all_int8"),
-                "final": stats.get("final"), "units": stats.get("units", 0),
-                "ranking": ranking,
-                "report": str(markdown.relative_to(build_dir)) if markdown.is_file() else None}}
+    return {
+        "kept_float": list(stats.get("disabled", [])),
+        "sensitivity": {
+            "metric": stats.get("metric"),
+            "all_int8": stats.get("all_int8"),
+            "final": stats.get("final"),
+            "units": stats.get("units", 0),
+            "ranking": ranking,
+            "report": str(markdown.relative_to(build_dir)) if markdown.is_file() else None,
+        },
+    }
 
 
 def lines(entry: dict) -> list[str]:
@@ -34,17 +44,26 @@ def lines(entry: dict) -> list[str]:
     if s is None:
         return []
     kept = ", ".join(entry.get("kept_float") or []) or "none"
-    out = [f"- kept float by sensitivity_disable: {kept} (of {s['units']} units"
-           + (f"; full table `{s['report']}`)" if s["report"] else ")")]
+    out = [
+        f"- kept float by sensitivity_disable: {kept} (of {s['units']} units"
+        + (f"; full table `{s['report']}`)" if s["report"] else ")")
+    ]
     if s["metric"] is None:
         return out  # explicit names only: nothing was measured
-    out += [(f"- {s['metric']} vs the float model: all INT8 {_number(s['all_int8'])}, "
-             f"after {_number(s['final'])}"), "",
-            (f"| rank | unit | {s['metric']} alone quantized | {s['metric']} alone float | "
-             "decision |"), "|---|---|---|---|---|"]
-    out += [f"| {i} | {row['unit']} | {_number(row['alone_quantized'])} | "
-            f"{_number(row['alone_float'])} | {row['decision']} |"
-            for i, row in enumerate(s["ranking"], 1)]
+    out += [
+        (
+            f"- {s['metric']} vs the float model: all INT8 {_number(s['all_int8'])}, "
+            f"after {_number(s['final'])}"
+        ),
+        "",
+        (f"| rank | unit | {s['metric']} alone quantized | {s['metric']} alone float | decision |"),
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {i} | {row['unit']} | {_number(row['alone_quantized'])} | "
+        f"{_number(row['alone_float'])} | {row['decision']} |"
+        for i, row in enumerate(s["ranking"], 1)
+    ]
     return out
 
 
@@ -52,8 +71,10 @@ def replay(reports: Path) -> list[tuple[str, str]]:
     """The step's options that repeat the set's decision: its recorded disable list."""
     recorded = Path(reports) / "disable_list.json"
     if not recorded.is_file():
-        raise InputError(f"{recorded}: missing; the set's sensitivity decisions are needed to "
-                         "rebuild its PyTorch model")
+        raise InputError(
+            f"{recorded}: missing; the set's sensitivity decisions are needed to "
+            "rebuild its PyTorch model"
+        )
     return [("list", str(recorded))]
 
 

@@ -8,8 +8,10 @@ from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
 
 
 class SensitivityDisable(SensitivityFlow):
-    summary = ("Rank quantized units by the accuracy their INT8 costs and keep the worst float "
-               "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX).")
+    summary = (
+        "Rank quantized units by the accuracy their INT8 costs and keep the worst float "
+        "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX)."
+    )
     ir = "fx"
 
     def _units(self, ir):

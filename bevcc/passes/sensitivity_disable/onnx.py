@@ -14,9 +14,11 @@ from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
 
 
 class SensitivityDisableOnnx(SensitivityFlow):
-    summary = ("Rank a Q/DQ file's units (scale domains with their layers' weights) by the "
-               "accuracy their INT8 costs, measured by onnxruntime, and remove the worst ones' "
-               "Q/DQ (top_k, min_sqnr_db, max_drop or explicit names); writes a report (ONNX).")
+    summary = (
+        "Rank a Q/DQ file's units (scale domains with their layers' weights) by the "
+        "accuracy their INT8 costs, measured by onnxruntime, and remove the worst ones' "
+        "Q/DQ (top_k, min_sqnr_db, max_drop or explicit names); writes a report (ONNX)."
+    )
     ir = "onnx"
 
     def call(self, ir: OnnxIR):
@@ -48,8 +50,13 @@ class SensitivityDisableOnnx(SensitivityFlow):
     def _make_evaluator(self, ir, units, batches, metric):
         from bevcc.sensitivity.onnx_eval import OnnxEvaluator
 
-        return OnnxEvaluator(self._model(ir), units, batches, metric,
-                             getattr(self.context.calib, "description", "the evaluation data"))
+        return OnnxEvaluator(
+            self._model(ir),
+            units,
+            batches,
+            metric,
+            getattr(self.context.calib, "description", "the evaluation data"),
+        )
 
     def _disable(self, ir, units, chosen):
         from bevcc.sensitivity.onnx_strip import strip

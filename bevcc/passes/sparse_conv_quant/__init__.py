@@ -9,10 +9,14 @@ from bevcc.passes.sparse_conv_quant.options import SparseQuantOptions
 
 PASSES = (
     PassInfo(
-        name="sparse_conv_quant", ir="fx", quantizes=True,
+        name="sparse_conv_quant",
+        ir="fx",
+        quantizes=True,
         impl="bevcc.passes.sparse_conv_quant.fx:SparseConvQuant",
         options=SparseQuantOptions,
-        summary=("Insert calibrated INT8 quantizers on spconv convolutions (input per tensor, "
-                 "weight per output channel) and sparse residual Adds; fp16 layers by name (FX)."),
+        summary=(
+            "Insert calibrated INT8 quantizers on spconv convolutions (input per tensor, "
+            "weight per output channel) and sparse residual Adds; fp16 layers by name (FX)."
+        ),
     ),
 )

@@ -30,17 +30,21 @@ from bevcc.sparse.layers import is_sparse_conv
 
 class SparseConvQuant(Pass):
     name = "sparse_conv_quant"
-    summary = ("Insert calibrated INT8 quantizers on spconv convolutions (input per tensor, "
-               "weight per output channel) and sparse residual Adds; fp16 layers by name (FX).")
+    summary = (
+        "Insert calibrated INT8 quantizers on spconv convolutions (input per tensor, "
+        "weight per output channel) and sparse residual Adds; fp16 layers by name (FX)."
+    )
     ir = "fx"
     quantizes = True
     Options = SparseQuantOptions
 
     def report(self, stats: dict) -> list[str]:
         convs = ", ".join(f"{k} {v}" for k, v in stats.get("quantized", {}).items())
-        head = (f"quantized {sum(stats.get('quantized', {}).values())} sparse convs ({convs}) "
-                f"and {stats.get('adds', 0)} residual Adds, calibrated on "
-                f"{stats.get('batches', 0)} batches")
+        head = (
+            f"quantized {sum(stats.get('quantized', {}).values())} sparse convs ({convs}) "
+            f"and {stats.get('adds', 0)} residual Adds, calibrated on "
+            f"{stats.get('batches', 0)} batches"
+        )
         lines = [head, f"  fp16: {', '.join(stats.get('fp16', [])) or 'none'}"]
         lines += [f"  amax floored (all-zero values): {n}" for n in stats.get("floored", [])]
         lines += [f"  fp16 pattern matched nothing: {p}" for p in stats.get("unused", [])]
@@ -52,9 +56,13 @@ class SparseConvQuant(Pass):
         canonical(self.options.calibrator)
         graph, module = ir.graph, ir.module
         modules = dict(module.named_modules())
-        convs = [n for n in graph.nodes if n.op == "call_module" and
-                 is_sparse_conv(modules.get(n.target)) and
-                 not hasattr(modules[n.target], "weight_quantizer")]
+        convs = [
+            n
+            for n in graph.nodes
+            if n.op == "call_module"
+            and is_sparse_conv(modules.get(n.target))
+            and not hasattr(modules[n.target], "weight_quantizer")
+        ]
         if not convs:
             return PassResult(ir, modified=False, stats={"quantized": {}})
         adds = [n for n in graph.nodes if _is_sparse_residual_add(n)]
@@ -84,16 +92,30 @@ class SparseConvQuant(Pass):
         module.recompile()
         calib = self.context.calib if self.context is not None else None
         if calib is None:
-            raise UsageError("sparse_conv_quant needs calibration data: give --calib DATA with "
-                             "the voxel inputs")
+            raise UsageError(
+                "sparse_conv_quant needs calibration data: give --calib DATA with the voxel inputs"
+            )
         names = [n.name for n in graph.nodes if n.op == "placeholder"]
-        report = calibrate(module, calib, names, ir.example_inputs, quantizers=new,
-                           max_batches=self.options.max_batches)
-        return PassResult(ir, modified=True, stats={
-            "quantized": dict(sorted(quantized.items())),
-            "adds": sum(n.name not in fp16 for n in adds),
-            "fp16": sorted(fp16), "unused": unused, "batches": report.batches,
-            "floored": floored + report.floored})
+        report = calibrate(
+            module,
+            calib,
+            names,
+            ir.example_inputs,
+            quantizers=new,
+            max_batches=self.options.max_batches,
+        )
+        return PassResult(
+            ir,
+            modified=True,
+            stats={
+                "quantized": dict(sorted(quantized.items())),
+                "adds": sum(n.name not in fp16 for n in adds),
+                "fp16": sorted(fp16),
+                "unused": unused,
+                "batches": report.batches,
+                "floored": floored + report.floored,
+            },
+        )
 
     def _fp16(self, conv_names: list[str], add_names: list[str]) -> tuple[set[str], list[str]]:
         """Names kept fp16: sparse convs (module names) and residual Adds (node names)."""
@@ -112,8 +134,9 @@ class SparseConvQuant(Pass):
         return chosen, unused
 
     def _quantize_input(self, ir, node, index, qualname, new) -> None:
-        quantizer = TensorQuantizer(calibrator=self.options.calibrator,
-                                    percentile=self.options.percentile)
+        quantizer = TensorQuantizer(
+            calibrator=self.options.calibrator, percentile=self.options.percentile
+        )
         ir.module.add_submodule(qualname, quantizer)
         new[qualname] = quantizer
         with ir.graph.inserting_before(node):
@@ -127,8 +150,13 @@ def _is_sparse_residual_add(node: fx.Node) -> bool:
     """features + features of two sparse tensors (the sparse basic block's identity Add)."""
     if node.op != "call_function" or node.target is not operator.add or len(node.args) != 2:
         return False
-    return all(isinstance(a, fx.Node) and a.op == "call_function" and a.target is getattr and
-               a.args[1:] == ("features",) for a in node.args)
+    return all(
+        isinstance(a, fx.Node)
+        and a.op == "call_function"
+        and a.target is getattr
+        and a.args[1:] == ("features",)
+        for a in node.args
+    )
 
 
 def _round_to_fp16(module) -> None:

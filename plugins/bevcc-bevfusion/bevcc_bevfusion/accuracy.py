@@ -50,8 +50,11 @@ def fx_pipelines(with_sensitivity: bool) -> dict[str, str]:
     files = tomllib.loads(CONFIG.read_text())["files"]
     result = {}
     for entry in files:
-        group = next(e for e in parse_pipeline(entry["pipeline"]).elements
-                     if isinstance(e, IRGroup) and e.ir == "fx")
+        group = next(
+            e
+            for e in parse_pipeline(entry["pipeline"]).elements
+            if isinstance(e, IRGroup) and e.ir == "fx"
+        )
         steps = [s for s in group.steps if with_sensitivity or s.name != "sensitivity_disable"]
         result[entry["name"]] = IRGroup("fx", steps).text()
     return result
@@ -66,8 +69,7 @@ def quantized(pipelines: dict[str, str], log) -> BEVFusion:
         calib = getattr(small, f"{attribute}_calib")()
         result = bevcc.compile(builder(), pipeline=pipelines[file], calib=calib, stream=log)
         setattr(model, attribute, result.ir.module)
-        print(f"  {file}: {pipelines[file]} ({time.time() - start:.1f} s)", file=log,
-              flush=True)
+        print(f"  {file}: {pipelines[file]} ({time.time() - start:.1f} s)", file=log, flush=True)
     return model.eval()
 
 
@@ -76,14 +78,16 @@ def fine_tune(model: BEVFusion, scenes, lr: float = 2e-4, seed: int = 0) -> BEVF
     torch.manual_seed(seed)
     model = copy.deepcopy(model)
     trainable = ("camera_backbone", "camera_vtransform", "fuser", "head")
-    params = [p for name in trainable for p in getattr(model, name).parameters()
-              if p.is_floating_point()]
+    params = [
+        p for name in trainable for p in getattr(model, name).parameters() if p.is_floating_point()
+    ]
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps = len(scenes)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+    )
     order = list(range(len(scenes)))
     random.Random(seed).shuffle(order)
     lidar = {}  # the frozen lidar backbone's output per scene, computed once
@@ -96,8 +100,7 @@ def fine_tune(model: BEVFusion, scenes, lr: float = 2e-4, seed: int = 0) -> BEVF
             with torch.no_grad():
                 lidar[i] = model.lidar_backbone(*voxelize(points, model.preset))
         camera = model.camera_vtransform(model.bev_pool(*model.camera_backbone(images, depth)))
-        loss = head_loss(model.head(model.fuser(camera, lidar[i])), s.boxes, s.labels,
-                         model.preset)
+        loss = head_loss(model.head(model.fuser(camera, lidar[i])), s.boxes, s.labels, model.preset)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -120,18 +123,33 @@ def measure(scenes: int, qat_scenes: int, log=sys.stderr) -> dict:
     print(f"QAT: fine-tune on {qat_scenes} training scenes", file=log, flush=True)
     qat = fine_tune(ptq_disable, load_split("train", qat_scenes, small.preset))
     rows["qat"] = run(qat)
-    print("deployed files: the main job's set (INT8 + FP16), chained as deployed", file=log,
-          flush=True)
+    print(
+        "deployed files: the main job's set (INT8 + FP16), chained as deployed",
+        file=log,
+        flush=True,
+    )
     shipped = deployed_files(load_config(CONFIG), scenes, log)
-    print("deployed files: the same set with every layer INT8 (no sensitivity_disable)",
-          file=log, flush=True)
+    print(
+        "deployed files: the same set with every layer INT8 (no sensitivity_disable)",
+        file=log,
+        flush=True,
+    )
     all_int8 = deployed_files(without_sensitivity(load_config(CONFIG)), scenes, log)
     evaluation = shipped.merged(all_int8)
-    files = {"float": shipped.rows[0].files, "ptq_int8": all_int8.rows[0].files,
-             "ptq_disable": shipped.rows[1].files}
-    return {"scenes": scenes, "qat_scenes": qat_scenes, "rows": rows, "files": files,
-            "evaluation": evaluation.to_json(), "failures": evaluation.failures(),
-            "evaluation_markdown": evaluation.markdown()}
+    files = {
+        "float": shipped.rows[0].files,
+        "ptq_int8": all_int8.rows[0].files,
+        "ptq_disable": shipped.rows[1].files,
+    }
+    return {
+        "scenes": scenes,
+        "qat_scenes": qat_scenes,
+        "rows": rows,
+        "files": files,
+        "evaluation": evaluation.to_json(),
+        "failures": evaluation.failures(),
+        "evaluation_markdown": evaluation.markdown(),
+    }
 
 
 def without_sensitivity(config: CompileConfig) -> CompileConfig:
@@ -142,8 +160,9 @@ def without_sensitivity(config: CompileConfig) -> CompileConfig:
         elements = []
         for element in parse_pipeline(spec.pipeline).elements:
             if isinstance(element, IRGroup):
-                element = IRGroup(element.ir, [s for s in element.steps
-                                               if s.name != "sensitivity_disable"])
+                element = IRGroup(
+                    element.ir, [s for s in element.steps if s.name != "sensitivity_disable"]
+                )
             elements.append(element)
         files.append(dataclasses.replace(spec, pipeline=Pipeline(elements).text()))
     return dataclasses.replace(config, files=files, fp16_set=False)
@@ -156,8 +175,12 @@ def deployed_files(config: CompileConfig, scenes: int, log) -> Evaluation:
         return evaluate_files(out, config, scenes, log)
 
 
-LABELS = {"float": "float (PyTorch)", "ptq_int8": "PTQ INT8, all layers",
-          "ptq_disable": "PTQ INT8 + sensitivity_disable", "qat": "QAT (short fine-tune)"}
+LABELS = {
+    "float": "float (PyTorch)",
+    "ptq_int8": "PTQ INT8, all layers",
+    "ptq_disable": "PTQ INT8 + sensitivity_disable",
+    "qat": "QAT (short fine-tune)",
+}
 
 
 FILE_LABELS = {"float": "FP16 set", "ptq_int8": "all-INT8 set", "ptq_disable": "INT8 set"}
@@ -165,15 +188,22 @@ FILE_LABELS = {"float": "FP16 set", "ptq_int8": "all-INT8 set", "ptq_disable": "
 
 def table(result: dict) -> str:
     base = result["rows"]["float"]["mAP"]
-    lines = [("| model | BEV mAP (PyTorch) | relative to float | deployed files | car | truck | "
-             "pedestrian |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| model | BEV mAP (PyTorch) | relative to float | deployed files | car | truck | "
+            "pedestrian |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, row in result["rows"].items():
         per = row["per_class"]
         files = result.get("files", {}).get(key)
         shipped = f"{files:.4f} ({FILE_LABELS[key]})" if files is not None else "-"
-        lines.append(f"| {LABELS[key]} | {row['mAP']:.4f} | {row['mAP'] / base - 1:+.2%} | "
-                     f"{shipped} | {per['car']:.4f} | {per['truck']:.4f} | "
-                     f"{per['pedestrian']:.4f} |")
+        lines.append(
+            f"| {LABELS[key]} | {row['mAP']:.4f} | {row['mAP'] / base - 1:+.2%} | "
+            f"{shipped} | {per['car']:.4f} | {per['truck']:.4f} | "
+            f"{per['pedestrian']:.4f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -188,8 +218,10 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     drop = 1 - result["rows"]["ptq_disable"]["mAP"] / result["rows"]["float"]["mAP"]
-    print(f"PTQ + disable vs float: {drop:.2%} relative drop (goal <= "
-          f"{GOAL_RELATIVE_DROP:.1%})", file=sys.stderr)
+    print(
+        f"PTQ + disable vs float: {drop:.2%} relative drop (goal <= {GOAL_RELATIVE_DROP:.1%})",
+        file=sys.stderr,
+    )
     for failure in result["failures"]:
         print(f"deployed files: {failure}", file=sys.stderr)
     return 1 if result["failures"] else 0

@@ -36,7 +36,7 @@ def _geometry(preset: Preset):
     height, width = preset.image_size
     fh, fw = preset.feature_size
     start, stop, step = preset.dbound
-    depths = np.arange(start, stop, step)[:preset.depth_bins]
+    depths = np.arange(start, stop, step)[: preset.depth_bins]
     us = np.linspace(0, width - 1, fw)
     vs = np.linspace(0, height - 1, fh)
     d, v, u = np.meshgrid(depths, vs, us, indexing="ij")
@@ -45,11 +45,13 @@ def _geometry(preset: Preset):
     indices, valids = [], []
     for camera in cameras(preset.image_size):
         pixels = np.stack([u * d, v * d, d], -1).reshape(-1, 3)
-        points = (pixels @ np.linalg.inv(camera.intrinsics).T) @ camera.rotation.T + \
-            camera.position
+        points = (pixels @ np.linalg.inv(camera.intrinsics).T) @ camera.rotation.T + camera.position
         ij = np.floor((points[:, :2] - lo) / cell).astype(np.int64)
-        valid = ((ij >= 0) & (ij < cells)).all(1) & (points[:, 2] >= Z_BOUND[0]) & (
-            points[:, 2] < Z_BOUND[1])
+        valid = (
+            ((ij >= 0) & (ij < cells)).all(1)
+            & (points[:, 2] >= Z_BOUND[0])
+            & (points[:, 2] < Z_BOUND[1])
+        )
         indices.append(np.where(valid, ij[:, 0] * cells + ij[:, 1], 0))
         valids.append(valid)
     return cells, np.stack(indices), np.stack(valids)

@@ -35,8 +35,9 @@ def build_model(preset: Preset, weights: Path | None) -> BEVFusion:
     else:
         model = BEVFusion(preset)
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in state.items()})
+        model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
     return model.eval()
 
 

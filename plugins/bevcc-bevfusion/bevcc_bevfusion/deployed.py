@@ -43,23 +43,28 @@ class FileChain:
 
     def __init__(self, directory: Path, lidar_mode: str):
         self.directory = Path(directory)
-        missing = [f"{name}.onnx" for name in FILES if not (self.directory / f"{name}.onnx").is_file()]
+        missing = [
+            f"{name}.onnx" for name in FILES if not (self.directory / f"{name}.onnx").is_file()
+        ]
         if missing:
             raise FileNotFoundError(f"{self.directory}: missing {', '.join(missing)}")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.sessions = {name: ort.InferenceSession(str(self.directory / f"{name}.onnx"), options,
-                                                    providers=["CPUExecutionProvider"])
-                         for name in FILES if name != LIDAR}
-        self.lidar = LibspconvInterpreter(onnx.load(self.directory / f"{LIDAR}.onnx"),
-                                          lidar_mode)
+        self.sessions = {
+            name: ort.InferenceSession(
+                str(self.directory / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+            for name in FILES
+            if name != LIDAR
+        }
+        self.lidar = LibspconvInterpreter(onnx.load(self.directory / f"{LIDAR}.onnx"), lidar_mode)
         self.glue = small.model  # BEV pool geometry and the preset: runtime code, not a file
 
     def run_file(self, name: str, inputs) -> tuple[torch.Tensor, ...]:
         if name == LIDAR:
             return tuple(self.lidar(*inputs))
         session = self.sessions[name]
-        feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+        feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs, strict=True)}
         outputs = run_in_batches(session, feeds, f"{self.directory / name}.onnx")
         return tuple(torch.from_numpy(out) for out in outputs)
 
@@ -72,8 +77,15 @@ class FileChain:
         (lidar_bev,) = self.run_file(LIDAR, (voxels, coords))
         (fused,) = self.run_file("fuser", (camera_bev, lidar_bev))
         out = self.run_file("head.bbox", (fused,))
-        record.update({"camera.backbone": (probs, features), "camera.vtransform": (camera_bev,),
-                       LIDAR: (lidar_bev,), "fuser": (fused,), "head.bbox": out})
+        record.update(
+            {
+                "camera.backbone": (probs, features),
+                "camera.vtransform": (camera_bev,),
+                LIDAR: (lidar_bev,),
+                "fuser": (fused,),
+                "head.bbox": out,
+            }
+        )
         return out
 
 
@@ -101,20 +113,36 @@ def evaluate_set(directory: Path, reference, lidar_mode: str, scenes, label: str
             file_out = chain(*scene_inputs(s), got)
             for name in FILES:
                 inputs, outputs = want[name]
-                for a, b in zip(compared(name, chain.run_file(name, inputs)),
-                                compared(name, outputs)):
+                for a, b in zip(
+                    compared(name, chain.run_file(name, inputs)),
+                    compared(name, outputs),
+                    strict=True,
+                ):
                     alone[name].add(a, b)
-                for a, b in zip(compared(name, got[name]), compared(name, outputs)):
+                for a, b in zip(compared(name, got[name]), compared(name, outputs), strict=True):
                     chained[name].add(a, b)
             reference_predictions.append(detections(reference_out, small.preset))
             file_predictions.append(detections(file_out, small.preset))
     truths = [truth(s) for s in scenes]
-    print(f"  {label}: {len(scenes)} scenes in {time.time() - start:.0f} s", file=stream,
-          flush=True)
-    parity = [FileParity(label, f"{name}.onnx", alone[name].max_abs, alone[name].cosine,
-                         alone[name].sqnr_db, chained[name].sqnr_db) for name in FILES]
-    return (mean_ap(reference_predictions, truths, CLASSES)["mAP"],
-            mean_ap(file_predictions, truths, CLASSES)["mAP"], parity)
+    print(
+        f"  {label}: {len(scenes)} scenes in {time.time() - start:.0f} s", file=stream, flush=True
+    )
+    parity = [
+        FileParity(
+            label,
+            f"{name}.onnx",
+            alone[name].max_abs,
+            alone[name].cosine,
+            alone[name].sqnr_db,
+            chained[name].sqnr_db,
+        )
+        for name in FILES
+    ]
+    return (
+        mean_ap(reference_predictions, truths, CLASSES)["mAP"],
+        mean_ap(file_predictions, truths, CLASSES)["mAP"],
+        parity,
+    )
 
 
 def reference_model(config, directory: Path, quantized: bool):
@@ -143,20 +171,34 @@ def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
     if (directory / "fp16").is_dir():
         print("FP16 set: the files vs the float PyTorch model", file=stream, flush=True)
         reference = reference_model(config, directory, quantized=False)
-        torch_map, files_map, rows_parity = evaluate_set(directory / "fp16", reference, "float",
-                                                         val, "fp16", stream)
+        torch_map, files_map, rows_parity = evaluate_set(
+            directory / "fp16", reference, "float", val, "fp16", stream
+        )
         rows.append(MetricRow("float (FP16 files)", torch_map, files_map))
         parity += rows_parity
     print("INT8 set: the files vs the PyTorch fake-quant model", file=stream, flush=True)
     reference = reference_model(config, directory, quantized=True)
     label, set_name = int8_names(config)
-    torch_map, files_map, rows_parity = evaluate_set(directory, reference, "int8", val, set_name,
-                                                     stream)
+    torch_map, files_map, rows_parity = evaluate_set(
+        directory, reference, "int8", val, set_name, stream
+    )
     rows.append(MetricRow(f"{label} (INT8 files)", torch_map, files_map))
     parity += rows_parity
     step = one_detection_step([truth(s) for s in val], CLASSES)
-    return Evaluation("BEV mAP", scenes, rows, parity, metric_step=step, notes=[
-        ("onnxruntime runs the ONNX files with all graph optimizations (Q/DQ as integer "
-        "kernels); bevcc's libspconv interpreter runs the lidar file."),
-        ("head.bbox: compared on its dense heatmap and its sorted query scores (top-K breaks "
-        "ties in its own order in each runtime).")])
+    return Evaluation(
+        "BEV mAP",
+        scenes,
+        rows,
+        parity,
+        metric_step=step,
+        notes=[
+            (
+                "onnxruntime runs the ONNX files with all graph optimizations (Q/DQ as integer "
+                "kernels); bevcc's libspconv interpreter runs the lidar file."
+            ),
+            (
+                "head.bbox: compared on its dense heatmap and its sorted query scores (top-K breaks "
+                "ties in its own order in each runtime)."
+            ),
+        ],
+    )

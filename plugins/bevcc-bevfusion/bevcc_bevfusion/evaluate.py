@@ -10,8 +10,9 @@ from bevcc_bevfusion.presets import CLASSES, Preset
 
 def detections(outputs, preset: Preset) -> Detections:
     boxes = decode(outputs, preset)
-    return Detections(boxes["xy"].detach().numpy(), boxes["label"].numpy(),
-                      boxes["score"].detach().numpy())
+    return Detections(
+        boxes["xy"].detach().numpy(), boxes["label"].numpy(), boxes["score"].detach().numpy()
+    )
 
 
 def truth(scene) -> Detections:

@@ -27,7 +27,7 @@ class SECOND(nn.Module):
     def __init__(self, in_channels: int, out_channels: tuple[int, int]):
         super().__init__()
         blocks, cin = [], in_channels
-        for cout, layers, stride in zip(out_channels, SECOND_LAYERS, SECOND_STRIDES):
+        for cout, layers, stride in zip(out_channels, SECOND_LAYERS, SECOND_STRIDES, strict=True):
             block = [conv_bn_relu(cin, cout, 3, stride, BN_EPS)]
             block += [conv_bn_relu(cout, cout, 3, 1, BN_EPS) for _ in range(layers)]
             blocks.append(nn.Sequential(*block))
@@ -46,14 +46,19 @@ class SECONDFPN(nn.Module):
     def __init__(self, in_channels: tuple[int, int], out_channels: tuple[int, int]):
         super().__init__()
         deblocks = []
-        for cin, cout, stride in zip(in_channels, out_channels, SECOND_STRIDES):
-            up = (nn.Conv2d(cin, cout, 1, bias=False) if stride == 1 else
-                  nn.ConvTranspose2d(cin, cout, stride, stride, bias=False))
+        for cin, cout, stride in zip(in_channels, out_channels, SECOND_STRIDES, strict=True):
+            up = (
+                nn.Conv2d(cin, cout, 1, bias=False)
+                if stride == 1
+                else nn.ConvTranspose2d(cin, cout, stride, stride, bias=False)
+            )
             deblocks.append(nn.Sequential(up, nn.BatchNorm2d(cout, eps=BN_EPS), nn.ReLU()))
         self.deblocks = nn.ModuleList(deblocks)
 
     def forward(self, features):
-        return torch.cat([deblock(x) for deblock, x in zip(self.deblocks, features)], 1)
+        return torch.cat(
+            [deblock(x) for deblock, x in zip(self.deblocks, features, strict=True)], 1
+        )
 
 
 class FuserDecoder(nn.Module):

@@ -17,8 +17,17 @@ from torch import nn
 
 HEATMAP_PRIOR = -2.19  # sigmoid = 0.1: TransFusion's heatmap bias init
 REGRESSION = {"center": 2, "height": 1, "dim": 3, "rot": 2}
-OUTPUTS = ("dense_heatmap", "query_label", "query_score", "query_cell", "center", "height", "dim",
-           "rot", "heatmap")
+OUTPUTS = (
+    "dense_heatmap",
+    "query_label",
+    "query_score",
+    "query_cell",
+    "center",
+    "height",
+    "dim",
+    "rot",
+    "heatmap",
+)
 
 
 class Attention(nn.Module):
@@ -52,15 +61,17 @@ class DecoderLayer(nn.Module):
     def __init__(self, hidden: int, heads: int = 2):
         super().__init__()
         self.self_attn, self.cross_attn = Attention(hidden, heads), Attention(hidden, heads)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden * 2), nn.ReLU(),
-                                 nn.Linear(hidden * 2, hidden))
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden, hidden * 2), nn.ReLU(), nn.Linear(hidden * 2, hidden)
+        )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(3))
 
     def forward(self, query, query_pos, memory, memory_pos):
         q = query + query_pos
         query = self.norms[0](query + self.self_attn(q, q, query))
-        query = self.norms[1](query + self.cross_attn(query + query_pos, memory + memory_pos,
-                                                      memory))
+        query = self.norms[1](
+            query + self.cross_attn(query + query_pos, memory + memory_pos, memory)
+        )
         return self.norms[2](query + self.ffn(query))
 
 
@@ -71,17 +82,22 @@ class TransFusionHead(nn.Module):
         self.num_proposals, self.cells = preset.num_proposals, preset.bev_cells
         self.num_classes = classes
         self.shared_conv = nn.Conv2d(sum(preset.fpn_out_channels), hidden, 3, padding=1)
-        self.heatmap_head = nn.Sequential(conv_bn_relu(hidden, hidden, 3),
-                                          nn.Conv2d(hidden, classes, 3, padding=1))
+        self.heatmap_head = nn.Sequential(
+            conv_bn_relu(hidden, hidden, 3), nn.Conv2d(hidden, classes, 3, padding=1)
+        )
         nn.init.constant_(self.heatmap_head[-1].bias, HEATMAP_PRIOR)
         self.class_encoding = nn.Linear(classes, hidden)
         self.position = PositionEmbedding(hidden)
         self.decoder = DecoderLayer(hidden)
-        self.predict = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, size))
-            for name, size in {**REGRESSION, "heatmap": classes}.items()})
-        rows, cols = torch.meshgrid(torch.arange(self.cells), torch.arange(self.cells),
-                                    indexing="ij")
+        self.predict = nn.ModuleDict(
+            {
+                name: nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, size))
+                for name, size in {**REGRESSION, "heatmap": classes}.items()
+            }
+        )
+        rows, cols = torch.meshgrid(
+            torch.arange(self.cells), torch.arange(self.cells), indexing="ij"
+        )
         grid = torch.stack([rows, cols], -1).reshape(-1, 2).float() + 0.5
         self.register_buffer("bev_pos", grid, persistent=False)
 
@@ -95,19 +111,31 @@ class TransFusionHead(nn.Module):
         score, flat = peaks.reshape(1, -1).topk(self.num_proposals, dim=1)
         label, cell = flat // (self.cells * self.cells), flat % (self.cells * self.cells)
         memory = feat.flatten(2).transpose(1, 2)  # [1, XY, hidden]
-        query = memory[0, cell[0]][None] + self.class_encoding(
-            F.one_hot(label, classes).float())
+        query = memory[0, cell[0]][None] + self.class_encoding(F.one_hot(label, classes).float())
         query_pos = self.bev_pos[cell[0]][None]  # [1, Q, 2]
         scale = 1.0 / self.cells
-        query = self.decoder(query, self.position(query_pos * scale), memory,
-                             self.position(self.bev_pos[None] * scale))
+        query = self.decoder(
+            query,
+            self.position(query_pos * scale),
+            memory,
+            self.position(self.bev_pos[None] * scale),
+        )
         out = {name: head(query) for name, head in self.predict.items()}
-        return (dense, label, score, cell, out["center"] + query_pos, out["height"], out["dim"],
-                out["rot"], out["heatmap"])
+        return (
+            dense,
+            label,
+            score,
+            cell,
+            out["center"] + query_pos,
+            out["height"],
+            out["dim"],
+            out["rot"],
+            out["heatmap"],
+        )
 
 
 def as_dict(outputs) -> dict:
-    return dict(zip(OUTPUTS, outputs))
+    return dict(zip(OUTPUTS, outputs, strict=True))
 
 
 def decode(outputs, preset: Preset) -> dict:
@@ -118,5 +146,8 @@ def decode(outputs, preset: Preset) -> dict:
     bev_cell = cell * 2  # the fused map is the camera grid downsampled 2x
     label = outputs["query_label"][0]
     prob = outputs["heatmap"][0].sigmoid().gather(1, label[:, None])[:, 0]
-    return {"label": label, "score": prob * outputs["query_score"][0],
-            "xy": lo + outputs["center"][0] * bev_cell}
+    return {
+        "label": label,
+        "score": prob * outputs["query_score"][0],
+        "xy": lo + outputs["center"][0] * bev_cell,
+    }

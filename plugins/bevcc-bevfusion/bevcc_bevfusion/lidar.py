@@ -9,9 +9,12 @@ from bevcc_bevfusion.sparse_encoder import SparseEncoder
 
 
 def lidar_backbone(preset: Preset) -> SparseEncoder:
-    return SparseEncoder(in_channels=5, sparse_shape=preset.sparse_shape,
-                         output_channels=preset.lidar_out_channels,
-                         base_channels=preset.lidar_base_channels)
+    return SparseEncoder(
+        in_channels=5,
+        sparse_shape=preset.sparse_shape,
+        output_channels=preset.lidar_out_channels,
+        base_channels=preset.lidar_base_channels,
+    )
 
 
 def voxelize(points: torch.Tensor, preset: Preset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,7 +33,8 @@ def voxelize(points: torch.Tensor, preset: Preset) -> tuple[torch.Tensor, torch.
     counts = torch.zeros(len(unique)).index_add_(0, inverse, torch.ones(len(key)))
     features = torch.zeros(len(unique), points.shape[1]).index_add_(0, inverse, points)
     features /= counts[:, None]
-    xyz = torch.stack([unique // (shape[1] * shape[2]), unique // shape[2] % shape[1],
-                       unique % shape[2]], 1)
+    xyz = torch.stack(
+        [unique // (shape[1] * shape[2]), unique // shape[2] % shape[1], unique % shape[2]], 1
+    )
     coords = torch.cat([torch.zeros(len(unique), 1, dtype=torch.long), xyz], 1).int()
     return features, coords

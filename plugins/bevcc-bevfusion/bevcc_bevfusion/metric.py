@@ -19,14 +19,19 @@ class Detections:
     score: np.ndarray  # [K]
 
 
-def average_precision(predictions: list[Detections], truths: list[Detections], label: int,
-                      threshold: float) -> float:
+def average_precision(
+    predictions: list[Detections], truths: list[Detections], label: int, threshold: float
+) -> float:
     """nuScenes' AP for one class at one centre-distance threshold over a list of scenes."""
     count = sum(int((t.label == label).sum()) for t in truths)
     if count == 0:
         return float("nan")
-    candidates = [(score, scene, i) for scene, p in enumerate(predictions)
-                  for i, score in enumerate(p.score) if p.label[i] == label]
+    candidates = [
+        (score, scene, i)
+        for scene, p in enumerate(predictions)
+        for i, score in enumerate(p.score)
+        if p.label[i] == label
+    ]
     candidates.sort(key=lambda c: -c[0])
     taken = [np.zeros(len(t.label), bool) for t in truths]
     hits = np.zeros(len(candidates))
@@ -43,7 +48,7 @@ def average_precision(predictions: list[Detections], truths: list[Detections], l
     precision = tp / np.arange(1, len(hits) + 1)
     recall = tp / count
     sampled = np.interp(np.linspace(0, 1, 101), recall, precision, right=0)
-    sampled = sampled[round(100 * MIN_RECALL) + 1:] - MIN_PRECISION
+    sampled = sampled[round(100 * MIN_RECALL) + 1 :] - MIN_PRECISION
     return float(np.clip(sampled, 0, None).mean() / (1 - MIN_PRECISION))
 
 

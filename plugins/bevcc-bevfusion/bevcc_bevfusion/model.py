@@ -13,8 +13,13 @@ from bevcc_bevfusion.presets import Preset
 from torch import nn
 
 # attribute name -> deployed file name (CUDA-BEVFusion's)
-SUBNETS = {"camera_backbone": "camera.backbone", "camera_vtransform": "camera.vtransform",
-           "lidar_backbone": "lidar.backbone.xyz", "fuser": "fuser", "head": "head.bbox"}
+SUBNETS = {
+    "camera_backbone": "camera.backbone",
+    "camera_vtransform": "camera.vtransform",
+    "lidar_backbone": "lidar.backbone.xyz",
+    "fuser": "fuser",
+    "head": "head.bbox",
+}
 
 
 class BEVFusion(nn.Module):
@@ -39,15 +44,21 @@ class BEVFusion(nn.Module):
         fused = self.fuser(camera_bev, lidar_bev)
         out = self.head(fused)
         if boundaries is not None:
-            boundaries.update({
-                "camera.backbone": ((images, depth), (probs, features)),
-                "camera.vtransform": ((self.bev_pool(probs, features),), (camera_bev,)),
-                "lidar.backbone.xyz": ((voxels, coords), (lidar_bev,)),
-                "fuser": ((camera_bev, lidar_bev), (fused,)),
-                "head.bbox": ((fused,), out)})
+            boundaries.update(
+                {
+                    "camera.backbone": ((images, depth), (probs, features)),
+                    "camera.vtransform": ((self.bev_pool(probs, features),), (camera_bev,)),
+                    "lidar.backbone.xyz": ((voxels, coords), (lidar_bev,)),
+                    "fuser": ((camera_bev, lidar_bev), (fused,)),
+                    "head.bbox": ((fused,), out),
+                }
+            )
         return out
 
 
 def scene_inputs(scene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(scene.images), torch.from_numpy(scene.depth),
-            torch.from_numpy(scene.points))
+    return (
+        torch.from_numpy(scene.images),
+        torch.from_numpy(scene.depth),
+        torch.from_numpy(scene.points),
+    )

@@ -57,18 +57,44 @@ class Preset:
 
 
 FULL = Preset(
-    name="full", image_size=(256, 704), resnet_width=64, fpn_channels=256, camera_channels=80,
-    dbound=(1.0, 60.0, 0.5), xbound=(-54.0, 54.0, 0.3), voxel_size=(0.075, 0.075, 0.2),
-    lidar_base_channels=16, lidar_out_channels=128, fuser_channels=256,
-    second_channels=(128, 256), fpn_out_channels=(256, 256), head_hidden=128,
-    num_proposals=200, max_objects=40, lidar_azimuths=1800)
+    name="full",
+    image_size=(256, 704),
+    resnet_width=64,
+    fpn_channels=256,
+    camera_channels=80,
+    dbound=(1.0, 60.0, 0.5),
+    xbound=(-54.0, 54.0, 0.3),
+    voxel_size=(0.075, 0.075, 0.2),
+    lidar_base_channels=16,
+    lidar_out_channels=128,
+    fuser_channels=256,
+    second_channels=(128, 256),
+    fpn_out_channels=(256, 256),
+    head_hidden=128,
+    num_proposals=200,
+    max_objects=40,
+    lidar_azimuths=1800,
+)
 
 SMALL = Preset(
-    name="small", image_size=(64, 176), resnet_width=8, fpn_channels=32, camera_channels=16,
-    dbound=(1.0, 45.0, 1.0), xbound=(-32.0, 32.0, 1.0), voxel_size=(0.25, 0.25, 0.2),
-    lidar_base_channels=8, lidar_out_channels=32, fuser_channels=48,
-    second_channels=(32, 64), fpn_out_channels=(48, 48), head_hidden=32,
-    num_proposals=32, max_objects=14, lidar_azimuths=720)
+    name="small",
+    image_size=(64, 176),
+    resnet_width=8,
+    fpn_channels=32,
+    camera_channels=16,
+    dbound=(1.0, 45.0, 1.0),
+    xbound=(-32.0, 32.0, 1.0),
+    voxel_size=(0.25, 0.25, 0.2),
+    lidar_base_channels=8,
+    lidar_out_channels=32,
+    fuser_channels=48,
+    second_channels=(32, 64),
+    fpn_out_channels=(48, 48),
+    head_hidden=32,
+    num_proposals=32,
+    max_objects=14,
+    lidar_azimuths=720,
+)
 
 PRESETS = {p.name: p for p in (FULL, SMALL)}
 

@@ -11,16 +11,19 @@ GROUND = -1
 _CHUNK = 65536  # rays per step: keeps the rays x boxes arrays to a few MB
 
 
-def cast(origin: np.ndarray, directions: np.ndarray, boxes: np.ndarray,
-         max_range: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cast(
+    origin: np.ndarray, directions: np.ndarray, boxes: np.ndarray, max_range: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First hit of each ray. boxes: [K, 7] (x, y, z, l, w, h, yaw), z the box centre.
 
     Returns (distance along the ray [M], hit index [M]: box index, GROUND or NO_HIT,
     surface normal [M, 3]).
     """
-    parts = [_cast_chunk(origin, directions[i:i + _CHUNK], boxes, max_range)
-             for i in range(0, len(directions), _CHUNK)]
-    return tuple(np.concatenate(p) for p in zip(*parts))
+    parts = [
+        _cast_chunk(origin, directions[i : i + _CHUNK], boxes, max_range)
+        for i in range(0, len(directions), _CHUNK)
+    ]
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
 def _cast_chunk(origin, directions, boxes, max_range):
@@ -43,8 +46,14 @@ def _cast_chunk(origin, directions, boxes, max_range):
         local = np.zeros((count, 3))
         local[rows, axis[rows, nearest]] = sign[rows, nearest]
         yaw = boxes[nearest, 6]
-        world = np.stack([np.cos(yaw) * local[:, 0] - np.sin(yaw) * local[:, 1],
-                          np.sin(yaw) * local[:, 0] + np.cos(yaw) * local[:, 1], local[:, 2]], 1)
+        world = np.stack(
+            [
+                np.cos(yaw) * local[:, 0] - np.sin(yaw) * local[:, 1],
+                np.sin(yaw) * local[:, 0] + np.cos(yaw) * local[:, 1],
+                local[:, 2],
+            ],
+            1,
+        )
         normal[closer] = world[closer]
     distance[hit == NO_HIT] = np.inf
     return distance, hit, normal
@@ -55,11 +64,18 @@ def _slabs(origin, directions, boxes):
     cos, sin = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
     rel = origin[None, :] - boxes[:, :3]  # [K, 3]
     # rotate into each box frame (by -yaw)
-    o = np.stack([cos * rel[:, 0] + sin * rel[:, 1], -sin * rel[:, 0] + cos * rel[:, 1],
-                  rel[:, 2]], -1)  # [K, 3]
+    o = np.stack(
+        [cos * rel[:, 0] + sin * rel[:, 1], -sin * rel[:, 0] + cos * rel[:, 1], rel[:, 2]], -1
+    )  # [K, 3]
     dx, dy, dz = directions[:, 0:1], directions[:, 1:2], directions[:, 2:3]
-    d = np.stack([cos * dx + sin * dy, -sin * dx + cos * dy,
-                  np.broadcast_to(dz, (len(directions), len(boxes)))], -1)  # [M, K, 3]
+    d = np.stack(
+        [
+            cos * dx + sin * dy,
+            -sin * dx + cos * dy,
+            np.broadcast_to(dz, (len(directions), len(boxes))),
+        ],
+        -1,
+    )  # [M, K, 3]
     half = boxes[:, 3:6] / 2
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = (-half - o) / d

@@ -22,8 +22,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU()
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -40,7 +41,7 @@ class ResNet50(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin, stages = width, []
         for i, blocks in enumerate(layers):
-            stage_width = width * 2 ** i
+            stage_width = width * 2**i
             stage = []
             for j in range(blocks):
                 stage.append(Bottleneck(cin, stage_width, 2 if j == 0 and i > 0 else 1))

@@ -11,8 +11,14 @@ import numpy as np
 GROUND_Z = -1.8
 CAMERA_Z = -0.3  # cameras sit 1.5 m above the ground
 CAMERA_YAWS_DEG = (0.0, -55.0, -110.0, 180.0, 110.0, 55.0)  # front, front-right, ... front-left
-CAMERA_NAMES = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT",
-                "CAM_FRONT_LEFT")
+CAMERA_NAMES = (
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_BACK_RIGHT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_FRONT_LEFT",
+)
 HORIZONTAL_FOV_DEG = 70.0
 LIDAR_ELEVATIONS_DEG = np.linspace(-30.0, 10.0, 32)  # a 32-beam lidar
 
@@ -27,8 +33,12 @@ class Camera:
     def pixel_rays(self, height: int, width: int) -> np.ndarray:
         """Unit-depth ray directions of every pixel centre, in the lidar frame: [H*W, 3]."""
         v, u = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
-        fx, fy, cx, cy = (self.intrinsics[0, 0], self.intrinsics[1, 1], self.intrinsics[0, 2],
-                          self.intrinsics[1, 2])
+        fx, fy, cx, cy = (
+            self.intrinsics[0, 0],
+            self.intrinsics[1, 1],
+            self.intrinsics[0, 2],
+            self.intrinsics[1, 2],
+        )
         cam = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)
         return cam @ self.rotation.T
 
@@ -45,7 +55,7 @@ def cameras(image_size: tuple[int, int]) -> list[Camera]:
     focal = (width / 2) / math.tan(math.radians(HORIZONTAL_FOV_DEG) / 2)
     intrinsics = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
     rig = []
-    for name, yaw_deg in zip(CAMERA_NAMES, CAMERA_YAWS_DEG):
+    for name, yaw_deg in zip(CAMERA_NAMES, CAMERA_YAWS_DEG, strict=True):
         yaw = math.radians(yaw_deg)
         forward = np.array([math.cos(yaw), math.sin(yaw), 0.0])
         right = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
@@ -59,5 +69,11 @@ def lidar_rays(azimuths: int) -> np.ndarray:
     """Unit ray directions of one lidar sweep: [32 * azimuths, 3]."""
     elevation = np.radians(LIDAR_ELEVATIONS_DEG)[:, None]
     azimuth = np.linspace(-math.pi, math.pi, azimuths, endpoint=False)[None, :]
-    return np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                     np.sin(elevation) * np.ones_like(azimuth)], -1).reshape(-1, 3)
+    return np.stack(
+        [
+            np.cos(elevation) * np.cos(azimuth),
+            np.cos(elevation) * np.sin(azimuth),
+            np.sin(elevation) * np.ones_like(azimuth),
+        ],
+        -1,
+    ).reshape(-1, 3)

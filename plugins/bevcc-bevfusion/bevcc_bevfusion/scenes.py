@@ -13,8 +13,11 @@ from bevcc_bevfusion.rig import GROUND_Z, cameras, lidar_rays
 
 # class -> (length, width, height) mean sizes in metres, base colour (RGB), lidar reflectivity
 CLASS_SIZES = {"car": (4.5, 1.9, 1.6), "truck": (7.5, 2.6, 3.2), "pedestrian": (0.8, 0.8, 1.8)}
-CLASS_COLOURS = {"car": (0.75, 0.2, 0.15), "truck": (0.2, 0.3, 0.75),
-                 "pedestrian": (0.3, 0.7, 0.25)}
+CLASS_COLOURS = {
+    "car": (0.75, 0.2, 0.15),
+    "truck": (0.2, 0.3, 0.75),
+    "pedestrian": (0.3, 0.7, 0.25),
+}
 CLASS_REFLECTIVITY = {"car": 0.5, "truck": 0.7, "pedestrian": 0.3}
 SPLIT_SEED_BASE = {"train": 0, "val": 1_000_000, "calib": 2_000_000}
 IMAGE_MEAN, IMAGE_STD = 0.45, 0.25
@@ -53,16 +56,23 @@ def _layout(rng, preset: Preset):
         radius = np.hypot(size[0], size[1]) / 2
         if abs(x) < 4 + radius and abs(y) < 3 + radius:
             continue
-        if any(np.hypot(x - b[0], y - b[1]) < radius + np.hypot(b[3], b[4]) / 2 + 0.5
-               for b in boxes):
+        if any(
+            np.hypot(x - b[0], y - b[1]) < radius + np.hypot(b[3], b[4]) / 2 + 0.5 for b in boxes
+        ):
             continue
         yaw = rng.uniform(-np.pi, np.pi)
         boxes.append([x, y, GROUND_Z + size[2] / 2, *size, yaw])
         labels.append(label)
-        colours.append(np.clip(np.array(CLASS_COLOURS[name]) * rng.uniform(0.7, 1.3)
-                               + rng.normal(0, 0.05, 3), 0, 1))
-    return (np.array(boxes, dtype=np.float64).reshape(-1, 7), np.array(labels, dtype=np.int64),
-            np.array(colours).reshape(-1, 3))
+        colours.append(
+            np.clip(
+                np.array(CLASS_COLOURS[name]) * rng.uniform(0.7, 1.3) + rng.normal(0, 0.05, 3), 0, 1
+            )
+        )
+    return (
+        np.array(boxes, dtype=np.float64).reshape(-1, 7),
+        np.array(labels, dtype=np.int64),
+        np.array(colours).reshape(-1, 3),
+    )
 
 
 def _lidar(rng, boxes, labels, preset: Preset) -> np.ndarray:
@@ -75,8 +85,7 @@ def _lidar(rng, boxes, labels, preset: Preset) -> np.ndarray:
     on_box = hit[keep] >= 0
     reflectivity[on_box] = [CLASS_REFLECTIVITY[CLASSES[labels[i]]] for i in hit[keep][on_box]]
     intensity = np.clip(reflectivity + rng.normal(0, 0.05, len(xyz)), 0, 1)
-    return np.concatenate([xyz, intensity[:, None], np.zeros((len(xyz), 1))], 1).astype(
-        np.float32)
+    return np.concatenate([xyz, intensity[:, None], np.zeros((len(xyz), 1))], 1).astype(np.float32)
 
 
 def _cameras(rng, boxes, colours, points, preset: Preset):
@@ -88,10 +97,12 @@ def _cameras(rng, boxes, colours, points, preset: Preset):
         rays = camera.pixel_rays(height, width)
         distance, hit, normal = raycast.cast(camera.position, rays, boxes, max_range=200.0)
         images[c] = _shade(rays, camera.position, distance, hit, normal, colours).T.reshape(
-            3, height, width)
+            3, height, width
+        )
         uv, z = camera.project(points[:, :3])
-        inside = (z > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (
-            uv[:, 1] < height)
+        inside = (
+            (z > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+        )
         u, v = uv[inside, 0].astype(int), uv[inside, 1].astype(int)
         order = np.argsort(-z[inside])  # far first, so the nearest point wins each pixel
         depth[c, 0, v[order], u[order]] = z[inside][order]

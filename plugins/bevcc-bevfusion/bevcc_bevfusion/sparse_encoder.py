@@ -26,37 +26,64 @@ def _spconv():
 
 def _conv_bn_relu(conv):
     spconv = _spconv()
-    return spconv.SparseSequential(conv, nn.BatchNorm1d(conv.out_channels, eps=1e-3,
-                                                        momentum=0.01), nn.ReLU())
+    return spconv.SparseSequential(
+        conv, nn.BatchNorm1d(conv.out_channels, eps=1e-3, momentum=0.01), nn.ReLU()
+    )
 
 
 class SparseEncoder(nn.Module):
-    def __init__(self, in_channels: int = 5, sparse_shape=(1440, 1440, 41),
-                 output_channels: int = 128, base_channels: int = 16):
+    def __init__(
+        self,
+        in_channels: int = 5,
+        sparse_shape=(1440, 1440, 41),
+        output_channels: int = 128,
+        base_channels: int = 16,
+    ):
         super().__init__()
         spconv = _spconv()
         self.sparse_shape = list(sparse_shape)
         in_ch = base_channels
-        self.conv_input = _conv_bn_relu(spconv.SubMConv3d(in_channels, in_ch, 3, padding=1,
-                                                          bias=False, indice_key="subm1"))
+        self.conv_input = _conv_bn_relu(
+            spconv.SubMConv3d(in_channels, in_ch, 3, padding=1, bias=False, indice_key="subm1")
+        )
         stages = []
-        for i, (channels, paddings) in enumerate(zip(ENCODER_CHANNELS, ENCODER_PADDINGS)):
+        for i, (channels, paddings) in enumerate(
+            zip(ENCODER_CHANNELS, ENCODER_PADDINGS, strict=True)
+        ):
             layers = []
-            for j, (real_ch, padding) in enumerate(zip(channels, paddings)):
+            for j, (real_ch, padding) in enumerate(zip(channels, paddings, strict=True)):
                 out_ch = real_ch * base_channels // 16
                 last = j == len(channels) - 1
                 if last and i != len(ENCODER_CHANNELS) - 1:
-                    layers.append(_conv_bn_relu(spconv.SparseConv3d(
-                        in_ch, out_ch, 3, stride=2, padding=padding, bias=False,
-                        indice_key=f"spconv{i + 1}")))
+                    layers.append(
+                        _conv_bn_relu(
+                            spconv.SparseConv3d(
+                                in_ch,
+                                out_ch,
+                                3,
+                                stride=2,
+                                padding=padding,
+                                bias=False,
+                                indice_key=f"spconv{i + 1}",
+                            )
+                        )
+                    )
                 else:
                     layers.append(sparse_basic_block(out_ch, f"subm{i + 1}"))
                 in_ch = out_ch
             stages.append(spconv.SparseSequential(*layers))
         self.encoder_layers = spconv.SparseSequential(*stages)
-        self.conv_out = _conv_bn_relu(spconv.SparseConv3d(
-            in_ch, output_channels, (1, 1, 3), stride=(1, 1, 2), padding=0, bias=False,
-            indice_key="spconv_down2"))
+        self.conv_out = _conv_bn_relu(
+            spconv.SparseConv3d(
+                in_ch,
+                output_channels,
+                (1, 1, 3),
+                stride=(1, 1, 2),
+                padding=0,
+                bias=False,
+                indice_key="spconv_down2",
+            )
+        )
 
     def forward(self, voxel_features, coors):
         spconv = _spconv()
@@ -80,9 +107,9 @@ def small_sparse_encoder(seed: int = 0):
     return sparse_encoder(seed, (64, 64, 41), voxels=600)
 
 
-
-def calibration_batches(count: int = 4, sparse_shape=(1440, 1440, 41), voxels: int = 4000,
-                        seed: int = 1) -> list[dict]:
+def calibration_batches(
+    count: int = 4, sparse_shape=(1440, 1440, 41), voxels: int = 4000, seed: int = 1
+) -> list[dict]:
     """Random voxel batches (features and int32 coords) for `sparse_encoder`, as the CLI's
     `--calib bevcc_bevfusion.sparse_encoder:calibration_batches` takes them."""
     batches = []

@@ -23,12 +23,12 @@ def heatmap(boxes: np.ndarray, labels: np.ndarray, preset: Preset) -> torch.Tens
     cells = preset.bev_cells
     target = np.zeros((len(CLASSES), cells, cells), np.float32)
     grid = np.arange(cells) + 0.5
-    for centre, label in zip(to_cells(boxes[:, :2], preset), labels):
+    for centre, label in zip(to_cells(boxes[:, :2], preset), labels, strict=True):
         peak = np.floor(centre).astype(int)
         if not ((peak >= 0) & (peak < cells)).all():
             continue
-        gx = np.exp(-((grid - centre[0]) ** 2) / (2 * SIGMA_CELLS ** 2))
-        gy = np.exp(-((grid - centre[1]) ** 2) / (2 * SIGMA_CELLS ** 2))
+        gx = np.exp(-((grid - centre[0]) ** 2) / (2 * SIGMA_CELLS**2))
+        gy = np.exp(-((grid - centre[1]) ** 2) / (2 * SIGMA_CELLS**2))
         target[label] = np.maximum(target[label], np.outer(gx, gy))
         target[label, peak[0], peak[1]] = 1.0
     return torch.from_numpy(target)
@@ -37,16 +37,18 @@ def heatmap(boxes: np.ndarray, labels: np.ndarray, preset: Preset) -> torch.Tens
 def gaussian_focal_loss(logits, target):
     prob = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
     positive = target.eq(1).float()
-    pos = -(1 - prob) ** 2 * prob.log() * positive
-    neg = -(1 - target) ** 4 * prob ** 2 * (1 - prob).log() * (1 - positive)
+    pos = -((1 - prob) ** 2) * prob.log() * positive
+    neg = -((1 - target) ** 4) * prob**2 * (1 - prob).log() * (1 - positive)
     return (pos.sum() + neg.sum()) / positive.sum().clamp(min=1)
 
 
 def head_loss(outputs, boxes: np.ndarray, labels: np.ndarray, preset: Preset) -> torch.Tensor:
     out = as_dict(outputs)
     loss = gaussian_focal_loss(out["dense_heatmap"][0], heatmap(boxes, labels, preset))
-    query_pos = (out["query_cell"][0][:, None] // preset.bev_cells,
-                 out["query_cell"][0][:, None] % preset.bev_cells)
+    query_pos = (
+        out["query_cell"][0][:, None] // preset.bev_cells,
+        out["query_cell"][0][:, None] % preset.bev_cells,
+    )
     query_xy = torch.cat(query_pos, 1).float() + 0.5
     truth_xy = torch.from_numpy(to_cells(boxes[:, :2], preset)).float()
     class_target = torch.zeros_like(out["heatmap"][0])
@@ -57,9 +59,12 @@ def head_loss(outputs, boxes: np.ndarray, labels: np.ndarray, preset: Preset) ->
         gt = torch.from_numpy(boxes).float()[nearest]
         class_target[matched, torch.from_numpy(labels)[nearest][matched]] = 1.0
         if matched.any():
-            regression = {"center": truth_xy[nearest], "height": gt[:, 2:3],
-                          "dim": gt[:, 3:6].log(),
-                          "rot": torch.stack([gt[:, 6].sin(), gt[:, 6].cos()], 1)}
+            regression = {
+                "center": truth_xy[nearest],
+                "height": gt[:, 2:3],
+                "dim": gt[:, 3:6].log(),
+                "rot": torch.stack([gt[:, 6].sin(), gt[:, 6].cos()], 1),
+            }
             for name, target in regression.items():
                 loss = loss + 0.25 * F.l1_loss(out[name][0][matched], target[matched])
     return loss + _sigmoid_focal(out["heatmap"][0], class_target) / class_target.sum().clamp(min=1)

@@ -31,11 +31,14 @@ def finish(deployment, scene: int, values: tuple):
     """Run the float model from the boundary whose outputs look like `values` to the head."""
     model, record = deployment.model, deployment.boundaries[scene]
     shapes = tuple(v.shape for v in values)
-    file = next((f for f, (_, outs) in record.items()
-                 if tuple(o.shape for o in outs) == shapes), None)
+    file = next(
+        (f for f, (_, outs) in record.items() if tuple(o.shape for o in outs) == shapes), None
+    )
     if file is None:
-        raise ValueError(f"bevfusion_map: outputs of shapes {shapes} are no boundary of the "
-                         "BEVFusion reference; rank this model by sqnr or cosine")
+        raise ValueError(
+            f"bevfusion_map: outputs of shapes {shapes} are no boundary of the "
+            "BEVFusion reference; rank this model by sqnr or cosine"
+        )
     if file == "head.bbox":
         return values
     if file == "fuser":

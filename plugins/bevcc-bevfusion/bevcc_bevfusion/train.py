@@ -53,13 +53,15 @@ def train(scenes: int, epochs: int, seed: int, out: Path, log=sys.stderr) -> dic
     val_set = load_split("val", VAL_SCENES, preset)
     estimate_lidar_batchnorm(model, train_set[:100])
     with torch.no_grad():
-        lidar = [model.lidar_backbone(*voxelize(torch.from_numpy(s.points), preset))
-                 for s in train_set]
+        lidar = [
+            model.lidar_backbone(*voxelize(torch.from_numpy(s.points), preset)) for s in train_set
+        ]
     params = [p for n, p in model.named_parameters() if not n.startswith("lidar_backbone.")]
     optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
     steps = epochs * scenes
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+    )
     start = time.time()
     for epoch in range(epochs):
         model.train()
@@ -79,13 +81,17 @@ def train(scenes: int, epochs: int, seed: int, out: Path, log=sys.stderr) -> dic
             total += loss.item()
         model.eval()
         score = bev_map(lambda s: model(*scene_inputs(s)), val_set[:40], preset)
-        print(f"epoch {epoch + 1}/{epochs}: loss {total / scenes:.3f}, val mAP (40 scenes) "
-              f"{score['mAP']:.4f} {score['per_class']}, {time.time() - start:.0f} s",
-              file=log, flush=True)
+        print(
+            f"epoch {epoch + 1}/{epochs}: loss {total / scenes:.3f}, val mAP (40 scenes) "
+            f"{score['mAP']:.4f} {score['per_class']}, {time.time() - start:.0f} s",
+            file=log,
+            flush=True,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     # half precision halves the shipped file; the loaded float model is these values exactly
-    torch.save({k: v.half() if v.is_floating_point() else v
-                for k, v in model.state_dict().items()}, out)
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out
+    )
     return score
 
 

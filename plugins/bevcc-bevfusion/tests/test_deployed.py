@@ -14,8 +14,9 @@ import pytest
 
 def run_bevcc(*args, timeout=600):
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,9 @@ def evaluate(directory, tmp_path, scenes=3):
 
 def test_the_main_job_writes_an_fp16_set_without_quantization(main_set):
     fp16 = main_set / "fp16"
-    assert sorted(p.name for p in fp16.glob("*.onnx")) == sorted(p.name for p in
-                                                                main_set.glob("*.onnx"))
+    assert sorted(p.name for p in fp16.glob("*.onnx")) == sorted(
+        p.name for p in main_set.glob("*.onnx")
+    )
     for path in fp16.glob("*.onnx"):
         ops = {n.op_type for n in onnx.load(path).graph.node}
         assert not ops & {"QuantizeLinear", "DequantizeLinear"}, path.name
@@ -56,8 +58,9 @@ def test_deployed_files_match_their_pytorch_models(main_set, tmp_path):
     # weights are rounded to fp16 as the file stores them)
     assert parity[("int8", "lidar.backbone.xyz.onnx")]["max_abs"] == 0.0
     for (set_name, _), row in parity.items():
-        assert row["sqnr_db"] >= (100 if set_name == "fp16" and row["file"] != "lidar.backbone"
-                                  ".xyz.onnx" else 25), row
+        assert row["sqnr_db"] >= (
+            100 if set_name == "fp16" and row["file"] != "lidar.backbone.xyz.onnx" else 25
+        ), row
     # on 3 scenes one detection moves mAP by 1/(0.9 * 3 classes * 4 pedestrians), more than the
     # 0.005 the 300-scene accuracy table holds to: the tolerance is that step here
     assert result["metric_step"] == pytest.approx(1 / (0.9 * 3 * 4))

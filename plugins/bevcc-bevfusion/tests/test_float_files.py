@@ -19,13 +19,16 @@ def deployment():
 def run_file(path, inputs):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    return session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})
+    return session.run(None, {n: x.numpy() for n, x in zip(names, inputs, strict=True)})
 
 
-@pytest.mark.parametrize("subnet, pipeline", [
-    ("head", "fx(dce),export,onnx(check)"),
-    ("camera_vtransform", "fx(bn_fold),export,onnx(check)"),
-])
+@pytest.mark.parametrize(
+    "subnet, pipeline",
+    [
+        ("head", "fx(dce),export,onnx(check)"),
+        ("camera_vtransform", "fx(bn_fold),export,onnx(check)"),
+    ],
+)
 def test_float_file_matches_pytorch(deployment, subnet, pipeline, tmp_path):
     module, inputs = getattr(deployment, subnet)()
     out = tmp_path / f"{subnet}.onnx"
@@ -37,7 +40,7 @@ def test_float_file_matches_pytorch(deployment, subnet, pipeline, tmp_path):
     assert len(got) == len(expected)
     if subnet == "head":
         got, expected = same_query_order(got, [e.numpy() for e in expected])
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
@@ -48,9 +51,14 @@ def same_query_order(got, expected):
     from bevcc_bevfusion.head import OUTPUTS
 
     label, score, cell = (OUTPUTS.index(k) for k in ("query_label", "query_score", "query_cell"))
-    keys = [list(zip(x[label][0].tolist(), x[cell][0].tolist())) for x in (got, expected)]
+    keys = [
+        list(zip(x[label][0].tolist(), x[cell][0].tolist(), strict=True)) for x in (got, expected)
+    ]
     kth = expected[score][0].min() + 1e-5  # near-ties may swap by a rounding difference
-    above = [{k for k, s in zip(ks, x[score][0]) if s > kth} for ks, x in zip(keys, (got, expected))]
+    above = [
+        {k for k, s in zip(ks, x[score][0], strict=True) if s > kth}
+        for ks, x in zip(keys, (got, expected), strict=True)
+    ]
     assert above[0] == above[1]
     common = [k for k in keys[1] if k in set(keys[0])]
     assert len(common) >= len(keys[1]) - 8

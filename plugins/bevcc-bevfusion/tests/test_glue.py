@@ -15,8 +15,9 @@ def test_a_front_camera_feature_lands_in_the_cell_in_front():
     probs = torch.zeros(6, SMALL.depth_bins, fh, fw)
     features = torch.zeros(6, fh, fw, 2)
     # depth bin 9 starts at 10 m; the feature column whose pixel is nearest the image centre
-    column = int(np.argmin(np.abs(np.linspace(0, SMALL.image_size[1] - 1, fw)
-                                  - SMALL.image_size[1] / 2)))
+    column = int(
+        np.argmin(np.abs(np.linspace(0, SMALL.image_size[1] - 1, fw) - SMALL.image_size[1] / 2))
+    )
     probs[0, 9, fh - 1, column] = 1.0
     features[0, fh - 1, column] = torch.tensor([3.0, -1.0])
     bev = pool(probs, features)
@@ -43,19 +44,22 @@ def test_bev_pool_equals_a_point_by_point_sum():
         for d_index, depth in enumerate(depths):
             for row, v in enumerate(vs):
                 for col, u in enumerate(us):
-                    point = camera.rotation @ (k_inv @ np.array([u, v, 1.0]) * depth) + \
-                        camera.position
+                    point = (
+                        camera.rotation @ (k_inv @ np.array([u, v, 1.0]) * depth) + camera.position
+                    )
                     i, j = np.floor((point[:2] - lo) / cell).astype(int)
                     if 0 <= i < 64 and 0 <= j < 64 and -10 <= point[2] < 10:
-                        expected[:, i, j] += (probs[c, d_index, row, col]
-                                              * features[c, row, col]).numpy()
+                        expected[:, i, j] += (
+                            probs[c, d_index, row, col] * features[c, row, col]
+                        ).numpy()
     np.testing.assert_allclose(bev[0].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_voxelize_means_the_points_of_each_voxel():
     rng = np.random.default_rng(0)
-    points = np.concatenate([rng.uniform(-33, 33, (500, 2)), rng.uniform(-6, 4, (500, 1)),
-                             rng.random((500, 2))], 1).astype(np.float32)
+    points = np.concatenate(
+        [rng.uniform(-33, 33, (500, 2)), rng.uniform(-6, 4, (500, 1)), rng.random((500, 2))], 1
+    ).astype(np.float32)
     points = np.concatenate([points, points[:100] + 0.01])  # shared voxels
     features, coords = voxelize(torch.from_numpy(points), SMALL)
     lo = np.array(SMALL.point_range[:3])
@@ -67,9 +71,8 @@ def test_voxelize_means_the_points_of_each_voxel():
             groups.setdefault(key, []).append(p)
     assert len(coords) == len(groups)
     assert coords.dtype == torch.int32 and (coords[:, 0] == 0).all()
-    for coord, feature in zip(coords[:, 1:].tolist(), features.numpy()):
-        np.testing.assert_allclose(feature, np.mean(groups[tuple(coord)], 0), rtol=1e-5,
-                                   atol=1e-5)
+    for coord, feature in zip(coords[:, 1:].tolist(), features.numpy(), strict=True):
+        np.testing.assert_allclose(feature, np.mean(groups[tuple(coord)], 0), rtol=1e-5, atol=1e-5)
     assert max(len(g) for g in groups.values()) > 1
 
 

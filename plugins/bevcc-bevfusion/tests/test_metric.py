@@ -60,8 +60,10 @@ def test_mean_ap_skips_absent_classes():
 
 def test_one_detection_step_is_what_losing_one_match_of_the_rarest_class_costs():
     # 2 cars, 4 trucks, no pedestrian: mAP averages 2 classes, and a lost car is the largest step
-    truth = [dets([[0, 0], [20, 0], [0, 20], [20, 20]], [0, 1, 1, 1]),
-             dets([[0, 0], [20, 0]], [0, 1])]
+    truth = [
+        dets([[0, 0], [20, 0], [0, 20], [20, 20]], [0, 1, 1, 1]),
+        dets([[0, 0], [20, 0]], [0, 1]),
+    ]
     classes = ("car", "truck", "pedestrian")
     step = one_detection_step(truth, classes)
     assert step == pytest.approx(1 / (0.9 * 2 * 2))

@@ -34,8 +34,11 @@ def test_lidar_points_lie_on_the_ground_or_a_box():
         rel = xyz - (x, y, z)
         local_x = np.cos(yaw) * rel[:, 0] + np.sin(yaw) * rel[:, 1]
         local_y = -np.sin(yaw) * rel[:, 0] + np.cos(yaw) * rel[:, 1]
-        inside_any |= ((np.abs(local_x) < length / 2 + 0.1) & (np.abs(local_y) < width / 2 + 0.1)
-                       & (np.abs(rel[:, 2]) < height / 2 + 0.1))
+        inside_any |= (
+            (np.abs(local_x) < length / 2 + 0.1)
+            & (np.abs(local_y) < width / 2 + 0.1)
+            & (np.abs(rel[:, 2]) < height / 2 + 0.1)
+        )
     assert (on_ground | inside_any).all()
     assert inside_any.sum() > 100  # the boxes are seen
 

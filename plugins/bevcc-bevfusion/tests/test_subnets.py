@@ -37,5 +37,4 @@ def test_small_model_runs_a_scene_end_to_end():
     assert record["fuser"][0][1].shape == (1, 64, 32, 32)  # lidar BEV: 32 ch x 2 z cells
     assert out[1].shape == (1, SMALL.num_proposals)
     # the depth distribution is a distribution
-    torch.testing.assert_close(record["camera.backbone"][1][0].sum(1),
-                               torch.ones(6, 8, 22))
+    torch.testing.assert_close(record["camera.backbone"][1][0].sum(1), torch.ones(6, 8, 22))

@@ -9,8 +9,10 @@ from bevcc.ir.topo import stable_toposort
 
 @dataclass(frozen=True)
 class RemoveIdentityOptions:
-    keep_outputs: bool = field(default=True, metadata={
-        "help": "keep Identity nodes that produce a graph output, so output names stay"})
+    keep_outputs: bool = field(
+        default=True,
+        metadata={"help": "keep Identity nodes that produce a graph output, so output names stay"},
+    )
 
 
 class RemoveIdentity(bevcc.Pass):
@@ -48,5 +50,6 @@ class RemoveIdentity(bevcc.Pass):
             removed += 1
         if removed:
             graph.nodes = [n for n in graph.nodes if n.op != "Identity" or n.outputs]
-        return bevcc.PassResult(ir, modified=removed > 0,
-                                stats={"removed": removed, "kept_as_output": kept})
+        return bevcc.PassResult(
+            ir, modified=removed > 0, stats={"removed": removed, "kept_as_output": kept}
+        )

@@ -30,8 +30,9 @@ def _run(model, x):
 
 
 def test_identities_are_bypassed_but_the_output_name_stays(golden):
-    result = bevcc.compile(OnnxIR.from_model(_model_with_identities()),
-                           pipeline="onnx(remove_identity,check)")
+    result = bevcc.compile(
+        OnnxIR.from_model(_model_with_identities()), pipeline="onnx(remove_identity,check)"
+    )
     assert result.records[0].stats == {"removed": 2, "kept_as_output": 1}
     golden("remove_identity", result.ir)
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
@@ -39,27 +40,39 @@ def test_identities_are_bypassed_but_the_output_name_stays(golden):
 
 
 def test_output_identity_goes_too_when_asked():
-    result = bevcc.compile(OnnxIR.from_model(_model_with_identities()),
-                           pipeline="onnx(remove_identity{keep_outputs=false})")
+    result = bevcc.compile(
+        OnnxIR.from_model(_model_with_identities()),
+        pipeline="onnx(remove_identity{keep_outputs=false})",
+    )
     assert [n.op for n in result.ir.graph.nodes] == ["Relu", "Add"]
     assert result.ir.dump().splitlines()[-2:] == ["%y = Add(%r, %x)", "output %y : float32[2,3]"]
 
 
 def test_nothing_to_remove_reports_unmodified():
-    result = bevcc.compile(OnnxIR.from_model(_model_with_identities()),
-                           pipeline="onnx(remove_identity,remove_identity)")
+    result = bevcc.compile(
+        OnnxIR.from_model(_model_with_identities()),
+        pipeline="onnx(remove_identity,remove_identity)",
+    )
     assert [r.modified for r in result.records] == [True, False]
 
 
 def test_a_chain_listed_out_of_order_collapses_to_one_producer():
     # y = Identity(b), b = Identity(a), a = Relu(x), listed back to front.
-    nodes = [helper.make_node("Identity", ["b"], ["y"]),
-             helper.make_node("Identity", ["a"], ["b"]),
-             helper.make_node("Relu", ["x"], ["a"])]
+    nodes = [
+        helper.make_node("Identity", ["b"], ["y"]),
+        helper.make_node("Identity", ["a"], ["b"]),
+        helper.make_node("Relu", ["x"], ["a"]),
+    ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in ("x", "y")]
-    model = helper.make_model(helper.make_graph(nodes, "chain", [io[0]], [io[1]]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    result = bevcc.compile(OnnxIR.from_model(model),
-                           pipeline="onnx(remove_identity{keep_outputs=false},check)")
-    assert result.ir.dump().splitlines()[1:] == ["input %x : float32[2,3]", "%y = Relu(%x)",
-                                                 "output %y : float32[2,3]"]
+    model = helper.make_model(
+        helper.make_graph(nodes, "chain", [io[0]], [io[1]]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    result = bevcc.compile(
+        OnnxIR.from_model(model), pipeline="onnx(remove_identity{keep_outputs=false},check)"
+    )
+    assert result.ir.dump().splitlines()[1:] == [
+        "input %x : float32[2,3]",
+        "%y = Relu(%x)",
+        "output %y : float32[2,3]",
+    ]

@@ -41,16 +41,20 @@ def _consumed_by_assert(frame) -> bool:
         at = offsets.index(frame.f_lasti)
     except ValueError:
         return False
-    return (instructions[at].opname in _JUMP_IF_TRUE and at + 1 < len(instructions)
-            and instructions[at + 1].opname == "LOAD_ASSERTION_ERROR")
+    return (
+        instructions[at].opname in _JUMP_IF_TRUE
+        and at + 1 < len(instructions)
+        and instructions[at + 1].opname == "LOAD_ASSERTION_ERROR"
+    )
 
 
 def _user_frame():
     """The frame whose bytecode asked for bool(proxy): the first one outside torch.fx and here."""
     frame = inspect.currentframe()
     fx_folder = fx.__file__.rsplit("/", 1)[0]
-    while frame is not None and (frame.f_code.co_filename.startswith(fx_folder)
-                                 or frame.f_code.co_filename == __file__):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(fx_folder) or frame.f_code.co_filename == __file__
+    ):
         frame = frame.f_back
     return frame
 
@@ -66,7 +70,10 @@ def holds_sparse_tensor(proxy: fx.Proxy) -> bool:
     if node.op == "call_module":
         module = proxy.tracer.root.get_submodule(node.target)
         return type(module).__module__.startswith("spconv.") and type(module).__name__ not in (
-            "ToDense", "SparseBatchNorm", "SparseReLU")
+            "ToDense",
+            "SparseBatchNorm",
+            "SparseReLU",
+        )
     return False
 
 
@@ -87,7 +94,8 @@ def _refuse_setattr(proxy, name, value):
         return object.__setattr__(proxy, name, value)
     raise fx.proxy.TraceError(
         f"forward assigns '{name}' on traced value {object.__getattribute__(proxy, 'node').name}; the graph cannot record "
-        "an attribute write: return a new value instead (e.g. x.replace_feature(...))")
+        "an attribute write: return a new value instead (e.g. x.replace_feature(...))"
+    )
 
 
 @contextlib.contextmanager
@@ -98,7 +106,7 @@ def proxies_behave():
     try:
         yield
     finally:
-        for name, value in zip(("__dir__", "__setattr__"), saved):
+        for name, value in zip(("__dir__", "__setattr__"), saved, strict=True):
             if value is None:
                 delattr(fx.Proxy, name)
             else:

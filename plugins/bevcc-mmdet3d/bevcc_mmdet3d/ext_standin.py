@@ -33,7 +33,8 @@ class _ExtStandIn(types.ModuleType):
             raise CompiledOpUnavailable(
                 f"mmcv op '{name}' is a compiled CUDA/C++ op that this install does not have "
                 "(mmcv-lite with bevcc-mmdet3d's mmcv._ext stand-in); bevcc-mmdet3d builds and "
-                "compiles models only: install a full mmcv build with ops to run it")
+                "compiles models only: install a full mmcv build with ops to run it"
+            )
 
         unavailable.__name__ = name
         unavailable.__qualname__ = f"{NAME}.{name}"

@@ -31,20 +31,26 @@ def models_registry():
 def build(config: Mapping, what: str = "model"):
     """Build an nn.Module from an mmdet3d config dict (the dict is not modified)."""
     if not isinstance(config, Mapping) or "type" not in config:
-        raise InputError(f"{what} config {config!r} is not a dict with a 'type' key; write it as "
-                         "in an mmdet3d config, e.g. dict(type='SECOND', in_channels=256, ...)")
+        raise InputError(
+            f"{what} config {config!r} is not a dict with a 'type' key; write it as "
+            "in an mmdet3d config, e.g. dict(type='SECOND', in_channels=256, ...)"
+        )
     registry = models_registry()
     name = config["type"]
     if not isinstance(name, str) or registry.get(name) is None:
-        raise InputError(f"{what} config: type {name!r} is not registered in mmdet3d's MODELS "
-                         "registry; check the spelling (e.g. 'SECOND', 'SECONDFPN', "
-                         "'SparseEncoder', 'mmdet.ResNet')")
+        raise InputError(
+            f"{what} config: type {name!r} is not registered in mmdet3d's MODELS "
+            "registry; check the spelling (e.g. 'SECOND', 'SECONDFPN', "
+            "'SparseEncoder', 'mmdet.ResNet')"
+        )
     try:
         return registry.build(copy.deepcopy(dict(config)))
     except Exception as exc:  # mmengine wraps constructor errors; keep the first line only
         message = _first_line(exc)
-        raise InputError(f"{what} config type '{name}' failed to build: "
-                         f"{type(exc).__name__}: {message}; fix the config keys") from exc
+        raise InputError(
+            f"{what} config type '{name}' failed to build: "
+            f"{type(exc).__name__}: {message}; fix the config keys"
+        ) from exc
 
 
 def load_checkpoint(module, path, prefix: str = ""):
@@ -66,17 +72,21 @@ def load_checkpoint(module, path, prefix: str = ""):
     if not isinstance(state, Mapping):
         raise InputError(f"checkpoint {path} holds no state_dict (a mapping of tensors)")
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches raise even when not strict
         detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), exc)
-        raise InputError(f"checkpoint {path} does not match {type(module).__name__}: {detail}; "
-                         "check the config or prefix") from exc
+        raise InputError(
+            f"checkpoint {path} does not match {type(module).__name__}: {detail}; "
+            "check the config or prefix"
+        ) from exc
     if result.missing_keys or result.unexpected_keys:
-        raise InputError(f"checkpoint {path}{f' (prefix {prefix!r})' if prefix else ''} does not "
-                         f"match {type(module).__name__}: missing {_few(result.missing_keys)}, "
-                         f"unexpected {_few(result.unexpected_keys)}; check the config or prefix")
+        raise InputError(
+            f"checkpoint {path}{f' (prefix {prefix!r})' if prefix else ''} does not "
+            f"match {type(module).__name__}: missing {_few(result.missing_keys)}, "
+            f"unexpected {_few(result.unexpected_keys)}; check the config or prefix"
+        )
     return module
 
 
@@ -94,5 +104,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _few(keys) -> str:
     keys = list(keys)
-    return "none" if not keys else ", ".join(keys[:3]) + (f" (+{len(keys) - 3})" if len(keys) > 3
-                                                            else "")
+    return (
+        "none"
+        if not keys
+        else ", ".join(keys[:3]) + (f" (+{len(keys) - 3})" if len(keys) > 3 else "")
+    )

@@ -47,8 +47,10 @@ def from_config(config: dict, checkpoint=None, seed: int = 0, prefix: str = "") 
 
 def second_fpn(seed: int = 0, bev: int = SMALL_BEV, checkpoint=None):
     """SECOND + SECONDFPN (BEVFusion's decoder) on a [1, 256, bev, bev] BEV map."""
-    model, generator = seeded(lambda: Chain(mm.build(configs.SECOND, "SECOND"),
-                                            mm.build(configs.SECONDFPN, "SECONDFPN")), seed)
+    model, generator = seeded(
+        lambda: Chain(mm.build(configs.SECOND, "SECOND"), mm.build(configs.SECONDFPN, "SECONDFPN")),
+        seed,
+    )
     randomize_batchnorm(model, generator)
     if checkpoint is not None:
         mm.load_checkpoint(model, checkpoint)
@@ -68,8 +70,9 @@ def sparse_encoder_module(seed: int = 0, sparse_shape=SMALL_SPARSE_SHAPE, checkp
     return from_config(config, checkpoint, seed)
 
 
-def sparse_encoder(seed: int = 0, sparse_shape=SMALL_SPARSE_SHAPE, voxels: int = 600,
-                   checkpoint=None):
+def sparse_encoder(
+    seed: int = 0, sparse_shape=SMALL_SPARSE_SHAPE, voxels: int = 600, checkpoint=None
+):
     """mmdet3d's SparseEncoder (BEVFusion's nuScenes config), specialized to batch size 1:
     inputs voxel_features [N, 5] and coors [N, 4] as (batch, z, y, x) int32."""
     model = sparse_encoder_module(seed, sparse_shape, checkpoint)
@@ -77,8 +80,9 @@ def sparse_encoder(seed: int = 0, sparse_shape=SMALL_SPARSE_SHAPE, voxels: int =
     return specialize(model, (features, coors, 1))
 
 
-def sparse_encoder_calib(count: int = 4, sparse_shape=SMALL_SPARSE_SHAPE,
-                         voxels: int = 600) -> list[dict]:
+def sparse_encoder_calib(
+    count: int = 4, sparse_shape=SMALL_SPARSE_SHAPE, voxels: int = 600
+) -> list[dict]:
     batches = []
     for i in range(count):
         features, coors = random_voxels(200 + i, voxels, sparse_shape, channels=5)
@@ -93,5 +97,8 @@ def resnet(seed: int = 0, depth: int = 18, size: int = 64):
     return model, (image,)
 
 
-REGISTERED = {"mmdet3d_second_fpn": second_fpn, "mmdet3d_sparse_encoder": sparse_encoder,
-              "mmdet3d_resnet": resnet}
+REGISTERED = {
+    "mmdet3d_second_fpn": second_fpn,
+    "mmdet3d_sparse_encoder": sparse_encoder,
+    "mmdet3d_resnet": resnet,
+}

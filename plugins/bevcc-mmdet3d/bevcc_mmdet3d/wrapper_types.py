@@ -20,12 +20,26 @@ import torch
 from torch import fx, nn
 
 # A wrapper may only be replaced by its base if it adds nothing but its forward.
-_ALLOWED_OWN_ATTRIBUTES = {"__module__", "__doc__", "__qualname__", "forward", "__annotations__",
-                           "__firstlineno__", "__static_attributes__"}
+_ALLOWED_OWN_ATTRIBUTES = {
+    "__module__",
+    "__doc__",
+    "__qualname__",
+    "forward",
+    "__annotations__",
+    "__firstlineno__",
+    "__static_attributes__",
+}
 
 
-BASE_NAMES = ("Conv2d", "Conv3d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool2d", "MaxPool3d",
-              "Linear")
+BASE_NAMES = (
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "Linear",
+)
 
 
 def base_types() -> tuple[type, ...]:
@@ -44,8 +58,11 @@ def wrapper_bases() -> dict[type, type]:
     for name in BASE_NAMES:
         wrapper = getattr(wrappers, name, None)
         base = getattr(nn, name)
-        if wrapper is not None and wrapper.__bases__ == (base,) and \
-                set(vars(wrapper)) <= _ALLOWED_OWN_ATTRIBUTES:
+        if (
+            wrapper is not None
+            and wrapper.__bases__ == (base,)
+            and set(vars(wrapper)) <= _ALLOWED_OWN_ATTRIBUTES
+        ):
             table[wrapper] = base
     return table
 

@@ -14,19 +14,37 @@ CONFIGS = Path(__file__).resolve().parents[1] / "bevcc_mmdet3d"
 
 
 def _bevcc(*args):
-    run = subprocess.run([str(BEVCC), *map(str, args)], capture_output=True, text=True,
-                         check=False, timeout=600)
+    run = subprocess.run(
+        [str(BEVCC), *map(str, args)], capture_output=True, text=True, check=False, timeout=600
+    )
     assert run.returncode == 0, run.stderr
     return run
 
 
-@pytest.mark.parametrize("config, output, kind, ops", [
-    ("second_fpn.toml", "second_fpn.onnx", "qdq",
-     {"QuantizeLinear": 27, "DequantizeLinear": 27, "Conv": 13, "ConvTranspose": 1}),
-    ("sparse_encoder.toml", "lidar.backbone.xyz.onnx", "libspconv",
-     {"SparseConvolution": 21, "Add": 8, "Relu": 8, "ScatterDense": 1, "Transpose": 1,
-      "Reshape": 1}),
-])
+@pytest.mark.parametrize(
+    "config, output, kind, ops",
+    [
+        (
+            "second_fpn.toml",
+            "second_fpn.onnx",
+            "qdq",
+            {"QuantizeLinear": 27, "DequantizeLinear": 27, "Conv": 13, "ConvTranspose": 1},
+        ),
+        (
+            "sparse_encoder.toml",
+            "lidar.backbone.xyz.onnx",
+            "libspconv",
+            {
+                "SparseConvolution": 21,
+                "Add": 8,
+                "Relu": 8,
+                "ScatterDense": 1,
+                "Transpose": 1,
+                "Reshape": 1,
+            },
+        ),
+    ],
+)
 def test_config_compiles_to_a_lint_clean_file(tmp_path, config, output, kind, ops):
     out = tmp_path / output
     _bevcc("compile", "--config", CONFIGS / config, "-o", out)

@@ -15,7 +15,7 @@ BEVCC = Path(sys.executable).with_name("bevcc")
 
 def test_bevcc_plugins_lists_what_the_plugin_adds():
     out = subprocess.run([str(BEVCC), "plugins"], capture_output=True, text=True, check=True).stdout
-    block = out[out.index("mmdet3d 0.1.0 (bevcc_mmdet3d.plugin)"):].split("\n")[:3]
+    block = out[out.index("mmdet3d 0.1.0 (bevcc_mmdet3d.plugin)") :].split("\n")[:3]
     assert block[1] == ("  models: mmdet3d_resnet, mmdet3d_second_fpn, mmdet3d_sparse_encoder")
     assert "spconv.pytorch.modules.SparseModule" in block[2]
     assert "torch.nn.modules.conv.ConvTranspose2d" in block[2]
@@ -41,12 +41,18 @@ def test_bad_config_is_one_clear_error():
 
 def test_bad_config_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
     builder = tmp_path / "bad.py"
-    builder.write_text("from bevcc_mmdet3d import mm\n\n\ndef build():\n"
-                       "    return mm.build({'type': 'SECONDFPN', 'in_channels': [128],"
-                       " 'out_channels': [256, 256]})\n")
+    builder.write_text(
+        "from bevcc_mmdet3d import mm\n\n\ndef build():\n"
+        "    return mm.build({'type': 'SECONDFPN', 'in_channels': [128],"
+        " 'out_channels': [256, 256]})\n"
+    )
     out = tmp_path / "x.onnx"
-    run = subprocess.run([str(BEVCC), "compile", f"{builder}:build", "-o", str(out)],
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [str(BEVCC), "compile", f"{builder}:build", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("bevcc: error: model ")

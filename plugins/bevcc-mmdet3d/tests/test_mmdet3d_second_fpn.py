@@ -31,8 +31,12 @@ def decoder():
 def compiled(decoder, registry, tmp_path_factory):
     """(fake-quant FxIR, the Q/DQ ONNX it exports)."""
     path = tmp_path_factory.mktemp("second_fpn") / "second_fpn.onnx"
-    fake_quant = bevcc.compile(decoder, pipeline="fx(bn_fold,qdq_insert,quantizer_unify)",
-                               calib=models.second_fpn_calib(), registry=registry).ir
+    fake_quant = bevcc.compile(
+        decoder,
+        pipeline="fx(bn_fold,qdq_insert,quantizer_unify)",
+        calib=models.second_fpn_calib(),
+        registry=registry,
+    ).ir
     bevcc.compile(fake_quant, pipeline="export", output=path, registry=registry)
     return fake_quant, onnx.load(path)
 
@@ -82,13 +86,17 @@ def test_bn_fold_folds_every_batchnorm_and_keeps_the_numbers(decoder, registry):
 
     def batchnorms(graph_ir):
         mods = dict(graph_ir.module.named_modules())
-        return sum(n.op == "call_module" and isinstance(mods[n.target], nn.BatchNorm2d)
-                   for n in graph_ir.graph.nodes)
+        return sum(
+            n.op == "call_module" and isinstance(mods[n.target], nn.BatchNorm2d)
+            for n in graph_ir.graph.nodes
+        )
 
     assert batchnorms(ir) == expected and len(modules) > expected
     folded = bevcc.compile(ir, pipeline="fx(bn_fold)", registry=registry)
-    assert folded.records[0].stats["folded"] == {"Conv2d+BatchNorm2d": 13,
-                                                 "ConvTranspose2d+BatchNorm2d": 1}
+    assert folded.records[0].stats["folded"] == {
+        "Conv2d+BatchNorm2d": 13,
+        "ConvTranspose2d+BatchNorm2d": 1,
+    }
     assert batchnorms(folded.ir) == 0
     with torch.no_grad():
         torch.testing.assert_close(folded.ir.module(x)[0], model(x)[0], rtol=1e-4, atol=1e-4)
@@ -123,11 +131,15 @@ def test_onnxruntime_matches_fake_quant_pytorch_within_one_step(compiled):
         want = fake_quant.module(x)[0].numpy()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert got.shape == want.shape == (1, 512, 32, 32)
     # One step of the coarsest activation quantizer: a rounding tie resolved differently.
-    steps = [float(onnx.numpy_helper.to_array(i)) for i in model.graph.initializer
-             if onnx.numpy_helper.to_array(i).ndim == 0 and i.data_type == onnx.TensorProto.FLOAT]
+    steps = [
+        float(onnx.numpy_helper.to_array(i))
+        for i in model.graph.initializer
+        if onnx.numpy_helper.to_array(i).ndim == 0 and i.data_type == onnx.TensorProto.FLOAT
+    ]
     assert steps and np.abs(got - want).max() <= max(steps)

@@ -29,13 +29,21 @@ def encoder():
 @pytest.fixture(scope="module")
 def fake_quant(encoder, registry):
     _, specialized = encoder
-    return bevcc.compile(specialized, pipeline=PIPELINE, registry=registry,
-                         calib=models.sparse_encoder_calib(count=2)).ir
+    return bevcc.compile(
+        specialized,
+        pipeline=PIPELINE,
+        registry=registry,
+        calib=models.sparse_encoder_calib(count=2),
+    ).ir
 
 
 def _export(fake_quant, registry, path, order):
-    bevcc.compile(fake_quant, pipeline=f"export_libspconv{{model_order=zyx,order={order}}}",
-                  output=path, registry=registry)
+    bevcc.compile(
+        fake_quant,
+        pipeline=f"export_libspconv{{model_order=zyx,order={order}}}",
+        output=path,
+        registry=registry,
+    )
     return onnx.load(path)
 
 
@@ -66,11 +74,19 @@ def test_specialized_trace_is_the_eager_model(encoder, registry):
 def test_file_has_the_reference_layout_and_validates(compiled):
     kinds = [n.op_type for n in compiled[1].graph.node]
     counts = {k: kinds.count(k) for k in sorted(set(kinds))}
-    assert counts == {"Add": 8, "Relu": 8, "Reshape": 1, "ScatterDense": 1,
-                      "SparseConvolution": 21, "Transpose": 1}
+    assert counts == {
+        "Add": 8,
+        "Relu": 8,
+        "Reshape": 1,
+        "ScatterDense": 1,
+        "SparseConvolution": 21,
+        "Transpose": 1,
+    }
     assert check_libspconv(compiled[1]) == []
-    attrs = {n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-             for n in compiled[1].graph.node}
+    attrs = {
+        n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        for n in compiled[1].graph.node
+    }
     # the grid and kernels in x, y, z; the model's (z, y, x) layout restored before its reshape
     (x, y, z) = models.SMALL_SPARSE_SHAPE[::-1]
     assert attrs["dense"]["format"] == b"xyz"
@@ -101,8 +117,10 @@ def test_interpreter_runs_the_file_like_the_fake_quant_model(compiled):
 def test_zyx_file_keeps_the_model_axes(fake_quant, registry, tmp_path):
     model = _export(fake_quant, registry, tmp_path / "zyx.onnx", "zyx")
     assert check_libspconv(model) == []
-    attrs = {n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-             for n in model.graph.node}
+    attrs = {
+        n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        for n in model.graph.node
+    }
     assert attrs["dense"]["format"] == b"zyx"
     assert attrs["conv_input_0"]["input_spatial_shape"] == list(models.SMALL_SPARSE_SHAPE)
     assert attrs["conv_out_0"]["kernel_size"] == [3, 1, 1]

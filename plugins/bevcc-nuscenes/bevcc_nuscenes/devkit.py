@@ -38,14 +38,18 @@ def runner(python: str | os.PathLike | None = None):
             return devkit_worker.evaluate
         chosen = default_python()
         if not chosen.is_file():
-            raise UsageError(f"bevcc-nuscenes: nuscenes-devkit is not importable here and there "
-                             f"is no devkit interpreter at {chosen}; {SETUP_HINT}, set "
-                             f"{PYTHON_ENV}=/path/to/python, or pip install "
-                             f"'bevcc-nuscenes[devkit]' if this environment can hold numpy<2")
+            raise UsageError(
+                f"bevcc-nuscenes: nuscenes-devkit is not importable here and there "
+                f"is no devkit interpreter at {chosen}; {SETUP_HINT}, set "
+                f"{PYTHON_ENV}=/path/to/python, or pip install "
+                f"'bevcc-nuscenes[devkit]' if this environment can hold numpy<2"
+            )
     path = Path(chosen)
     if not path.is_file():
-        raise UsageError(f"bevcc-nuscenes: devkit interpreter {path} does not exist; "
-                         f"{SETUP_HINT} or fix {PYTHON_ENV}")
+        raise UsageError(
+            f"bevcc-nuscenes: devkit interpreter {path} does not exist; "
+            f"{SETUP_HINT} or fix {PYTHON_ENV}"
+        )
     worker = _WORKERS.get(str(path))
     if worker is None or not worker.alive():
         worker = _WORKERS[str(path)] = Worker(path)
@@ -60,8 +64,13 @@ class Worker:
         # the worker's stderr, read on failure; open as long as the worker lives
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.log, text=True, env={**os.environ, "PYTHONNOUSERSITE": "1"})
+            [str(python), str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env={**os.environ, "PYTHONNOUSERSITE": "1"},
+        )
         ready = self._answer("starting")
         if "ready" not in ready:
             raise InputError(f"bevcc-nuscenes: devkit interpreter {python} answered {ready!r}")
@@ -100,8 +109,9 @@ class Worker:
         lines = [x for x in self.log.read().splitlines() if x.strip()]
         reason = lines[-1] if lines else f"exit code {self.process.returncode}"
         hint = f"; {SETUP_HINT}" if "No module named 'nuscenes" in reason else ""
-        raise InputError(f"bevcc-nuscenes: devkit interpreter {self.python} failed while "
-                         f"{doing}: {reason}{hint}")
+        raise InputError(
+            f"bevcc-nuscenes: devkit interpreter {self.python} failed while {doing}: {reason}{hint}"
+        )
 
 
 _WORKERS: dict[str, Worker] = {}

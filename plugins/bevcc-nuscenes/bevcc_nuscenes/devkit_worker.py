@@ -21,8 +21,13 @@ import sys
 import tempfile
 
 _DATABASES: dict = {}
-META = {"use_camera": False, "use_lidar": False, "use_radar": False, "use_map": False,
-        "use_external": False}
+META = {
+    "use_camera": False,
+    "use_lidar": False,
+    "use_radar": False,
+    "use_map": False,
+    "use_external": False,
+}
 
 
 def evaluate(request: dict) -> dict:
@@ -38,25 +43,33 @@ def _evaluate(request: dict) -> dict:
     from nuscenes.eval.detection.evaluate import DetectionEval
 
     nusc = _database(request["version"], request["dataroot"])
-    config = (DetectionConfig.deserialize(request["config"]) if request.get("config")
-              else config_factory("detection_cvpr_2019"))
+    config = (
+        DetectionConfig.deserialize(request["config"])
+        if request.get("config")
+        else config_factory("detection_cvpr_2019")
+    )
     eval_set = request["eval_set"]
     split = _split_sample_tokens(nusc, eval_set)
     scored = list(dict.fromkeys(request["sample_tokens"]))
     outside = [t for t in [*scored, *request["results"]] if t not in split]
     if outside:
-        raise ValueError(f"sample {outside[0]} is not in split '{eval_set}' of {nusc.version} "
-                         f"at {nusc.dataroot}; score samples of that split, or set the split")
+        raise ValueError(
+            f"sample {outside[0]} is not in split '{eval_set}' of {nusc.version} "
+            f"at {nusc.dataroot}; score samples of that split, or set the split"
+        )
     # DetectionEval wants every sample of the split in the file; a sample without results is a
     # sample with no detections, and only the scored samples are kept below
-    results = {t: [{**box, "sample_token": t} for box in request["results"].get(t, [])]
-               for t in sorted(split)}
+    results = {
+        t: [{**box, "sample_token": t} for box in request["results"].get(t, [])]
+        for t in sorted(split)
+    }
     with tempfile.TemporaryDirectory(prefix="bevcc-nuscenes-") as tmp:
         path = os.path.join(tmp, "results.json")
         with open(path, "w") as f:
             json.dump({"meta": META, "results": results}, f)
-        evaluation = DetectionEval(nusc, config=config, result_path=path, eval_set=eval_set,
-                                   output_dir=tmp, verbose=False)
+        evaluation = DetectionEval(
+            nusc, config=config, result_path=path, eval_set=eval_set, output_dir=tmp, verbose=False
+        )
         if set(scored) != set(split):
             _keep_only(evaluation, scored)
         metrics, _ = evaluation.evaluate()

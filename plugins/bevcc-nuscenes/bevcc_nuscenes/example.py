@@ -34,11 +34,11 @@ class TinyDetector(nn.Module):
         self.fc2 = nn.Linear(2 * OBJECTS + 1, 2 * OBJECTS)
         with torch.no_grad():
             self.fc1.weight.zero_()
-            self.fc1.weight[:2 * OBJECTS].copy_(torch.eye(2 * OBJECTS))
+            self.fc1.weight[: 2 * OBJECTS].copy_(torch.eye(2 * OBJECTS))
             self.fc1.bias.zero_()
             self.fc1.bias[-1] = PLANTED
             self.fc2.weight.zero_()
-            self.fc2.weight[:, :2 * OBJECTS].copy_(torch.eye(2 * OBJECTS))
+            self.fc2.weight[:, : 2 * OBJECTS].copy_(torch.eye(2 * OBJECTS))
             self.fc2.bias.zero_()
 
     def forward(self, x):
@@ -57,17 +57,21 @@ def calibration_batches(split: str = "mini_val") -> list[dict]:
         boxes, ego = truth.kept[token], np.array(truth.ego[token])
         assert len(boxes) == OBJECTS
         centres = np.array([b["translation"] for b in boxes])
-        batches.append({
-            "x": (centres[:, :2] - ego[:2]).reshape(1, -1).astype(np.float32),
-            "sample_token": np.array([token]),
-            "ego": ego[None],
-            "z": centres[None, :, 2],
-            "size": np.array([[b["size"] for b in boxes]]),
-            "rotation": np.array([[b["rotation"] for b in boxes]]),
-            "velocity": np.array([[b["velocity"] for b in boxes]]),
-            "label": np.array([[DETECTION_NAMES.index(b["detection_name"]) for b in boxes]]),
-            "attribute": np.array([[(("", *ATTRIBUTE_NAMES)).index(b["attribute_name"])
-                                    for b in boxes]])})
+        batches.append(
+            {
+                "x": (centres[:, :2] - ego[:2]).reshape(1, -1).astype(np.float32),
+                "sample_token": np.array([token]),
+                "ego": ego[None],
+                "z": centres[None, :, 2],
+                "size": np.array([[b["size"] for b in boxes]]),
+                "rotation": np.array([[b["rotation"] for b in boxes]]),
+                "velocity": np.array([[b["velocity"] for b in boxes]]),
+                "label": np.array([[DETECTION_NAMES.index(b["detection_name"]) for b in boxes]]),
+                "attribute": np.array(
+                    [[(("", *ATTRIBUTE_NAMES)).index(b["attribute_name"]) for b in boxes]]
+                ),
+            }
+        )
     return batches
 
 
@@ -78,10 +82,15 @@ def decode(output, batch) -> dict[str, list[dict]]:
     for i, token in enumerate(batch["sample_token"]):
         xy = centres[i] + batch["ego"][i][:2]
         decoded[str(token)] = [
-            {"translation": [xy[j, 0], xy[j, 1], batch["z"][i][j]],
-             "size": batch["size"][i][j], "rotation": batch["rotation"][i][j],
-             "velocity": batch["velocity"][i][j],
-             "detection_name": DETECTION_NAMES[batch["label"][i][j]], "detection_score": 1.0,
-             "attribute_name": ("", *ATTRIBUTE_NAMES)[batch["attribute"][i][j]]}
-            for j in range(OBJECTS)]
+            {
+                "translation": [xy[j, 0], xy[j, 1], batch["z"][i][j]],
+                "size": batch["size"][i][j],
+                "rotation": batch["rotation"][i][j],
+                "velocity": batch["velocity"][i][j],
+                "detection_name": DETECTION_NAMES[batch["label"][i][j]],
+                "detection_score": 1.0,
+                "attribute_name": ("", *ATTRIBUTE_NAMES)[batch["attribute"][i][j]],
+            }
+            for j in range(OBJECTS)
+        ]
     return decoded

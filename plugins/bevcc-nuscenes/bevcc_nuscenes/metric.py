@@ -22,9 +22,17 @@ SCORES = {"nds": "nd_score", "map": "mean_ap"}
 TABLES = ("sample", "sample_annotation", "scene", "ego_pose", "sample_data")
 
 
-def nuscenes_metric(dataroot, decode, *, version: str = "v1.0-trainval", eval_set: str = "val",
-                    score: str = "nds", config=None, sample_tokens=None,
-                    python=None) -> Callable:
+def nuscenes_metric(
+    dataroot,
+    decode,
+    *,
+    version: str = "v1.0-trainval",
+    eval_set: str = "val",
+    score: str = "nds",
+    config=None,
+    sample_tokens=None,
+    python=None,
+) -> Callable:
     """A metric fn(outputs, reference, batches) -> NDS or mAP (higher is better).
 
     decode: a callable or a "module:function" / "file.py:function" reference.
@@ -35,11 +43,16 @@ def nuscenes_metric(dataroot, decode, *, version: str = "v1.0-trainval", eval_se
     can import nuscenes, else .venv-nuscenes next to this environment).
     """
     if score not in SCORES:
-        raise UsageError(f"nuscenes_metric: score must be one of {', '.join(SCORES)}, "
-                         f"got {score!r}")
+        raise UsageError(
+            f"nuscenes_metric: score must be one of {', '.join(SCORES)}, got {score!r}"
+        )
     decoder = load_callable(decode, "nuScenes decoder") if isinstance(decode, str) else decode
-    request = {"dataroot": str(check_dataroot(dataroot, version)), "version": version,
-               "eval_set": eval_set, "config": load_config(config)}
+    request = {
+        "dataroot": str(check_dataroot(dataroot, version)),
+        "version": version,
+        "eval_set": eval_set,
+        "config": load_config(config),
+    }
     fixed = list(sample_tokens) if sample_tokens is not None else None
 
     def metric(outputs, reference, batches) -> float:
@@ -52,16 +65,30 @@ def nuscenes_metric(dataroot, decode, *, version: str = "v1.0-trainval", eval_se
     return metric
 
 
-def evaluate_results(results: dict, dataroot, *, version: str = "v1.0-trainval",
-                     eval_set: str = "val", config=None, sample_tokens=None,
-                     python=None) -> dict:
+def evaluate_results(
+    results: dict,
+    dataroot,
+    *,
+    version: str = "v1.0-trainval",
+    eval_set: str = "val",
+    config=None,
+    sample_tokens=None,
+    python=None,
+) -> dict:
     """The devkit's full metrics (DetectionMetrics.serialize()) for {sample_token: [box, ...]}."""
-    checked = {token: [result_box(b, f"sample {token}, box {i}") for i, b in enumerate(boxes)]
-               for token, boxes in results.items()}
+    checked = {
+        token: [result_box(b, f"sample {token}, box {i}") for i, b in enumerate(boxes)]
+        for token, boxes in results.items()
+    }
     tokens = list(sample_tokens) if sample_tokens is not None else list(checked)
-    request = {"dataroot": str(check_dataroot(dataroot, version)), "version": version,
-               "eval_set": eval_set, "config": load_config(config), "results": checked,
-               "sample_tokens": tokens}
+    request = {
+        "dataroot": str(check_dataroot(dataroot, version)),
+        "version": version,
+        "eval_set": eval_set,
+        "config": load_config(config),
+        "results": checked,
+        "sample_tokens": tokens,
+    }
     return devkit.runner(python)(request)
 
 
@@ -70,8 +97,10 @@ def decode_all(decoder: Callable, outputs, batches) -> dict[str, list[dict]]:
     for index, (output, batch) in enumerate(zip(outputs, batches, strict=True)):
         decoded = decoder(output, batch)
         if not isinstance(decoded, dict):
-            raise InputError(f"nuScenes decoder: batch {index}: return {{sample_token: [box, "
-                             f"...]}}, got {type(decoded).__name__}")
+            raise InputError(
+                f"nuScenes decoder: batch {index}: return {{sample_token: [box, "
+                f"...]}}, got {type(decoded).__name__}"
+            )
         for token, boxes in decoded.items():
             where = f"batch {index}, sample {token}"
             if token in results:
@@ -85,8 +114,10 @@ def check_dataroot(dataroot, version: str) -> Path:
     root = Path(dataroot)
     missing = [t for t in TABLES if not (root / version / f"{t}.json").is_file()]
     if missing:
-        raise InputError(f"nuScenes dataroot {root}: no {version}/{missing[0]}.json; point it at "
-                         f"the folder holding {version}/ (or set the version)")
+        raise InputError(
+            f"nuScenes dataroot {root}: no {version}/{missing[0]}.json; point it at "
+            f"the folder holding {version}/ (or set the version)"
+        )
     return root.resolve()
 
 
@@ -98,15 +129,28 @@ def load_config(config) -> dict | None:
         try:
             config = json.loads(Path(config).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"nuScenes eval config {config}: {exc}; give a DetectionConfig "
-                             "JSON file") from None
-    keys = ("class_range", "dist_fcn", "dist_ths", "dist_th_tp", "min_recall", "min_precision",
-            "max_boxes_per_sample", "mean_ap_weight")
+            raise InputError(
+                f"nuScenes eval config {config}: {exc}; give a DetectionConfig JSON file"
+            ) from None
+    keys = (
+        "class_range",
+        "dist_fcn",
+        "dist_ths",
+        "dist_th_tp",
+        "min_recall",
+        "min_precision",
+        "max_boxes_per_sample",
+        "mean_ap_weight",
+    )
     missing = [k for k in keys if k not in config]
     if missing:
-        raise InputError(f"nuScenes eval config lacks {', '.join(missing)} (see the devkit's "
-                         "detection_cvpr_2019.json)")
+        raise InputError(
+            f"nuScenes eval config lacks {', '.join(missing)} (see the devkit's "
+            "detection_cvpr_2019.json)"
+        )
     if set(config["class_range"]) != set(DETECTION_NAMES):
-        raise InputError("nuScenes eval config: class_range must name exactly the 10 detection "
-                         f"classes ({', '.join(DETECTION_NAMES)})")
+        raise InputError(
+            "nuScenes eval config: class_range must name exactly the 10 detection "
+            f"classes ({', '.join(DETECTION_NAMES)})"
+        )
     return dict(config)

@@ -21,17 +21,30 @@ _BUILT: dict[tuple, object] = {}
 def from_environment(score: str):
     """The metric fn for the current settings (built once per distinct settings)."""
     env = os.environ
-    for name, what in ((DATAROOT, "the nuScenes dataroot"),
-                       (DECODER, ("the decoder, module:function, mapping (output, batch) to "
-                                  "{sample_token: [box, ...]}"))):
+    for name, what in (
+        (DATAROOT, "the nuScenes dataroot"),
+        (
+            DECODER,
+            ("the decoder, module:function, mapping (output, batch) to {sample_token: [box, ...]}"),
+        ),
+    ):
         if not env.get(name):
-            raise UsageError(f"nuscenes_{score} needs {name}: set it to {what} (see "
-                             "plugins/bevcc-nuscenes/README.md)")
-    key = (score, env[DATAROOT], env[DECODER], env.get(VERSION, "v1.0-trainval"),
-           env.get(EVAL_SET, "val"), env.get(CONFIG) or None)
+            raise UsageError(
+                f"nuscenes_{score} needs {name}: set it to {what} (see "
+                "plugins/bevcc-nuscenes/README.md)"
+            )
+    key = (
+        score,
+        env[DATAROOT],
+        env[DECODER],
+        env.get(VERSION, "v1.0-trainval"),
+        env.get(EVAL_SET, "val"),
+        env.get(CONFIG) or None,
+    )
     if key not in _BUILT:
-        _BUILT[key] = nuscenes_metric(key[1], key[2], score=score, version=key[3],
-                                      eval_set=key[4], config=key[5])
+        _BUILT[key] = nuscenes_metric(
+            key[1], key[2], score=score, version=key[3], eval_set=key[4], config=key[5]
+        )
     return _BUILT[key]
 
 

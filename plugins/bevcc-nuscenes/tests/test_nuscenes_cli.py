@@ -9,8 +9,14 @@ import sys
 
 def bevcc(*args, env=None):
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run([exe, *map(str, args)], check=False, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [exe, *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_bevcc_plugins_lists_the_metrics():
@@ -23,13 +29,27 @@ def test_bevcc_plugins_lists_the_metrics():
 
 
 def test_cli_sensitivity_by_nuscenes_map(tiny, tmp_path):
-    env = {"BEVCC_NUSCENES_DATAROOT": str(tiny.root), "BEVCC_NUSCENES_VERSION": "v1.0-mini",
-           "BEVCC_NUSCENES_EVAL_SET": "mini_val",
-           "BEVCC_NUSCENES_DECODER": "bevcc_nuscenes.example:decode"}
-    proc = bevcc("sensitivity", "bevcc_nuscenes.example:tiny_detector", "--calib",
-                 "bevcc_nuscenes.example:calibration_batches", "--prefix", "qdq_insert",
-                 "--metric", "nuscenes_map", "--max-drop", "0.01", "-o", tmp_path / "out",
-                 env=env)
+    env = {
+        "BEVCC_NUSCENES_DATAROOT": str(tiny.root),
+        "BEVCC_NUSCENES_VERSION": "v1.0-mini",
+        "BEVCC_NUSCENES_EVAL_SET": "mini_val",
+        "BEVCC_NUSCENES_DECODER": "bevcc_nuscenes.example:decode",
+    }
+    proc = bevcc(
+        "sensitivity",
+        "bevcc_nuscenes.example:tiny_detector",
+        "--calib",
+        "bevcc_nuscenes.example:calibration_batches",
+        "--prefix",
+        "qdq_insert",
+        "--metric",
+        "nuscenes_map",
+        "--max-drop",
+        "0.01",
+        "-o",
+        tmp_path / "out",
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "2 units; kept float: fc2"
     assert json.loads((tmp_path / "out" / "disable_list.json").read_text())["disable"] == ["fc2"]
@@ -38,14 +58,32 @@ def test_cli_sensitivity_by_nuscenes_map(tiny, tmp_path):
 def test_cli_without_a_dataroot_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEVCC_NUSCENES_")}
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    proc = subprocess.run([exe, "sensitivity", "bevcc_nuscenes.example:tiny_detector",
-                           "--calib", "bevcc_nuscenes.example:calibration_batches", "--metric",
-                           "nuscenes_nds", "--max-drop", "0.01", "-o", str(tmp_path / "out")],
-                          check=False, capture_output=True, text=True, timeout=300,
-                          env=env)
+    proc = subprocess.run(
+        [
+            exe,
+            "sensitivity",
+            "bevcc_nuscenes.example:tiny_detector",
+            "--calib",
+            "bevcc_nuscenes.example:calibration_batches",
+            "--metric",
+            "nuscenes_nds",
+            "--max-drop",
+            "0.01",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        ("bevcc: error: pass 'sensitivity_disable' failed after [bn_fold, qdq_insert, "
-         "quantizer_unify]: nuscenes_nds needs BEVCC_NUSCENES_DATAROOT: set it to the nuScenes "
-         "dataroot (see plugins/bevcc-nuscenes/README.md)")]
+        (
+            "bevcc: error: pass 'sensitivity_disable' failed after [bn_fold, qdq_insert, "
+            "quantizer_unify]: nuscenes_nds needs BEVCC_NUSCENES_DATAROOT: set it to the nuScenes "
+            "dataroot (see plugins/bevcc-nuscenes/README.md)"
+        )
+    ]
     assert not (tmp_path / "out" / "disable_list.json").exists()

@@ -11,8 +11,7 @@ from bevcc_nuscenes import evaluate_results
 CLASSES = 10
 # TP errors the devkit leaves out (NaN): cone attribute/velocity/orientation, barrier
 # attribute/velocity
-NAN_TP = {"traffic_cone": {"attr_err", "vel_err", "orient_err"},
-          "barrier": {"attr_err", "vel_err"}}
+NAN_TP = {"traffic_cone": {"attr_err", "vel_err", "orient_err"}, "barrier": {"attr_err", "vel_err"}}
 
 
 def evaluate(tiny, results, **kw):
@@ -105,7 +104,7 @@ def interpolated_ap(hits, positives, min_recall=0.1, min_precision=0.1):
     tp = np.cumsum(hits)
     precision, recall = tp / np.arange(1, len(hits) + 1), tp / positives
     points = np.interp(np.linspace(0, 1, 101), recall, precision, right=0)
-    kept = points[round(100 * min_recall) + 1:] - min_precision
+    kept = points[round(100 * min_recall) + 1 :] - min_precision
     return float(np.clip(kept, 0, None).mean()) / (1 - min_precision)
 
 
@@ -120,9 +119,16 @@ def test_only_the_named_samples_are_scored(tiny):
 def test_a_custom_config_is_the_one_used(tiny):
     from bevcc_nuscenes.tiny_dataroot import CLASS_RANGE
 
-    config = {"class_range": {**CLASS_RANGE, "car": 1}, "dist_fcn": "center_distance",
-              "dist_ths": [0.5, 1.0, 2.0, 4.0], "dist_th_tp": 2.0, "min_recall": 0.1,
-              "min_precision": 0.1, "max_boxes_per_sample": 500, "mean_ap_weight": 5}
+    config = {
+        "class_range": {**CLASS_RANGE, "car": 1},
+        "dist_fcn": "center_distance",
+        "dist_ths": [0.5, 1.0, 2.0, 4.0],
+        "dist_th_tp": 2.0,
+        "min_recall": 0.1,
+        "min_precision": 0.1,
+        "max_boxes_per_sample": 500,
+        "mean_ap_weight": 5,
+    }
     # no car within 1 m of the ego vehicle: the class has no ground truth and scores 0
     metrics = evaluate(tiny, perfect(tiny), config=config)
     assert metrics["cfg"]["class_range"]["car"] == 1

@@ -12,19 +12,25 @@ from bevcc.plugins import load_plugins
 
 @pytest.fixture
 def settings(tiny, monkeypatch):
-    for key, value in {"DATAROOT": str(tiny.root), "VERSION": "v1.0-mini",
-                       "EVAL_SET": "mini_val",
-                       "DECODER": "bevcc_nuscenes.example:decode"}.items():
+    for key, value in {
+        "DATAROOT": str(tiny.root),
+        "VERSION": "v1.0-mini",
+        "EVAL_SET": "mini_val",
+        "DECODER": "bevcc_nuscenes.example:decode",
+    }.items():
         monkeypatch.setenv(f"BEVCC_NUSCENES_{key}", value)
 
 
 def test_sensitivity_keeps_the_layer_whose_int8_costs_map_float(settings, tmp_path):
     registry = load_plugins(autoload=True).registry  # the installed plugin's entry point
     assert registry.metrics["nuscenes_map"].plugin == "nuscenes"
-    result = bevcc.compile(example.tiny_detector(), calib=example.calibration_batches(),
-                           registry=registry, artifacts_dir=tmp_path, pipeline=(
-                               "fx(qdq_insert,sensitivity_disable{metric=nuscenes_map,"
-                               "max_drop=0.01})"))
+    result = bevcc.compile(
+        example.tiny_detector(),
+        calib=example.calibration_batches(),
+        registry=registry,
+        artifacts_dir=tmp_path,
+        pipeline=("fx(qdq_insert,sensitivity_disable{metric=nuscenes_map,max_drop=0.01})"),
+    )
     stats = result.records[-1].stats
     assert stats["metric"] == "nuscenes_map"
     assert stats["disabled"] == ["fc2"]

@@ -40,32 +40,46 @@ _SCORE_PATH_METHODS = {"view", "reshape", "unsqueeze", "contiguous", "add"}
 
 @dataclass(frozen=True)
 class AttentionQdqOptions:
-    softmax_amax: float | None = field(default=1.0, metadata={
-        "help": "fixed amax of the softmax-output quantizer (scale = amax/127); none keeps the "
-                "calibrated one"})
-    float_scores: bool = field(default=True, metadata={
-        "help": "remove quantizers between the first matmul and the softmax (bias/mask Adds), "
-                "as TensorRT's MHA fusion requires"})
+    softmax_amax: float | None = field(
+        default=1.0,
+        metadata={
+            "help": "fixed amax of the softmax-output quantizer (scale = amax/127); none keeps the "
+            "calibrated one"
+        },
+    )
+    float_scores: bool = field(
+        default=True,
+        metadata={
+            "help": "remove quantizers between the first matmul and the softmax (bias/mask Adds), "
+            "as TensorRT's MHA fusion requires"
+        },
+    )
 
     def __post_init__(self):
         amax = self.softmax_amax
         if amax is not None and not (math.isfinite(amax) and 0 < amax <= 1):
-            raise ValueError(f"softmax_amax={amax} is outside (0, 1]: softmax outputs lie in "
-                             "[0, 1]; write attention_qdq{softmax_amax=1.0} or none")
+            raise ValueError(
+                f"softmax_amax={amax} is outside (0, 1]: softmax outputs lie in "
+                "[0, 1]; write attention_qdq{softmax_amax=1.0} or none"
+            )
 
 
 class AttentionQdq(Pass):
     name = "attention_qdq"
-    summary = ("Make attention TensorRT-MHA-ready: float scores between Q.K^T and Softmax, "
-               "softmax output quantized with a fixed amax of 1 (FX; after quantizer_unify).")
+    summary = (
+        "Make attention TensorRT-MHA-ready: float scores between Q.K^T and Softmax, "
+        "softmax output quantized with a fixed amax of 1 (FX; after quantizer_unify)."
+    )
     ir = "fx"
     quantizes = True
     Options = AttentionQdqOptions
 
     def report(self, stats: dict) -> list[str]:
-        line = (f"attention blocks {stats['attention']}: removed {stats['score_quantizers']} "
-                f"score-path quantizers, fixed {stats['softmax_fixed']} softmax quantizers at "
-                f"amax {self.options.softmax_amax}")
+        line = (
+            f"attention blocks {stats['attention']}: removed {stats['score_quantizers']} "
+            f"score-path quantizers, fixed {stats['softmax_fixed']} softmax quantizers at "
+            f"amax {self.options.softmax_amax}"
+        )
         return [line]
 
     def call(self, ir) -> PassResult:
@@ -97,8 +111,11 @@ class AttentionQdq(Pass):
         if changed:
             module.delete_all_unused_submodules()
             module.recompile()
-        return PassResult(ir, modified=changed, stats={
-            "attention": attention, "score_quantizers": removed, "softmax_fixed": fixed})
+        return PassResult(
+            ir,
+            modified=changed,
+            stats={"attention": attention, "score_quantizers": removed, "softmax_fixed": fixed},
+        )
 
 
 def _activation_quantizer(node: fx.Node, modules: dict) -> bool:
@@ -107,15 +124,17 @@ def _activation_quantizer(node: fx.Node, modules: dict) -> bool:
 
 
 def _is_matmul(node: fx.Node) -> bool:
-    return (node.op == "call_function" and node.target in _MATMULS) or \
-        (node.op == "call_method" and node.target in ("matmul", "bmm"))
+    return (node.op == "call_function" and node.target in _MATMULS) or (
+        node.op == "call_method" and node.target in ("matmul", "bmm")
+    )
 
 
 def _is_softmax(node: fx.Node, modules: dict) -> bool:
     if node.op == "call_module":
         return isinstance(modules.get(node.target), nn.Softmax)
-    return (node.op == "call_function" and node.target in _SOFTMAX_FUNCTIONS) or \
-        (node.op == "call_method" and node.target == "softmax")
+    return (node.op == "call_function" and node.target in _SOFTMAX_FUNCTIONS) or (
+        node.op == "call_method" and node.target == "softmax"
+    )
 
 
 def _quantizer_into_matmul(softmax: fx.Node, modules: dict) -> fx.Node | None:
@@ -142,8 +161,9 @@ def _score_path_quantizers(start: fx.Node, modules: dict, visited: set) -> list[
         if _is_matmul(node):
             reached_matmul = True
             continue
-        is_add = (node.op == "call_function" and node.target in _ADDS) or \
-            (node.op == "call_method" and node.target == "add")
+        is_add = (node.op == "call_function" and node.target in _ADDS) or (
+            node.op == "call_method" and node.target == "add"
+        )
         if is_add:
             for source in node.all_input_nodes:
                 if _activation_quantizer(source, modules):
@@ -163,8 +183,9 @@ def _fix_amax(ir, probs: fx.Node, modules: dict, callers: dict, amax: float) -> 
     """Give the softmax-output quantizer call the fixed amax; 1 if that changed anything."""
     quantizer = modules[probs.target]
     if callers[probs.target] > 1:  # shared with other tensors: this edge gets its own
-        fresh = TensorQuantizer(calibrator=quantizer.calibrator_name,
-                                percentile=quantizer.percentile)
+        fresh = TensorQuantizer(
+            calibrator=quantizer.calibrator_name, percentile=quantizer.percentile
+        )
         name = f"{probs.name}_softmax"
         ir.module.add_submodule(name, fresh)
         callers[probs.target] -= 1

@@ -23,20 +23,28 @@ _QDQ = {"QuantizeLinear", "DequantizeLinear"}
 
 @dataclass(frozen=True)
 class MhaCheckOptions:
-    softmax_amax: float | None = field(default=1.0, metadata={
-        "help": "the softmax-output amax the file must use (scale = amax/127); none skips it"})
+    softmax_amax: float | None = field(
+        default=1.0,
+        metadata={
+            "help": "the softmax-output amax the file must use (scale = amax/127); none skips it"
+        },
+    )
 
     def __post_init__(self):
         amax = self.softmax_amax
         if amax is not None and not (math.isfinite(amax) and 0 < amax <= 1):
-            raise ValueError(f"softmax_amax={amax} is outside (0, 1]; write "
-                             "mha_check{softmax_amax=1.0} or none")
+            raise ValueError(
+                f"softmax_amax={amax} is outside (0, 1]; write "
+                "mha_check{softmax_amax=1.0} or none"
+            )
 
 
 class MhaCheck(Pass):
     name = "mha_check"
-    summary = ("Fail unless every quantized attention has no Q/DQ between Q.K^T and Softmax and "
-               "a softmax-output scale of amax/127 (ONNX; changes nothing).")
+    summary = (
+        "Fail unless every quantized attention has no Q/DQ between Q.K^T and Softmax and "
+        "a softmax-output scale of amax/127 (ONNX; changes nothing)."
+    )
     ir = "onnx"
     Options = MhaCheckOptions
 
@@ -47,13 +55,17 @@ class MhaCheck(Pass):
             if not reaches_quantized_matmul:
                 continue  # not attention, or float attention: nothing to fuse in INT8
             checked += 1
-            problems += [f"{node.name or node.op} quantizes the scores feeding Softmax "
-                         f"{softmax.name}" for node in score_qdq]
+            problems += [
+                f"{node.name or node.op} quantizes the scores feeding Softmax {softmax.name}"
+                for node in score_qdq
+            ]
             problems += self._softmax_scale(softmax)
         if problems:
-            raise InputError(f"{len(problems)} attention Q/DQ problem(s) TensorRT's INT8 MHA "
-                             f"fusion rejects, first: {problems[0]}; quantize with "
-                             "fx(qdq_insert,quantizer_unify,attention_qdq)")
+            raise InputError(
+                f"{len(problems)} attention Q/DQ problem(s) TensorRT's INT8 MHA "
+                f"fusion rejects, first: {problems[0]}; quantize with "
+                "fx(qdq_insert,quantizer_unify,attention_qdq)"
+            )
         return PassResult(ir, modified=False, stats={"attention": checked})
 
     def _softmax_scale(self, softmax) -> list[str]:
@@ -65,8 +77,10 @@ class MhaCheck(Pass):
             if consumer.op == "QuantizeLinear":
                 scale = np.asarray(consumer.inputs[1].values, np.float32)
                 if scale.shape not in ((), (1,)) or scale.reshape(()) != want:
-                    out.append(f"{consumer.name} quantizes Softmax {softmax.name} with scale "
-                               f"{scale.reshape(-1)[0]:.6g}, not {want:.6g}")
+                    out.append(
+                        f"{consumer.name} quantizes Softmax {softmax.name} with scale "
+                        f"{scale.reshape(-1)[0]:.6g}, not {want:.6g}"
+                    )
         return out
 
 
@@ -82,8 +96,9 @@ def _score_path(softmax):
         seen.add(id(tensor))
         node = tensor.inputs[0]
         if node.op == "MatMul":
-            quantized_matmul |= all(t.inputs and t.inputs[0].op == "DequantizeLinear"
-                                    for t in node.inputs)
+            quantized_matmul |= all(
+                t.inputs and t.inputs[0].op == "DequantizeLinear" for t in node.inputs
+            )
         elif node.op in _QDQ:
             if node.op == "DequantizeLinear":
                 found.append(node)

@@ -62,8 +62,9 @@ class SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, heads, window)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(),
-                                 nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
 
     def forward(self, x: torch.Tensor, h, w) -> torch.Tensor:
         b, _, c = x.shape
@@ -92,8 +93,9 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, h, w) -> torch.Tensor:
         b, _, c = x.shape
         x = x.view(b, h, w, c)
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
-                      dim=-1)
+        x = torch.cat(
+            [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1
+        )
         return self.reduction(self.norm(x.reshape(b, -1, 4 * c)))
 
 
@@ -112,9 +114,18 @@ class SwinBackbone(nn.Module):
             if index:
                 self.merges.append(PatchMerging(dim))
                 dim *= 2
-            self.stages.append(nn.ModuleList(
-                SwinBlock(dim, heads, config.window, shift=(i % 2) * (config.window // 2),
-                          mlp_ratio=config.mlp_ratio) for i in range(depth)))
+            self.stages.append(
+                nn.ModuleList(
+                    SwinBlock(
+                        dim,
+                        heads,
+                        config.window,
+                        shift=(i % 2) * (config.window // 2),
+                        mlp_ratio=config.mlp_ratio,
+                    )
+                    for i in range(depth)
+                )
+            )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +144,8 @@ class SwinBackbone(nn.Module):
 
 def _relative_index(window: int) -> torch.Tensor:
     """[window^2, window^2] index into the bias table for each (query, key) token pair."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
-                                        indexing="ij")).flatten(1)
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    ).flatten(1)
     relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
     return relative[..., 0] * (2 * window - 1) + relative[..., 1]

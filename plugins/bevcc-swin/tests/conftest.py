@@ -38,11 +38,11 @@ def compiled(tmp_path_factory, registry, swin):
     """name -> (fake-quant FX result, exported Q/DQ ONNX model) for both pipelines."""
     out = {}
     for name, pipeline in (("core", CORE), ("plugin", PLUGIN)):
-        result = bevcc.compile(swin, pipeline=pipeline, calib=calibration_batches(),
-                               registry=registry)
+        result = bevcc.compile(
+            swin, pipeline=pipeline, calib=calibration_batches(), registry=registry
+        )
         path = tmp_path_factory.mktemp(name) / f"swin.{name}.onnx"
-        bevcc.compile(result.ir, pipeline="export,onnx(check)", output=str(path),
-                      registry=registry)
+        bevcc.compile(result.ir, pipeline="export,onnx(check)", output=str(path), registry=registry)
         out[name] = (result, onnx.load(path), path)
     return out
 
@@ -54,11 +54,17 @@ def eval_images():
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    return float(10 * np.log10((reference ** 2).sum() / ((reference - test) ** 2).sum()))
+    return float(10 * np.log10((reference**2).sum() / ((reference - test) ** 2).sum()))
 
 
 def run_bevcc(*args, timeout=300):
     """The installed `bevcc` console script in a subprocess, as a user runs it."""
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=timeout, check=False)
+    return subprocess.run(
+        [exe, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=timeout,
+        check=False,
+    )

@@ -62,9 +62,13 @@ def test_pass_stats_and_report(compiled):
 def test_softmax_output_scale_is_exactly_one_over_127(compiled):
     _, model, _ = compiled["plugin"]
     producer, inits = producers_and_initializers(model)
-    softmax_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"
-                 and producer.get(n.input[0]) is not None
-                 and producer[n.input[0]].op_type == "Softmax"]
+    softmax_q = [
+        n
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear"
+        and producer.get(n.input[0]) is not None
+        and producer[n.input[0]].op_type == "Softmax"
+    ]
     assert len(softmax_q) == 4
     for node in softmax_q:
         scale = scale_of(node, inits, producer)
@@ -75,9 +79,13 @@ def test_softmax_output_scale_is_exactly_one_over_127(compiled):
 def test_core_calibrates_the_softmax_output_below_one(compiled):
     """What the pass fixes: max calibration gives the largest probability seen (clips above)."""
     result, _, _ = compiled["core"]
-    amaxes = [float(m.amax) for n, m in result.ir.module.named_modules()
-              if n.startswith("matmul_") and n.endswith("input0_quantizer")
-              and n.split("_")[1] in ("1", "3", "5", "7")]
+    amaxes = [
+        float(m.amax)
+        for n, m in result.ir.module.named_modules()
+        if n.startswith("matmul_")
+        and n.endswith("input0_quantizer")
+        and n.split("_")[1] in ("1", "3", "5", "7")
+    ]
     assert len(amaxes) == 4 and all(0.5 < a < 1.0 for a in amaxes)
 
 
@@ -93,10 +101,16 @@ def _score_path_qdq(model):
                 continue
             if node.op_type == "DequantizeLinear":
                 found.append(node.name)
-            if node.op_type in ("Add", "Reshape", "Unsqueeze", "DequantizeLinear",
-                                "QuantizeLinear"):
-                stack.extend(i for i in node.input[:1 if "Quant" in node.op_type else None]
-                             if i in producer)
+            if node.op_type in (
+                "Add",
+                "Reshape",
+                "Unsqueeze",
+                "DequantizeLinear",
+                "QuantizeLinear",
+            ):
+                stack.extend(
+                    i for i in node.input[: 1 if "Quant" in node.op_type else None] if i in producer
+                )
     return found
 
 
@@ -110,17 +124,29 @@ def test_shared_scales_survive_the_pass(compiled):
     rule), and the attention residual Add reads both inputs with one scale."""
     _, model, _ = compiled["plugin"]
     producer, inits = producers_and_initializers(model)
-    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"
-               and all(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
-                       for i in n.input)
-               and not any(producer[i].input[0] in inits for i in n.input)]
+    matmuls = [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and all(
+            producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+            for i in n.input
+        )
+        and not any(producer[i].input[0] in inits for i in n.input)
+    ]
     assert len(matmuls) == 8  # 2 per block: activation x activation
     second = [scale_of(producer[m.input[1]], inits, producer) for m in matmuls]
     for k_scale, v_scale in zip(second[0::2], second[1::2], strict=True):
         assert k_scale == v_scale
-    adds = [n for n in model.graph.node if n.op_type == "Add"
-            and all(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
-                    for i in n.input)]
+    adds = [
+        n
+        for n in model.graph.node
+        if n.op_type == "Add"
+        and all(
+            producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+            for i in n.input
+        )
+    ]
     assert len(adds) == 3  # attention residuals whose shortcut is not a Linear output
     for add in adds:
         a, b = (scale_of(producer[i], inits, producer) for i in add.input)
@@ -148,12 +174,16 @@ def test_matmuls_kept_float_by_the_quant_config_stay_float(registry):
     model = SwinBackbone(SwinConfig(depths=(2,), heads=(2,))).eval()
     image = torch.randn(1, 3, 56, 56)
     batches = [{"x": torch.randn(1, 3, 56, 56).numpy()} for _ in range(2)]
-    result = bevcc.compile((model, (image,)), calib=batches, registry=registry,
-                           pipeline="fx(qdq_insert,quantizer_unify,attention_qdq)",
-                           # Functional matmuls are named by their node (matmul, matmul_1, ...).
-                           # (`[ops.matmul] enabled = false` would be the natural spelling, but
-                           # qdq_insert's FX path drops `enabled` from per-op settings.)
-                           quant_config={"overrides": [{"match": "matmul*", "enabled": False}]})
+    result = bevcc.compile(
+        (model, (image,)),
+        calib=batches,
+        registry=registry,
+        pipeline="fx(qdq_insert,quantizer_unify,attention_qdq)",
+        # Functional matmuls are named by their node (matmul, matmul_1, ...).
+        # (`[ops.matmul] enabled = false` would be the natural spelling, but
+        # qdq_insert's FX path drops `enabled` from per-op settings.)
+        quant_config={"overrides": [{"match": "matmul*", "enabled": False}]},
+    )
     assert result.records[-1].stats["attention"] == 0
     assert not result.records[-1].modified
 
@@ -164,8 +194,12 @@ def test_golden_graph_of_one_stage(golden, registry):
     model = SwinBackbone(SwinConfig(depths=(2,), heads=(2,))).eval()
     image = torch.randn(1, 3, 56, 56)
     batches = [{"x": torch.randn(1, 3, 56, 56).numpy()} for _ in range(2)]
-    result = bevcc.compile((model, (image,)), registry=registry, calib=batches,
-                           pipeline="fx(qdq_insert,quantizer_unify,attention_qdq)")
+    result = bevcc.compile(
+        (model, (image,)),
+        registry=registry,
+        calib=batches,
+        pipeline="fx(qdq_insert,quantizer_unify,attention_qdq)",
+    )
     golden("swin_one_stage_attention_qdq", result.ir)
 
 
@@ -176,11 +210,18 @@ def test_a_softmax_quantizer_shared_with_another_tensor_is_split_not_rescaled(re
     model = SwinBackbone(SwinConfig(depths=(2,), heads=(2,))).eval()
     image = torch.randn(1, 3, 56, 56)
     batches = [{"x": torch.randn(1, 3, 56, 56).numpy()} for _ in range(2)]
-    result = bevcc.compile((model, (image,)), registry=registry, calib=batches,
-                           pipeline="fx(qdq_insert,quantizer_unify)")
+    result = bevcc.compile(
+        (model, (image,)),
+        registry=registry,
+        calib=batches,
+        pipeline="fx(qdq_insert,quantizer_unify)",
+    )
     graph = result.ir.graph
-    probs = next(n for n in graph.nodes if n.op == "call_module" and n.args
-                 and getattr(n.args[0], "target", None) == "softmax")
+    probs = next(
+        n
+        for n in graph.nodes
+        if n.op == "call_module" and n.args and getattr(n.args[0], "target", None) == "softmax"
+    )
     other = "stages.0.0.attn.proj.input_quantizer"
     probs.target = other  # share, as a unify pass could
     result.ir.module.recompile()
