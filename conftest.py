@@ -14,6 +14,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
 
+# pytest-xdist runs the suite in one worker per core (pyproject's addopts). Each worker, and every
+# bevcc process it starts, gets an equal share of the cores: torch would otherwise start a thread
+# per core in every worker and they would fight over the same cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    if "torch" in sys.modules:  # a pytest plugin imported it before this file: tell it directly
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(items):
+    """Every test of the main job's output runs on one worker (--dist loadgroup), so the 2-3 minute
+    compile behind it runs once, not once per worker."""
+    for item in items:
+        if "readme_main_job" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("readme_main_job"))
+
 
 def readme_command(pattern: str) -> list[str]:
     match = re.search(pattern, README.read_text())
