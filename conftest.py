@@ -25,11 +25,15 @@ if _WORKERS > 1:
 
 
 def pytest_collection_modifyitems(items):
-    """Every test of the main job's output runs on one worker (--dist loadgroup), so the 2-3 minute
-    compile behind it runs once, not once per worker."""
+    """Group tests for --dist loadgroup so each expensive fixture is built once: a file's tests run
+    on one worker (its module-scoped fixtures), and every test of the main job's output, whatever
+    its file, on one worker (the 2-3 minute compile behind it)."""
     for item in items:
         if "readme_main_job" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("readme_main_job"))
+            group = "readme_main_job"
+        else:
+            group = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def readme_command(pattern: str) -> list[str]:
