@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 
 import pytest
 
 from bevcc.plugins import load_plugins
+from bevcc.testing import run_bevcc  # noqa: F401  (tests import it from here)
 
 
 @pytest.fixture
@@ -44,18 +42,3 @@ def tiny_onnx(tmp_path, tiny):
             output_names=["output"],
         )
     return path
-
-
-def run_bevcc(*args, env_extra=None, cwd=None, timeout=300):
-    """Run the installed `bevcc` console script in a subprocess, as a user would."""
-    env = dict(os.environ, **(env_extra or {}))
-    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run(
-        [exe, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )

@@ -1,5 +1,7 @@
 """The module the `bevcc` entry point names: the reference's models and its task metric."""
 
+import importlib.util
+
 import bevcc
 
 
@@ -9,9 +11,9 @@ def bevcc_register_models(registry):
 
     for attribute in ("camera_backbone", "camera_vtransform", "lidar_backbone", "fuser", "head"):
         registry.add_model(f"bevfusion_{attribute}", getattr(deploy.small, attribute))
-    from bevcc.sparse.tracing import spconv_installed
-
-    if spconv_installed():  # BEVFusion's lidar backbone at full width (docs/sparse.md)
+    if (
+        importlib.util.find_spec("spconv") is not None
+    ):  # BEVFusion's lidar backbone at full width (docs/sparse.md)
         from bevcc_bevfusion.sparse_encoder import sparse_encoder
 
         registry.add_model("sparse_encoder", sparse_encoder)

@@ -4,7 +4,7 @@ TensorRT's Q/DQ fusion when they sit between a DequantizeLinear and its consumer
 from dataclasses import dataclass, field
 
 import bevcc
-from bevcc.ir.topo import stable_toposort
+from bevcc.ir.onnx import stable_toposort
 
 
 @dataclass(frozen=True)
