@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
+import tomllib
 
 from bevcc.plugins import load_plugins
 from bevcc.testing import run_bevcc  # noqa: F401  (tests import it from here)
+
+PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
+
+
+def repo_plugins() -> dict[str, str]:
+    """This repo's plugins (plugins/*/pyproject.toml): entry-point name -> module it names."""
+    found = {}
+    for pyproject in sorted(PLUGINS_DIR.glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        found.update(project.get("entry-points", {}).get("bevcc", {}))
+    return found
 
 
 @pytest.fixture
