@@ -1,7 +1,9 @@
 """bevcc's public API (bevcc.PUBLIC_MODULES, each with its `__all__`) is what this repo's plugins
 use, and all of it exists: a plugin that needs something internal makes it public first."""
 
+import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,20 @@ def test_the_plugins_import_only_the_public_api():
         for line in private_imports(path.read_text(), str(path.relative_to(ROOT)))
     ]
     assert problems == []
+
+
+def test_the_docs_python_examples_import_only_the_public_api():
+    """What the docs teach plugin authors to write (blocks that are fragments are skipped)."""
+    checked, problems = 0, []
+    for doc in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md")), *ROOT.glob("plugins/*/*.md")]:
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), re.DOTALL)):
+            try:
+                ast.parse(block)
+            except SyntaxError:
+                continue
+            checked += 1
+            problems += private_imports(block, f"{doc.relative_to(ROOT)} (python block {i + 1})")
+    assert checked > 10 and problems == []
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
