@@ -17,12 +17,12 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "passes.md"
 HEAVY = ("torch", "onnx", "onnx_graphsurgeon", "onnxruntime", "spconv", "modelopt")
 # What the repo's plugins build on; listing them must not import these either (nor numpy).
 PLUGIN_HEAVY = ("numpy", "mmcv", "mmdet", "mmdet3d", "mmengine", "nuscenes")
-# Runs bevcc's CLI (what the console script calls) behind an import hook that refuses HEAVY,
-# then reports which pass modules got imported.
+# Runs bevcc's CLI (what the console script calls) behind an import hook that refuses HEAVY and
+# the modules BEVCC_TEST_FORBID_ALSO names, then reports which pass modules got imported.
 _SCRIPT = f"""
 import importlib.util, os, re, sys
 
-FORBIDDEN = set({HEAVY!r}) | set(filter(None, os.environ.get("FORBID_ALSO", "").split(",")))
+FORBIDDEN = set({HEAVY!r}) | set(filter(None, os.environ.get("BEVCC_TEST_FORBID_ALSO", "").split(",")))
 
 
 class Forbid:  # finds the heavy modules (so find_spec still sees them installed); never loads one
@@ -52,7 +52,7 @@ def _bevcc_without_torch(*args, plugins=False, forbid_also=()):
     """(exit code, stdout, stderr lines) of `bevcc ARGS` with HEAVY (and `forbid_also`) refused;
     with the built-ins only unless `plugins`: then the installed ones load as they do for users."""
     env = {k: v for k, v in os.environ.items() if k != "BEVCC_DISABLE_PLUGIN_AUTOLOAD"}
-    env["FORBID_ALSO"] = ",".join(forbid_also)
+    env["BEVCC_TEST_FORBID_ALSO"] = ",".join(forbid_also)
     if not plugins:
         env["BEVCC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     proc = subprocess.run(
@@ -69,9 +69,8 @@ def _bevcc_without_torch(*args, plugins=False, forbid_also=()):
 
 
 @pytest.mark.parametrize("module, forbid_also", [("torch", ""), ("numpy", "numpy,mmcv")])
-def test_the_import_hook_refuses_heavy_modules(
-    module, forbid_also
-):  # else the tests could not fail
+def test_the_import_hook_refuses_heavy_modules(module, forbid_also):
+    """Else the tests below could not fail."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -80,7 +79,7 @@ def test_the_import_hook_refuses_heavy_modules(
         ],
         capture_output=True,
         text=True,
-        env=dict(os.environ, FORBID_ALSO=forbid_also),
+        env=dict(os.environ, BEVCC_TEST_FORBID_ALSO=forbid_also),
         timeout=120,
         check=False,
     )
