@@ -5,10 +5,15 @@
 Times `bevcc --help`, `bevcc passes`, `bevcc plugins` and a compile whose pipeline misspells a
 pass (it must fail with one error line), each the best of --repeat runs of the console script
 next to this Python, once with only the built-in plugin (BEVCC_DISABLE_PLUGIN_AUTOLOAD=1) and
-once with the installed plugins. In the same run: `python -c pass` (the interpreter's floor) and
+once with the installed plugins (in this repo's dev environment, its five plugins: the report
+names them). In the same run: `python -c pass` (the interpreter's floor) and
 `python -c "import torch"` (the least these commands cost when the pass modules were imported to
-list them). Writes a markdown table and prints it. The regression test that keeps these commands
-free of torch is tests/test_cli_latency.py.
+list them). Writes a markdown table and prints it; exits 1 when any command takes GOAL_S or more
+in either column. The regression test that keeps these commands free of torch, with the
+built-ins and with this repo's plugins, is tests/test_cli_latency.py.
+
+The console script imports bevcc by module name, so PYTHONPATH decides which checkout is timed:
+`PYTHONPATH=.:plugins/bevcc-example:... python benchmarks/cli_latency.py` times a worktree.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 GOAL_S = 1.0
@@ -31,7 +37,8 @@ REPORT = """# CLI latency
 
 `python benchmarks/cli_latency.py --repeat {repeat}`: whole processes of the console script, the
 best of {repeat} rounds that each run every command once; {python}, {machine}, {cpus} CPUs.
-Goal: under {goal:.0f} s with the built-ins.
+Goal: under {goal:.0f} s, with the built-ins only and with the installed plugins.
+Installed plugins: {plugins}.
 
 | command | built-ins only (s) | with the installed plugins (s) |
 |---|---|---|
@@ -41,10 +48,11 @@ For comparison, in the same run: `python -c pass` {floor:.3f} s (the interpreter
 `python -c "import torch"` {torch:.3f} s (the least each command cost while listing passes
 imported their modules).
 
-The installed plugins' hooks import their passes, models and metrics, hence onnx and torch
-(bevcc-example's pass imports onnx-graphsurgeon, bevcc-bevfusion's metric torch), and every
-command pays for that. Declaring their passes (`PassInfo`) and deferring the rest
-(`registry.defer`) would make them as fast as the built-ins (docs/writing_passes.md, section 4).
+The plugins' hooks import nothing heavy: they declare their passes (`PassInfo`) and defer their
+models, metrics and tracing rules (`registry.defer`) until a compile needs them
+(docs/writing_passes.md, section 4). When their hooks imported their code (onnx-graphsurgeon for
+bevcc-example's pass, torch for the models and metrics), the listing commands took about 3 s
+with the plugins installed (`bevcc passes` 2.921 s, `bevcc plugins` 3.152 s on this machine).
 """
 
 
@@ -99,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             for key, command, env, code in runs:
                 best[key] = min(best.get(key, float("inf")), run_once(command, env, code))
     rows = [(label, best[(label, "ours")], best[(label, "installed")]) for label, _, _ in commands]
+    plugins = sorted(
+        f"{ep.name} {ep.dist.version}" if ep.dist else ep.name for ep in entry_points(group="bevcc")
+    )
     table = "\n".join(f"| `{label}` | {ours:.3f} | {theirs:.3f} |" for label, ours, theirs in rows)
     text = REPORT.format(
         repeat=args.repeat,
@@ -106,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         machine=platform.machine(),
         cpus=os.cpu_count(),
         goal=GOAL_S,
+        plugins=", ".join(plugins) or "none installed",
         table=table,
         floor=best["floor"],
         torch=best["torch"],
     )
     Path(args.out).write_text(text)
     sys.stdout.write(text)
-    slow = [label for label, ours, _ in rows if ours >= GOAL_S]
+    slow = [label for label, ours, theirs in rows if max(ours, theirs) >= GOAL_S]
     return 1 if slow else 0
 
 

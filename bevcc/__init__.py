@@ -8,10 +8,15 @@ import pluggy
 
 from bevcc.errors import BevccError, InputError, PassError, PluginError, UsageError
 from bevcc.pm.pass_base import NoOptions, Pass, PassContext, PassResult
+from bevcc.public import PUBLIC_MODULES
 from bevcc.version import __version__
 
 if TYPE_CHECKING:
     from bevcc.compiler import CompileResult, compile
+    from bevcc.deploy.set_compile import SetResult, compile_set
+    from bevcc.ir.fx import FxIR
+    from bevcc.ir.onnx import OnnxIR
+    from bevcc.pm.instrument import Instrumentation
 
 hookimpl = pluggy.HookimplMarker("bevcc")
 """Mark a plugin's hook implementations: `@bevcc.hookimpl def bevcc_register_passes(registry)`."""
@@ -62,11 +67,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "PUBLIC_MODULES",
     "BevccError",
     "CompileResult",
+    "FxIR",
     "InputError",
     "Instrumentation",
     "NoOptions",
+    "OnnxIR",
     "Pass",
     "PassContext",
     "PassError",

@@ -21,6 +21,8 @@ import numpy as np
 
 from bevcc.errors import InputError
 
+__all__ = ["CalibRemainderWarning", "run_in_batches"]
+
 Shape = tuple[int | None, ...]
 
 

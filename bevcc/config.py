@@ -17,6 +17,8 @@ import tomllib
 from bevcc.errors import UsageError
 from bevcc.loading import is_callable_ref
 
+__all__ = ["CompileConfig", "FileSpec", "load_config"]
+
 KEYS = ("input", "pipeline", "calib", "output", "fp16_set", "evaluate")
 SET_ONLY_KEYS = ("fp16_set", "evaluate")
 FILE_KEYS = ("name", "input", "calib", "pipeline", "precision", "trtexec")

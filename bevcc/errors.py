@@ -1,5 +1,7 @@
 """User-facing errors: each renders as one line saying what went wrong, where, and how to fix it."""
 
+__all__ = ["BevccError", "InputError", "PassError", "PluginError", "UsageError"]
+
 
 class BevccError(Exception):
     """An error the user can act on; the CLI prints it as one line, without a traceback."""

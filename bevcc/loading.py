@@ -9,6 +9,8 @@ from pathlib import Path
 
 from bevcc.errors import InputError
 
+__all__ = ["load_callable"]
+
 
 def is_callable_ref(text: str) -> bool:
     return ":" in text and not text.endswith(":") and not Path(text).exists()

@@ -20,6 +20,8 @@ from bevcc.errors import PluginError
 from bevcc.pm.options import describe_options
 from bevcc.pm.pass_base import NoOptions, Pass
 
+__all__ = ["IR_KINDS", "PassInfo"]
+
 IR_KINDS = ("fx", "onnx", "libspconv")
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 # What a declaration states about its class; all must agree once the class is imported.

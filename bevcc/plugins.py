@@ -15,6 +15,18 @@ import pluggy
 from bevcc import hookspecs
 from bevcc.registry import LOCAL_PLUGIN, Registry
 
+__all__ = [
+    "DISABLE_AUTOLOAD_ENV",
+    "ENTRY_POINT_GROUP",
+    "EXTRA_PLUGINS_ENV",
+    "PluginInfo",
+    "PluginLoadWarning",
+    "Plugins",
+    "get_registry",
+    "load_plugins",
+    "reset",
+]
+
 ENTRY_POINT_GROUP = "bevcc"
 DISABLE_AUTOLOAD_ENV = "BEVCC_DISABLE_PLUGIN_AUTOLOAD"
 EXTRA_PLUGINS_ENV = "BEVCC_PLUGINS"

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
+from pathlib import Path
 
 import pytest
+import tomllib
 
 from bevcc.plugins import load_plugins
+from bevcc.testing import run_bevcc  # noqa: F401  (tests import it from here)
+
+PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
+
+
+def repo_plugins() -> dict[str, str]:
+    """This repo's plugins (plugins/*/pyproject.toml): entry-point name -> module it names."""
+    found = {}
+    for pyproject in sorted(PLUGINS_DIR.glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        found.update(project.get("entry-points", {}).get("bevcc", {}))
+    return found
 
 
 @pytest.fixture
@@ -44,18 +55,3 @@ def tiny_onnx(tmp_path, tiny):
             output_names=["output"],
         )
     return path
-
-
-def run_bevcc(*args, env_extra=None, cwd=None, timeout=300):
-    """Run the installed `bevcc` console script in a subprocess, as a user would."""
-    env = dict(os.environ, **(env_extra or {}))
-    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run(
-        [exe, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )

@@ -1,6 +1,7 @@
 """The commands that must answer at once (`--help`, `passes`, `plugins`, pipeline errors) run in a
 process where importing torch, onnx and the other heavy dependencies raises: were any of them
-imported again, these fail (benchmarks/cli_latency.py measures the time itself)."""
+imported again, these fail (benchmarks/cli_latency.py measures the time itself). With the built-ins
+only, and with this repo's plugins loaded, whose hooks must declare and defer as the built-ins do."""
 
 import json
 import os
@@ -10,16 +11,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import repo_plugins
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "passes.md"
 HEAVY = ("torch", "onnx", "onnx_graphsurgeon", "onnxruntime", "spconv", "modelopt")
-# Runs bevcc's CLI (what the console script calls) behind an import hook that refuses HEAVY,
-# then reports which pass modules got imported.
+# What the repo's plugins build on; listing them must not import these either (nor numpy).
+PLUGIN_HEAVY = ("numpy", "mmcv", "mmdet", "mmdet3d", "mmengine", "nuscenes")
+# Runs bevcc's CLI (what the console script calls) behind an import hook that refuses HEAVY and
+# the modules BEVCC_TEST_FORBID_ALSO names, then reports which pass modules got imported.
 _SCRIPT = f"""
-import importlib.util, re, sys
+import importlib.util, os, re, sys
+
+FORBIDDEN = set({HEAVY!r}) | set(filter(None, os.environ.get("BEVCC_TEST_FORBID_ALSO", "").split(",")))
+
 
 class Forbid:  # finds the heavy modules (so find_spec still sees them installed); never loads one
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {HEAVY!r}:
+        if name.partition(".")[0] in FORBIDDEN:
             return importlib.util.spec_from_loader(name, self)
 
     def create_module(self, spec):
@@ -40,9 +48,13 @@ sys.exit(code)
 """
 
 
-def _bevcc_without_torch(*args):
-    # installed plugins may import torch in their hooks; these are the built-ins' guarantees
-    env = dict(os.environ, BEVCC_DISABLE_PLUGIN_AUTOLOAD="1")
+def _bevcc_without_torch(*args, plugins=False, forbid_also=()):
+    """(exit code, stdout, stderr lines) of `bevcc ARGS` with HEAVY (and `forbid_also`) refused;
+    with the built-ins only unless `plugins`: then the installed ones load as they do for users."""
+    env = {k: v for k, v in os.environ.items() if k != "BEVCC_DISABLE_PLUGIN_AUTOLOAD"}
+    env["BEVCC_TEST_FORBID_ALSO"] = ",".join(forbid_also)
+    if not plugins:
+        env["BEVCC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, *map(str, args)],
         capture_output=True,
@@ -56,15 +68,22 @@ def _bevcc_without_torch(*args):
     return proc.returncode, proc.stdout, errors
 
 
-def test_the_import_hook_refuses_torch():  # else the tests below could not fail
+@pytest.mark.parametrize("module, forbid_also", [("torch", ""), ("numpy", "numpy,mmcv")])
+def test_the_import_hook_refuses_heavy_modules(module, forbid_also):
+    """Else the tests below could not fail."""
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT.replace("from bevcc.cli", "import torch\nfrom bevcc.cli")],
+        [
+            sys.executable,
+            "-c",
+            _SCRIPT.replace("from bevcc.cli", f"import {module}\nfrom bevcc.cli"),
+        ],
         capture_output=True,
         text=True,
+        env=dict(os.environ, BEVCC_TEST_FORBID_ALSO=forbid_also),
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 1 and "ImportError: forbidden import of torch" in proc.stderr
+    assert proc.returncode == 1 and f"ImportError: forbidden import of {module}" in proc.stderr
 
 
 @pytest.mark.parametrize("args", [["--help"], ["compile", "--help"], ["sensitivity", "--help"]])
@@ -127,3 +146,36 @@ def test_import_bevcc_imports_nothing_heavy():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert proc.stdout == "[]\n"
+
+
+@pytest.mark.parametrize("command", ["plugins", "passes"])
+def test_the_repos_plugins_load_and_list_without_anything_heavy(command):
+    code, out, errors = _bevcc_without_torch(
+        command, "--json", plugins=True, forbid_also=PLUGIN_HEAVY
+    )
+    assert (code, errors) == (
+        0,
+        [],
+    )  # a plugin whose hook imported torch would fail, with a warning
+    listed = json.loads(out)
+    if command == "plugins":
+        status = {p["name"]: p["status"] for p in listed["plugins"]}
+        assert {name: status.get(name) for name in repo_plugins()} == dict.fromkeys(
+            repo_plugins(), "ok"
+        )
+    else:
+        assert {"example", "swin"} <= {row["plugin"] for row in listed["passes"]}
+
+
+def test_with_the_repos_plugins_help_and_a_bad_option_import_nothing_heavy(tmp_path):
+    code, out, errors = _bevcc_without_torch("--help", plugins=True, forbid_also=PLUGIN_HEAVY)
+    assert (code, errors) == (0, []) and out.startswith("usage: bevcc")
+    pipeline = "fx(qdq_insert,attention_qdq{softmax_amax=2})"  # checked by the swin declaration
+    code, out, errors = _bevcc_without_torch(
+        "compile", "tiny_cnn", "-o", tmp_path / "m.onnx", "--pipeline", pipeline, plugins=True
+    )
+    message = (
+        "bevcc: error: pass 'attention_qdq' options: softmax_amax=2.0 is outside (0, 1]: softmax "
+        "outputs lie in [0, 1]; write attention_qdq{softmax_amax=1.0} or none"
+    )
+    assert (code, out, errors) == (2, "", [message])

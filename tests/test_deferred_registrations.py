@@ -6,6 +6,7 @@ import pytest
 from bevcc import plugins
 from bevcc.errors import PluginError
 from bevcc.registry import Registry
+from tests.conftest import repo_plugins
 
 
 class _Base:
@@ -31,6 +32,22 @@ def test_the_builtins_declared_names_are_what_their_loaders_register(registry):
     registry.resolve()
     assert registry.contributions("bevcc") == declared
     assert "TensorQuantizer" in {t.__name__ for t in registry.leaf_types()}
+
+
+def test_the_repos_plugins_declare_what_they_register():
+    """Their hooks declare passes and defer the rest (so listing them imports no torch); what
+    `bevcc plugins` lists from the declarations is what loading registers, and each declared
+    pass class agrees with its declaration."""
+    loaded = plugins.load_plugins(autoload=True)
+    declared = {info.name: info.contributions for info in loaded.infos}
+    assert set(repo_plugins()) <= set(declared)
+    registry = loaded.registry
+    registry.resolve()
+    for name in repo_plugins():
+        assert registry.contributions(name) == declared[name], name
+    for entry in registry.entries():
+        if entry.plugin in repo_plugins():
+            assert entry.obj.name == entry.name  # imports the class: PluginError on disagreement
 
 
 def test_deferred_entries_take_the_place_they_were_deferred_from():

@@ -22,6 +22,16 @@ import numpy as np
 
 from bevcc.errors import InputError, UsageError
 
+__all__ = [
+    "MAX_METRIC_DIFF",
+    "MIN_FILE_SQNR_DB",
+    "Evaluation",
+    "FileParity",
+    "MetricRow",
+    "Parity",
+    "reference_modules",
+]
+
 MIN_FILE_SQNR_DB = 25.0  # a file against its PyTorch subnet, fed the same inputs
 MAX_METRIC_DIFF = 0.005  # |task metric of the files - of the PyTorch model|, absolute
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+__all__ = ["IR", "IRInvalid"]
+
 
 class IRInvalid(Exception):
     """The IR failed its verifier; the message says which check and where."""

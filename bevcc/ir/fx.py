@@ -20,6 +20,8 @@ from bevcc.ir.base import IR, IRInvalid
 from bevcc.ir.digest import shape_text, text_digest
 from bevcc.ir.trace_rules import TraceRules
 
+__all__ = ["FxIR"]
+
 _DTYPE_NAMES = {
     torch.float32: "f32",
     torch.float16: "f16",

@@ -18,6 +18,8 @@ from bevcc.ir.base import IR, IRInvalid
 from bevcc.ir.digest import array_digest, shape_text, text_digest, value_summary
 from bevcc.ir.topo import stable_toposort
 
+__all__ = ["OnnxIR", "read_onnx_file", "save_model_atomic", "stable_toposort"]
+
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 13  # per-channel Q/DQ (`axis`) needs opset 13

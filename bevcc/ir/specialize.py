@@ -37,6 +37,8 @@ from bevcc.ir.fx import _ScopedTracer, _trace_error
 from bevcc.ir.shape_fold import fold_shapes
 from bevcc.ir.trace_rules import TraceRules
 
+__all__ = ["Specialized", "specialize"]
+
 # GraphModule.meta key: the fixed dims of an already specialized module, kept when it is
 # specialized again (a plugin that specializes in its model builder, then the frontend).
 FIXED_SHAPES_META = "bevcc_fixed_input_shapes"

@@ -11,6 +11,8 @@ from bevcc.trt.domains import QdqGraph
 from bevcc.trt.macs import node_macs, tensor_shapes
 from bevcc.trt.rules import ALL, rule_for
 
+__all__ = ["LintReport", "Mismatch", "lint_model"]
+
 
 @dataclass
 class Mismatch:

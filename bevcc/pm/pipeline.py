@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from bevcc.errors import UsageError
 
+__all__ = ["IRGroup", "Pipeline", "StepSpec", "parse_pipeline"]
+
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _BARE_VALUE = re.compile(r'[^,{}()"\s]+')
 

@@ -15,6 +15,8 @@ from torch import nn
 
 from bevcc.quant import scales
 
+__all__ = ["QuantizerError", "TensorQuantizer"]
+
 
 class QuantizerError(RuntimeError):
     pass

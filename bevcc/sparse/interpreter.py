@@ -20,6 +20,8 @@ from onnx import numpy_helper
 
 from bevcc.errors import InputError
 
+__all__ = ["LibspconvInterpreter"]
+
 
 def _attrs(node) -> dict:
     out = {}

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import onnx
 
+__all__ = ["check_libspconv", "int8_share", "is_libspconv_file"]
+
 OPS = {"SparseConvolution", "Add", "QuantAdd", "Relu", "ScatterDense", "Reshape", "Transpose"}
 PRECISIONS = {"int8", "fp16"}
 INTS3 = ("kernel_size", "stride", "padding", "dilation")

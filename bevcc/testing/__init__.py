@@ -1,5 +1,23 @@
-"""Test helpers for bevcc and its plugins: golden-graph comparison (also a pytest plugin)."""
+"""Test helpers for bevcc and its plugins (public for plugin authors):
 
+- golden-graph comparison (`compare_golden`; as a pytest plugin, the `golden` fixture);
+- `run_bevcc`: the CLI in a subprocess, as a user runs it;
+- `plugin_registry`: a registry with the installed plugins, failing clearly when yours is not;
+- `private_imports`: where code reaches past bevcc's public API (bevcc.PUBLIC_MODULES).
+
+Seeded reference weights and spconv inputs are in bevcc.reference.
+"""
+
+from bevcc.testing.cli import run_bevcc
 from bevcc.testing.golden import GoldenMismatch, compare_golden
+from bevcc.testing.plugins import plugin_registry
+from bevcc.testing.public_imports import private_imports, public_names
 
-__all__ = ["GoldenMismatch", "compare_golden"]
+__all__ = [
+    "GoldenMismatch",
+    "compare_golden",
+    "plugin_registry",
+    "private_imports",
+    "public_names",
+    "run_bevcc",
+]

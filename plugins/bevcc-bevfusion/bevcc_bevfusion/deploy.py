@@ -27,7 +27,7 @@ def build_model(preset: Preset, weights: Path | None) -> BEVFusion:
     """The float reference in eval mode: shipped weights, or a seeded init with realistic BN
     statistics when there are none (the full-size architecture)."""
     from bevcc.plugins import get_registry
-    from bevcc.reference.seeding import seeded
+    from bevcc.reference import seeded
 
     get_registry()  # bevcc's correct spconv CPU ops and quiet spconv
     if weights is None:

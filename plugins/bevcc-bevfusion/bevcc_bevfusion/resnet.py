@@ -58,7 +58,7 @@ class ResNet50(nn.Module):
 
 def resnet50(seed: int = 0, width: int = 64, size=(256, 704)):
     """(model in eval mode with non-trivial BN statistics, example image [1, 3, H, W])."""
-    from bevcc.reference.seeding import seeded
+    from bevcc.reference import seeded
 
     model, generator = seeded(lambda: ResNet50(width), seed)
     return model.eval(), (torch.randn(1, 3, *size, generator=generator),)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bevcc.reference.tiny_sparse import random_voxels, sparse_basic_block
+from bevcc.reference import random_voxels, sparse_basic_block
 
 ENCODER_CHANNELS = ((16, 16, 32), (32, 32, 64), (64, 64, 128), (128, 128))
 ENCODER_PADDINGS = ((0, 0, 1), (0, 0, 1), (0, 0, (1, 1, 0)), (0, 0))
@@ -96,7 +96,7 @@ class SparseEncoder(nn.Module):
 
 def sparse_encoder(seed: int = 0, sparse_shape=(1440, 1440, 41), voxels: int = 4000):
     """(model in eval mode with non-trivial BN statistics, (voxel features, coords))."""
-    from bevcc.reference.seeding import seeded
+    from bevcc.reference import seeded
 
     model, _ = seeded(lambda: SparseEncoder(sparse_shape=sparse_shape), seed)
     return model.eval(), random_voxels(seed, voxels, sparse_shape, channels=5)

@@ -2,21 +2,13 @@
 their PyTorch models, and a deliberately broken export is caught by the parity table."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
 
-
-def run_bevcc(*args, timeout=600):
-    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run(
-        [exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
-    )
+from bevcc.testing import run_bevcc
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +84,6 @@ def test_a_dropped_activation_in_the_fuser_is_caught(main_set, tmp_path):
 
 
 def test_evaluate_needs_a_set_directory(tmp_path):
-    proc = run_bevcc("evaluate", tmp_path)
+    proc = run_bevcc("evaluate", tmp_path, timeout=600)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "no readable report.json" in proc.stderr

@@ -1,18 +1,9 @@
 """onnx `remove_identity`: bypass Identity nodes, which exporters leave behind and which block
 TensorRT's Q/DQ fusion when they sit between a DequantizeLinear and its consumer."""
 
-from dataclasses import dataclass, field
-
 import bevcc
-from bevcc.ir.topo import stable_toposort
-
-
-@dataclass(frozen=True)
-class RemoveIdentityOptions:
-    keep_outputs: bool = field(
-        default=True,
-        metadata={"help": "keep Identity nodes that produce a graph output, so output names stay"},
-    )
+from bevcc.ir.onnx import stable_toposort
+from bevcc_example.options import RemoveIdentityOptions
 
 
 class RemoveIdentity(bevcc.Pass):

@@ -13,8 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from bevcc.reference.seeding import randomize_batchnorm, seeded
-from bevcc.reference.tiny_sparse import random_voxels
+from bevcc.reference import random_voxels, randomize_batchnorm, seeded
 from bevcc_mmdet3d import configs, mm
 from bevcc_mmdet3d.specialize import specialize
 

@@ -2,21 +2,18 @@
 
 import collections
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
 
-BEVCC = Path(sys.executable).with_name("bevcc")
+from bevcc.testing import run_bevcc
+
 CONFIGS = Path(__file__).resolve().parents[1] / "bevcc_mmdet3d"
 
 
 def _bevcc(*args):
-    run = subprocess.run(
-        [str(BEVCC), *map(str, args)], capture_output=True, text=True, check=False, timeout=600
-    )
+    run = run_bevcc(*args, timeout=600)
     assert run.returncode == 0, run.stderr
     return run
 

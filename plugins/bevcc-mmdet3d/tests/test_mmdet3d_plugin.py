@@ -1,20 +1,17 @@
 """The installed plugin: listed by the real CLI, mmdet3d importable, honest stand-in, clear errors."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from bevcc_mmdet3d import ext_standin, mm
 
 from bevcc.errors import InputError
-
-BEVCC = Path(sys.executable).with_name("bevcc")
+from bevcc.testing import run_bevcc
 
 
 def test_bevcc_plugins_lists_what_the_plugin_adds():
-    out = subprocess.run([str(BEVCC), "plugins"], capture_output=True, text=True, check=True).stdout
+    proc = run_bevcc("plugins")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     block = out[out.index("mmdet3d 0.1.0 (bevcc_mmdet3d.plugin)") :].split("\n")[:3]
     assert block[1] == ("  models: mmdet3d_resnet, mmdet3d_second_fpn, mmdet3d_sparse_encoder")
     assert "spconv.pytorch.modules.SparseModule" in block[2]
@@ -47,12 +44,7 @@ def test_bad_config_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
         " 'out_channels': [256, 256]})\n"
     )
     out = tmp_path / "x.onnx"
-    run = subprocess.run(
-        [str(BEVCC), "compile", f"{builder}:build", "-o", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = run_bevcc("compile", f"{builder}:build", "-o", out)
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("bevcc: error: model ")

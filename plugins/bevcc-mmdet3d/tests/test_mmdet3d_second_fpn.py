@@ -13,13 +13,14 @@ import bevcc
 from bevcc.ir.fx import FxIR
 from bevcc.lint.checks import lint_model
 from bevcc.plugins import load_plugins
+from bevcc.testing import plugin_registry
 
 PIPELINE = "fx(bn_fold,qdq_insert,quantizer_unify),export"
 
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_plugins().registry
+    return plugin_registry("mmdet3d")
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,17 @@ from spconv.pytorch import SubMConv3d
 
 import bevcc
 from bevcc.ir.fx import FxIR
-from bevcc.plugins import load_plugins
-from bevcc.reference.tiny_sparse import random_voxels
+from bevcc.reference import random_voxels
 from bevcc.sparse.interpreter import LibspconvInterpreter
 from bevcc.sparse.libspconv_check import check_libspconv
+from bevcc.testing import plugin_registry
 
 PIPELINE = "fx(bn_fold,sparse_conv_quant,quantizer_unify)"
 
 
 @pytest.fixture(scope="module")
 def registry():
-    return load_plugins().registry
+    return plugin_registry("mmdet3d")
 
 
 @pytest.fixture(scope="module")

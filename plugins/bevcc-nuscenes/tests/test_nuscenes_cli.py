@@ -6,21 +6,11 @@ import os
 import subprocess
 import sys
 
-
-def bevcc(*args, env=None):
-    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run(
-        [exe, *map(str, args)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+from bevcc.testing import run_bevcc
 
 
 def test_bevcc_plugins_lists_the_metrics():
-    proc = bevcc("plugins")
+    proc = run_bevcc("plugins")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("nuscenes "))
@@ -35,7 +25,7 @@ def test_cli_sensitivity_by_nuscenes_map(tiny, tmp_path):
         "BEVCC_NUSCENES_EVAL_SET": "mini_val",
         "BEVCC_NUSCENES_DECODER": "bevcc_nuscenes.example:decode",
     }
-    proc = bevcc(
+    proc = run_bevcc(
         "sensitivity",
         "bevcc_nuscenes.example:tiny_detector",
         "--calib",
@@ -48,7 +38,7 @@ def test_cli_sensitivity_by_nuscenes_map(tiny, tmp_path):
         "0.01",
         "-o",
         tmp_path / "out",
-        env=env,
+        env_extra=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "2 units; kept float: fc2"

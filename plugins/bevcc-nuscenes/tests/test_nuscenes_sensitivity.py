@@ -7,7 +7,7 @@ import pytest
 from bevcc_nuscenes import example
 
 import bevcc
-from bevcc.plugins import load_plugins
+from bevcc.testing import plugin_registry
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def settings(tiny, monkeypatch):
 
 
 def test_sensitivity_keeps_the_layer_whose_int8_costs_map_float(settings, tmp_path):
-    registry = load_plugins(autoload=True).registry  # the installed plugin's entry point
+    registry = plugin_registry("nuscenes")  # the installed plugin's entry point
     assert registry.metrics["nuscenes_map"].plugin == "nuscenes"
     result = bevcc.compile(
         example.tiny_detector(),

@@ -20,9 +20,7 @@ is already quantized: a matmul the quant config keeps float stays float.
 
 from __future__ import annotations
 
-import math
 import operator
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,38 +28,13 @@ from torch import fx, nn
 
 from bevcc import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc_swin.options import AttentionQdqOptions
 
 _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
 _SOFTMAX_FUNCTIONS = {torch.softmax, F.softmax}
 _ADDS = {operator.add, torch.add}
 # What may lie between the first matmul and the softmax: shape changes and Adds (bias, mask).
 _SCORE_PATH_METHODS = {"view", "reshape", "unsqueeze", "contiguous", "add"}
-
-
-@dataclass(frozen=True)
-class AttentionQdqOptions:
-    softmax_amax: float | None = field(
-        default=1.0,
-        metadata={
-            "help": "fixed amax of the softmax-output quantizer (scale = amax/127); none keeps the "
-            "calibrated one"
-        },
-    )
-    float_scores: bool = field(
-        default=True,
-        metadata={
-            "help": "remove quantizers between the first matmul and the softmax (bias/mask Adds), "
-            "as TensorRT's MHA fusion requires"
-        },
-    )
-
-    def __post_init__(self):
-        amax = self.softmax_amax
-        if amax is not None and not (math.isfinite(amax) and 0 < amax <= 1):
-            raise ValueError(
-                f"softmax_amax={amax} is outside (0, 1]: softmax outputs lie in "
-                "[0, 1]; write attention_qdq{softmax_amax=1.0} or none"
-            )
 
 
 class AttentionQdq(Pass):

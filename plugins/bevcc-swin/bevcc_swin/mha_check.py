@@ -9,34 +9,14 @@ with one line naming the first offending node; it changes nothing. It reads any 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc import InputError, Pass, PassResult
+from bevcc_swin.options import MhaCheckOptions
 
 _SCORE_PATH_OPS = {"Reshape", "Unsqueeze", "Add", "Identity"}
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
-
-
-@dataclass(frozen=True)
-class MhaCheckOptions:
-    softmax_amax: float | None = field(
-        default=1.0,
-        metadata={
-            "help": "the softmax-output amax the file must use (scale = amax/127); none skips it"
-        },
-    )
-
-    def __post_init__(self):
-        amax = self.softmax_amax
-        if amax is not None and not (math.isfinite(amax) and 0 < amax <= 1):
-            raise ValueError(
-                f"softmax_amax={amax} is outside (0, 1]; write "
-                "mha_check{softmax_amax=1.0} or none"
-            )
 
 
 class MhaCheck(Pass):

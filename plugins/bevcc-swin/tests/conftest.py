@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import pytest
@@ -13,7 +9,7 @@ import torch
 from bevcc_swin.reference import calibration_batches, swin_tiny_camera
 
 import bevcc
-from bevcc.plugins import load_plugins
+from bevcc.testing import plugin_registry
 
 CORE = "fx(bn_fold,qdq_insert,quantizer_unify)"
 PLUGIN = "fx(bn_fold,qdq_insert,quantizer_unify,attention_qdq)"
@@ -22,10 +18,7 @@ PLUGIN = "fx(bn_fold,qdq_insert,quantizer_unify,attention_qdq)"
 @pytest.fixture(scope="session")
 def registry():
     """Built-ins plus this plugin, loaded through its installed entry point."""
-    plugins = load_plugins(autoload=True)
-    swin = [info for info in plugins.infos if info.name == "swin"]
-    assert swin and swin[0].status != "failed", "install it: pip install -e plugins/bevcc-swin"
-    return plugins.registry
+    return plugin_registry("swin")  # fails, saying so, when the plugin is not installed
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +48,3 @@ def eval_images():
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float(10 * np.log10((reference**2).sum() / ((reference - test) ** 2).sum()))
-
-
-def run_bevcc(*args, timeout=300):
-    """The installed `bevcc` console script in a subprocess, as a user runs it."""
-    exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
-    return subprocess.run(
-        [exe, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=timeout,
-        check=False,
-    )

@@ -3,8 +3,7 @@
 import onnx
 
 from bevcc.lint.checks import lint_model
-
-from .conftest import run_bevcc
+from bevcc.testing import run_bevcc
 
 PIPELINE = "fx(bn_fold,qdq_insert,quantizer_unify,attention_qdq),export,onnx(mha_check,check)"
 
