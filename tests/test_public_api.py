@@ -12,9 +12,17 @@ from bevcc import PUBLIC_MODULES
 from bevcc.testing import private_imports, public_names
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_FILES = sorted(
-    p for p in (ROOT / "plugins").glob("*/**/*.py") if "__pycache__" not in p.parts
-)
+
+
+# the plugins' sources, not what a local `pip install` left beside them (build/, *.egg-info)
+def _is_source(path: Path) -> bool:
+    parts = path.relative_to(ROOT).parts
+    return not {"__pycache__", "build"} & set(parts) and not any(
+        part.endswith(".egg-info") for part in parts
+    )
+
+
+PLUGIN_FILES = sorted(p for p in (ROOT / "plugins").glob("*/**/*.py") if _is_source(p))
 
 
 def test_the_plugins_import_only_the_public_api():
