@@ -9,7 +9,9 @@ Reformat. Add policies (the `add` option):
   residual (default): TensorRT's rule. Only the identity input gets a quantizer; the input coming
     straight from a conv stays float so TensorRT fuses conv + bias + Add (+ ReLU) and reads the
     identity in INT8 (TensorRT#1992). The identity joins its own tensor's domain (e.g. the block
-    input that also feeds conv1), never the conv branch's.
+    input that also feeds conv1), never the conv branch's. With no conv input to fuse into, both
+    inputs get quantizers in one domain (an INT8 Add reformats an input at another scale); the
+    ONNX pass does the same.
   shared: both inputs quantized with one quantizer (an INT8 Add without conv fusion).
 """
 
