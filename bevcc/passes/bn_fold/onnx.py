@@ -8,6 +8,7 @@ from collections import Counter
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.bn_fold import ONNX
 from bevcc.passes.bn_fold import _math as fm
 from bevcc.passes.bn_fold._report import BnFoldReporting
 from bevcc.pm.pass_base import PassResult
@@ -15,13 +16,7 @@ from bevcc.trt.rules import OpRule, rule_for_attrs
 from bevcc.trt.weights import layout_of, out_channels
 
 
-class BatchNormFoldOnnx(BnFoldReporting):
-    name = "bn_fold"
-    summary = (
-        "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
-    )
-    ir = "onnx"
-
+class BatchNormFoldOnnx(BnFoldReporting, declaration=ONNX):
     def call(self, ir: OnnxIR) -> PassResult:
         graph = ir.graph
         outputs = {id(t) for t in graph.outputs}

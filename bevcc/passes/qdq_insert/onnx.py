@@ -16,8 +16,8 @@ import onnx_graphsurgeon as gs
 from bevcc.batching import fit_batches
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.qdq_insert import ONNX
 from bevcc.passes.qdq_insert.fx import quant_config, report_lines
-from bevcc.passes.qdq_insert.options import OnnxQdqOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import scales
 from bevcc.quant.calibrators import make_calibrator
@@ -35,16 +35,7 @@ class _Target:
     axis: int | None = None
 
 
-class QdqInsertOnnx(Pass):
-    name = "qdq_insert"
-    summary = (
-        "Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per tensor) "
-        "and initializer weights (per channel), calibrated with onnxruntime (ONNX)."
-    )
-    ir = "onnx"
-    quantizes = True
-    Options = OnnxQdqOptions
-
+class QdqInsertOnnx(Pass, declaration=ONNX):
     def report(self, stats: dict) -> list[str]:
         return report_lines(stats)
 

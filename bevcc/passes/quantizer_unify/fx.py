@@ -22,23 +22,14 @@ from torch import fx
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.union_find import UnionFind
+from bevcc.passes.quantizer_unify import FX
 from bevcc.passes.quantizer_unify import _fx_graph as g
-from bevcc.passes.quantizer_unify.options import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.quantizer import TensorQuantizer
 
 
-class QuantizerUnifyFx(Pass):
-    name = "quantizer_unify"
-    summary = (
-        "Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
-        "data-movement ops) so TensorRT inserts no Reformat layers (FX)."
-    )
-    ir = "fx"
-    quantizes = True
-    Options = UnifyOptions
-
+class QuantizerUnifyFx(Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
         line = (

@@ -15,22 +15,13 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.quantizer_unify.options import UnifyOptions
+from bevcc.passes.quantizer_unify import ONNX
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.trt.domains import QdqGraph
 from bevcc.trt.rules import ALL, rule_for
 
 
-class QuantizerUnifyOnnx(Pass):
-    name = "quantizer_unify"
-    summary = (
-        "Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ on "
-        "Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX)."
-    )
-    ir = "onnx"
-    quantizes = True
-    Options = UnifyOptions
-
+class QuantizerUnifyOnnx(Pass, declaration=ONNX):
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
         line = (
