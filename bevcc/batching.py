@@ -40,13 +40,23 @@ class FittedBatches:
     `expected` names the model's inputs; a dim of None is free. `batch_size` re-chunks inputs
     whose batch is free (it must equal the static batch where there is one). After a full
     iteration `dropped` holds the number of samples the last incomplete batch would have had.
+    `description` names the data in errors (default: the source's own description).
+
+    Code that batches data its own way (run_in_batches) asks the same questions through
+    `batched_inputs`, `sample_count` and `check`.
     """
 
-    def __init__(self, source, expected: Mapping[str, Shape], batch_size: int | None = None):
+    def __init__(
+        self,
+        source,
+        expected: Mapping[str, Shape],
+        batch_size: int | None = None,
+        description: str | None = None,
+    ):
         if batch_size is not None and batch_size < 1:
             raise InputError(f"calibration batch size {batch_size} must be at least 1")
         self.source = source
-        self.description = getattr(source, "description", "the given batches")
+        self.description = description or getattr(source, "description", "the given batches")
         self.expected = {name: tuple(dims) for name, dims in expected.items()}
         self.batch_size = _target_batch(self.expected, batch_size, self.description)
         # A free first axis is a batch only when the user asked for one and no input fixes it;
@@ -76,16 +86,16 @@ class FittedBatches:
         self.dropped = self.used_samples = 0
         emitted = 0
         for index, batch in enumerate(self.source):
-            self._check(batch, index)
+            self.check(batch, index)
             if self.batch_size is None:
                 emitted += 1
                 yield batch
                 continue
-            size = self._samples(batch, index)
+            size = self.sample_count(batch, index)
             buffer.append(batch)
             held += size
             while held >= self.batch_size:
-                out, buffer, held = _take(buffer, self.batch_size, self._split_names)
+                out, buffer, held = _take(buffer, self.batch_size, self.batched_inputs)
                 self.used_samples += self.batch_size
                 emitted += 1
                 yield out
@@ -109,7 +119,9 @@ class FittedBatches:
             )
 
     @property
-    def _split_names(self) -> list[str]:
+    def batched_inputs(self) -> list[str]:
+        """The inputs whose first axis holds samples, split into batches of `batch_size`
+        (none when the batch is taken as given); the others pass through whole."""
         return [name for name, dims in self.expected.items() if self._batched(dims)]
 
     def _batched(self, dims: Shape) -> bool:
@@ -118,14 +130,16 @@ class FittedBatches:
             return False
         return dims[0] == self.batch_size if dims[0] is not None else self._free_is_batch
 
-    def _samples(self, batch: dict, index: int) -> int:
-        missing = [name for name in self._split_names if name not in batch]
+    def sample_count(self, batch: Mapping[str, np.ndarray], index: int = 0) -> int:
+        """How many samples `batch` (the `index`-th of the data, for errors) holds in its
+        batched inputs; inputs missing or disagreeing on the count are one InputError."""
+        missing = [name for name in self.batched_inputs if name not in batch]
         if missing:  # nothing to count samples by: say so here, not as an empty stream later
             raise InputError(
                 f"calibration batch {index} of {self.description} lacks input(s) "
                 f"{', '.join(missing)}; it has {', '.join(batch) or 'no arrays'}"
             )
-        counts = {name: batch[name].shape[0] for name in self._split_names}
+        counts = {name: batch[name].shape[0] for name in self.batched_inputs}
         if len(set(counts.values())) > 1:
             given = ", ".join(f"{n} {c}" for n, c in counts.items())
             raise InputError(
@@ -135,7 +149,9 @@ class FittedBatches:
             )
         return next(iter(counts.values()), 0)
 
-    def _check(self, batch: dict, index: int) -> None:
+    def check(self, batch: Mapping[str, np.ndarray], index: int = 0) -> None:
+        """Raise one InputError naming the input, expected and given shape if an array of
+        `batch` does not fit the model (a batched input's first axis may hold any count)."""
         for name, dims in self.expected.items():
             if name not in batch:
                 continue  # the consumer names missing inputs with its own context
@@ -246,15 +262,11 @@ def run_in_batches(session, feed: Mapping[str, np.ndarray], description: str = "
         i.name: tuple(d if isinstance(d, int) else None for d in i.shape)
         for i in session.get_inputs()
     }
-    fitted = FittedBatches([dict(feed)], expected)
-    fitted.description = description
+    fitted = FittedBatches([dict(feed)], expected, description=description)
+    fitted.check(feed)
     if fitted.batch_size is None:
-        fitted._check(feed, 0)
         return session.run(None, dict(feed))
-    size = fitted.batch_size
-    names = fitted._split_names
-    count = fitted._samples(dict(feed), 0)
-    fitted._check(feed, 0)
+    size, names, count = fitted.batch_size, fitted.batched_inputs, fitted.sample_count(feed)
     parts: list[list[np.ndarray]] = []
     for start in range(0, count, size):
         chunk = {}

@@ -150,19 +150,6 @@ def cmd_compile(args) -> int:
 
     config = load_config(args.config) if args.config else CompileConfig()
     if config.is_set:
-        given = [
-            flag
-            for flag, value in (
-                ("--print-ir-after-failure", args.print_ir_after_failure),
-                ("--reproducer", args.reproducer),
-            )
-            if value
-        ]
-        if given:
-            raise UsageError(
-                f"{', '.join(given)}: not available for a set config ([[files]] "
-                "tables); compile the failing file on its own"
-            )
         return _compile_set(args, config)
     if args.fp16_set:
         raise UsageError("--fp16-set applies to a set config ([[files]] tables)")
@@ -222,6 +209,8 @@ def _compile_set(args, config) -> int:
         print_ir_after=args.print_ir_after,
         stream=sys.stderr,
         on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None,
+        print_ir_after_failure=args.print_ir_after_failure,
+        reproducer=args.reproducer,
     )
     print(
         f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",

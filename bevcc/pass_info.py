@@ -4,7 +4,8 @@ A pass module imports torch or onnx (seconds), but `bevcc passes`, `--help` and 
 pipeline need only the name, IR, summary and options. So a pass can be registered by declaration:
 `PassInfo(name=..., ir=..., summary=..., impl="package.module:Class", options=OptionsDataclass)`
 with the options in a module of their own that imports nothing heavy. The class is imported when
-a pipeline runs it, and then checked against its declaration, so the two cannot drift apart.
+a pipeline runs it, and then checked against its declaration, so the two cannot drift apart; a
+class can also read them from it (`class P(Pass, declaration=INFO)`: one copy of each).
 Registering a class (`registry.add_pass(PassClass)`) makes the same record from the class itself.
 """
 
@@ -18,14 +19,15 @@ from typing import Any
 
 from bevcc.errors import PluginError
 from bevcc.pm.options import describe_options
-from bevcc.pm.pass_base import NoOptions, Pass
+
+# DECLARED: what a declaration states about its class; all must agree once the class is imported
+# (a class declared with `declaration=` reads them from it: bevcc.pm.pass_base.Pass)
+from bevcc.pm.pass_base import DECLARED, NoOptions, Pass
 
 __all__ = ["IR_KINDS", "PassInfo"]
 
 IR_KINDS = ("fx", "onnx", "libspconv")
 NAME = re.compile(r"[a-z][a-z0-9_]*")
-# What a declaration states about its class; all must agree once the class is imported.
-_DECLARED = ("name", "ir", "summary", "produces", "quantizes")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class PassInfo:
 
     def disagreement(self, pass_cls: type[Pass]) -> str | None:
         """What the class states differently from this declaration, or None."""
-        for attr in _DECLARED:
+        for attr in DECLARED:
             declared, actual = getattr(self, attr), getattr(pass_cls, attr, None)
             if declared != actual:
                 return f"{self.impl} has {attr} {actual!r}, its declaration {declared!r}"

@@ -29,6 +29,9 @@ PUBLIC_MODULES = (
     "bevcc.sparse.interpreter",
     "bevcc.sparse.libspconv_check",
     "bevcc.lint.checks",
+    # TensorRT's Q/DQ rules as data, and the FX spelling of their ops
+    "bevcc.trt.rules",
+    "bevcc.trt.fx_ops",
     # seeded reference models and inputs; helpers for plugins' tests
     "bevcc.reference",
     "bevcc.testing",

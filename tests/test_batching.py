@@ -232,3 +232,18 @@ def test_a_batch_lacking_a_split_input_is_named(tmp_path, tiny):
     fitted = FittedBatches(CalibData([{"images": _samples(4)}], "d.npz"), {"x": (2, 3, 32, 32)})
     with pytest.raises(InputError, match=r"batch 0 of d.npz lacks input.s. x; it has images"):
         list(fitted)
+
+
+def test_the_public_questions_run_in_batches_asks():
+    """What code that batches data its own way (run_in_batches) asks a FittedBatches: which
+    inputs are split, how many samples a batch holds, whether it fits; errors name the data."""
+    expected = {"img": (2, 3, 32, 32), "voxels": (None, 4)}
+    fitted = FittedBatches([], expected, description="scene.npz")
+    assert (fitted.batch_size, fitted.batched_inputs) == (2, ["img"])
+    batch = {"img": _samples(5), "voxels": np.zeros((7, 4), np.float32)}
+    fitted.check(batch)
+    assert fitted.sample_count(batch) == 5
+    with pytest.raises(InputError, match=r"batch 3 of scene.npz: input 'img' has shape"):
+        fitted.check({"img": _samples(5, shape=(3, 16, 16))}, 3)
+    with pytest.raises(InputError, match=r"batch 0 of scene.npz lacks input.s. img"):
+        fitted.sample_count({"voxels": batch["voxels"]})

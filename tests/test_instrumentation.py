@@ -2,6 +2,8 @@
 instrumentations, --print-ir-after-failure and --reproducer through the real CLI."""
 
 import io
+import os
+import re
 import shlex
 import warnings
 from pathlib import Path
@@ -47,10 +49,22 @@ class Breaker(bevcc.Pass):
         return bevcc.PassResult(ir, modified=True)
 
 
+class FloatOnly(bevcc.Pass):
+    name = "float_only"
+    summary = "Fail where no QuantizeLinear is: in an FP16 set, which drops the quantizing passes."
+    ir = "onnx"
+
+    def call(self, ir):
+        if not any(node.op == "QuantizeLinear" for node in ir.graph.nodes):
+            raise bevcc.InputError("no QuantizeLinear here")
+        return bevcc.PassResult(ir, modified=False)
+
+
 @bevcc.hookimpl
 def bevcc_register_passes(registry):
     registry.add_pass(Boom)
     registry.add_pass(Breaker)
+    registry.add_pass(FloatOnly)
 """
 
 
@@ -251,7 +265,8 @@ def failing_passes(tmp_path):
     (tmp_path / "failing_passes.py").write_text(FAILING_PASSES)
     (tmp_path / "scratch").mkdir()
     return {
-        "PYTHONPATH": str(tmp_path),
+        # in front of the caller's path (a worktree's checkout over the installed one)
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
         "BEVCC_PLUGINS": "failing_passes",
         "TMPDIR": str(tmp_path / "scratch"),
     }
@@ -468,28 +483,130 @@ def test_reproducer_directory_is_checked_first_and_untouched_on_success(
     assert list((tmp_path / "scratch").glob("bevcc-reproducer-*")) == []
 
 
-def test_set_configs_refuse_the_failure_flags(tmp_path):
-    (tmp_path / "set.toml").write_text(
-        'output = "out"\n[[files]]\nname = "a"\ninput = "a.onnx"\n'
-        'pipeline = "onnx(check)"\nprecision = "fp32"\n'
+SET = """output = "out"
+[[files]]
+name = "a"
+input = "tiny.onnx"
+pipeline = "onnx(cleanup,check)"
+precision = "fp32"
+[[files]]
+name = "b"
+input = "tiny.onnx"
+pipeline = "onnx(cleanup,boom,check)"
+precision = "fp32"
+"""
+
+
+def test_a_set_writes_the_failing_files_ir_and_reproducer(
+    tmp_path, tiny_onnx, registry, failing_passes
+):
+    (tmp_path / "set.toml").write_text(SET)
+    (tmp_path / "rep" / "old").mkdir(parents=True)  # an earlier set's reproducer: replaced whole
+    (tmp_path / "rep" / "old" / "README.txt").write_text("bevcc reproducer: an old failure\n")
+    args = ["compile", "--config", "set.toml", "--reproducer", "rep", "--print-ir-after-failure"]
+    proc = run_bevcc(*args, cwd=tmp_path, env_extra=failing_passes)
+    boom = "boom on 17 nodes (0 QuantizeLinear), calibration data none"
+    cause, cause_alone = (f"pass 'boom' failed after [{a}]: {boom}" for a in ("cleanup", ""))
+    assert proc.returncode == 1
+    assert re.sub(r"\(\d+\.\d s\)", "(T s)", proc.stderr) == (
+        "[1/2] a: onnx(cleanup,check)\n"
+        "wrote out/a.onnx (T s)\n"
+        "[2/2] b: onnx(cleanup,boom,check)\n"
+        "// ----- IR after onnx(boom) failed (the pass returned none; this is the IR it was "
+        "given, with any changes it made in place) ----- //\n"
+        + _onnx_dump_after(tiny_onnx, registry, "onnx(cleanup)")
+        + "wrote reproducer rep/b (the command that reruns onnx(boom) is in rep/b/README.txt)\n"
+        f"bevcc: error: file 'b' (2/2): {cause}\n"
     )
-    proc = run_bevcc(
+    assert not (tmp_path / "out").exists()
+    rep = tmp_path / "rep"
+    assert sorted(str(p.relative_to(rep)) for p in rep.rglob("*")) == [
+        "b",
+        "b/README.txt",
+        "b/input.onnx",
+        "b/pipeline.txt",
+    ]
+    assert (rep / "b" / "pipeline.txt").read_text() == "onnx(boom,check)\n"
+    assert list((tmp_path / "scratch").glob("bevcc-reproducer-*")) == []
+    argv, cwd = _readme_command(rep / "b")
+    assert argv == [
         "compile",
-        "--config",
-        tmp_path / "set.toml",
-        "--reproducer",
-        "rep",
-        "--print-ir-after-failure",
-        cwd=tmp_path,
-    )
-    assert (proc.returncode, proc.stderr) == (
-        2,
+        "rep/b/input.onnx",
+        "--pipeline",
+        "onnx(boom,check)",
+        "-o",
+        "rep/b/output",
+    ]
+    again = run_bevcc(*argv, cwd=cwd, env_extra=failing_passes)
+    assert (again.returncode, again.stderr) == (1, f"bevcc: error: {cause_alone}\n")
+
+
+@pytest.mark.parametrize(
+    ("reproducer", "error"),
+    [
         (
-            "bevcc: error: --print-ir-after-failure, --reproducer: not available for a set "
-            "config ([[files]] tables); compile the failing file on its own\n"
+            "notes",
+            (
+                "--reproducer notes: the directory holds other files and would be replaced "
+                "whole; name a new or empty directory"
+            ),
         ),
+        (
+            "out/rep",
+            "--reproducer out/rep lies inside the output directory out; name a directory outside it",
+        ),
+    ],
+)
+def test_a_sets_reproducer_directory_is_checked_before_any_file_compiles(
+    tmp_path, tiny_onnx, failing_passes, reproducer, error
+):
+    (tmp_path / "set.toml").write_text(SET)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("keep me")
+    args = ["compile", "--config", "set.toml", "--reproducer", reproducer]
+    proc = run_bevcc(*args, cwd=tmp_path, env_extra=failing_passes)
+    assert (proc.returncode, proc.stderr) == (2, f"bevcc: error: {error}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "failing_passes.py",
+        "notes",
+        "scratch",
+        "set.toml",
+        "tiny.onnx",
+    ]
+
+
+def test_the_fp16_sets_failing_file_gets_its_reproducer_under_fp16(
+    tmp_path, tiny_onnx, failing_passes
+):
+    np.savez(tmp_path / "calib.npz", x=np.ones((2, 3, 32, 32), np.float32))
+    (tmp_path / "set.toml").write_text(
+        'output = "out"\nfp16_set = true\n[[files]]\nname = "m"\ninput = "tiny.onnx"\n'
+        'calib = "calib.npz"\npipeline = "onnx(qdq_insert,float_only,check)"\n'
+        'precision = "int8"\n'
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.toml"]
+    args = ["compile", "--config", "set.toml", "--reproducer", "rep"]
+    proc = run_bevcc(*args, cwd=tmp_path, env_extra=failing_passes)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-2:] == [
+        (
+            "wrote reproducer rep/fp16/m (the command that reruns onnx(float_only) is in "
+            "rep/fp16/m/README.txt)"
+        ),
+        "bevcc: error: file 'm' (1/1): pass 'float_only' failed after []: no QuantizeLinear here",
+    ]
+    rep = tmp_path / "rep"
+    assert sorted(str(p.relative_to(rep)) for p in rep.rglob("*")) == [
+        "fp16",
+        "fp16/m",
+        "fp16/m/README.txt",
+        "fp16/m/input.onnx",
+        "fp16/m/pipeline.txt",
+    ]
+    assert (rep / "fp16" / "m" / "README.txt").read_text().splitlines()[-1] == (
+        "bevcc compile rep/fp16/m/input.onnx --pipeline 'onnx(float_only,check)' --calib "
+        "calib.npz -o rep/fp16/m/output"
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_in_process_calibration_data_is_named_in_the_readme(tmp_path, registry, tiny):

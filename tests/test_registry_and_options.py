@@ -161,6 +161,62 @@ def test_every_builtin_declaration_matches_its_class(registry):
         assert info.options.__module__.endswith(".options") or info.options is NoOptions
 
 
+def test_every_builtin_class_states_its_metadata_only_in_its_declaration(registry):
+    """One copy: a built-in pass class assigns none of the declared attributes itself (nor does
+    a base it shares); `declaration=` gives it its folder's PassInfo."""
+    import ast
+    import inspect
+
+    declared = {"name", "ir", "summary", "produces", "quantizes", "Options"}
+    for entry in registry.entries():
+        cls = entry.obj
+        for klass in [k for k in cls.__mro__ if k.__module__.startswith("bevcc.passes")]:
+            tree = ast.parse(inspect.getsource(klass))
+            assigned = {
+                target.id
+                for node in tree.body[0].body
+                if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(target, ast.Name)
+            }
+            assert assigned & declared == set(), (klass.__qualname__, assigned & declared)
+        assert (cls.summary, cls.Options) == (entry.info.summary, entry.info.options)
+
+
+def test_a_class_bound_to_another_pass_declaration_is_refused():
+    from bevcc.passes.dce import FX
+
+    with pytest.raises(PluginError) as info:
+
+        class NotDce(Pass, declaration=FX):
+            def call(self, ir):
+                return PassResult(ir, modified=False)
+
+    assert _one_line(info) == (
+        "tests.test_registry_and_options:test_a_class_bound_to_another_pass_declaration_is_"
+        "refused.<locals>.NotDce takes the declaration of bevcc.passes.dce.fx:DeadCodeElimination "
+        "(pass 'dce' on fx); bind it to its own"
+    )
+
+
+def test_a_class_with_its_own_attributes_still_registers():
+    """Third-party passes (README: `@bevcc.register_pass class CountNodes(bevcc.Pass)`) keep
+    stating name, summary and IR as class attributes."""
+
+    class CountNodes(Pass):
+        name = "count_nodes"
+        summary = "Count nodes."
+        ir = "onnx"
+
+        def call(self, ir):
+            return PassResult(ir, modified=False, stats={"nodes": ir.node_count()})
+
+    reg = Registry(current_plugin="mine")
+    reg.add_pass(CountNodes)
+    assert reg.lookup("count_nodes", "onnx", conversion=False) is CountNodes
+    assert reg.pass_info("count_nodes", "onnx", conversion=False).summary == "Count nodes."
+
+
 def test_a_declaration_the_class_contradicts_is_one_error_naming_both():
     reg = Registry(current_plugin="mine")
     reg.add_pass(

@@ -35,6 +35,7 @@ from bevcc.loading import is_callable_ref
 from bevcc.pm.manager import build_steps
 from bevcc.pm.pass_base import PassContext
 from bevcc.pm.pipeline import IRGroup, Pipeline, parse_pipeline
+from bevcc.pm.reproducer import Reproducer, check_replaceable
 
 FP16_DIR = "fp16"  # the FP16 set's sub-directory of DIR
 
@@ -73,12 +74,16 @@ def compile_set(
     print_ir_after: str | None = None,
     stream: TextIO | None = None,
     on_pipeline: Callable[[str], None] | None = None,
+    print_ir_after_failure: bool = False,
+    reproducer: str | os.PathLike | None = None,
 ) -> SetResult:
     """Compile every `[[files]]` entry of `config` (a TOML path or a CompileConfig) into the
     directory `output` (default: the config's `output`).
 
     Every entry's names and options are checked before any model loads. Progress goes to
     `stream` (default stderr). On any failure DIR is left exactly as it was.
+    `print_ir_after_failure` and `reproducer` are bevcc.compile's, for whichever file fails:
+    its reproducer is written to `reproducer`/<file name>/ (fp16/<file name>/ for the FP16 set).
     """
     if not isinstance(config, CompileConfig):
         config = load_config(config)
@@ -97,6 +102,8 @@ def compile_set(
         _checked_pipeline(spec, registry, where, i) for i, spec in enumerate(config.files, 1)
     ]
     _check_replaceable(target, config)
+    if reproducer is not None:
+        _check_reproducer(Path(reproducer), target)
     stream = stream or sys.stderr
     options = {
         "registry": registry,
@@ -105,6 +112,8 @@ def compile_set(
         "print_ir_after": print_ir_after,
         "stream": stream,
         "on_pipeline": on_pipeline,
+        "print_ir_after_failure": print_ir_after_failure,
+        "reproducer": reproducer,
     }
     float_specs = [float_spec(spec, registry) for spec in config.files] if config.fp16_set else []
     with atomic_directory(target) as build_dir:
@@ -121,6 +130,7 @@ def compile_set(
                 build_dir / FP16_DIR,
                 target / FP16_DIR,
                 config,
+                group=FP16_DIR,
                 **options,
             )
     files = [
@@ -155,9 +165,16 @@ def float_spec(spec: FileSpec, registry) -> FileSpec:
 
 
 def _build(
-    specs, pipelines, build_dir: Path, target: Path, config: CompileConfig, **options
+    specs,
+    pipelines,
+    build_dir: Path,
+    target: Path,
+    config: CompileConfig,
+    group: str = "",
+    **options,
 ) -> list[tuple[FileSpec, CompileResult, float, dict]]:
-    """Compile `specs` into `build_dir` (later renamed to `target`) with the report and script."""
+    """Compile `specs` into `build_dir` (later renamed to `target`) with the report and script;
+    `group` is their sub-directory of the set ("" or fp16), for reproducer paths."""
     stream = options["stream"]
     build_dir.mkdir(exist_ok=True)
     done, entries = [], []
@@ -165,7 +182,8 @@ def _build(
         print(f"[{index}/{len(specs)}] {spec.name}: {pipeline}", file=stream, flush=True)
         label = f"file '{spec.name}' ({index}/{len(specs)})"  # for errors
         start = time.perf_counter()
-        result = _compile_one(spec, pipeline, build_dir, label, **options)
+        name = f"{group}/{spec.name}" if group else spec.name
+        result = _compile_one(spec, pipeline, build_dir, label, name, **options)
         seconds = time.perf_counter() - start
         entry = file_entry(spec, result, build_dir, seconds)
         _check_precision(spec, entry, label)
@@ -262,11 +280,41 @@ def _file_of(value: str | None) -> Path | None:
     return Path(value) if Path(value).exists() else None
 
 
+def _check_reproducer(directory: Path, target: Path) -> None:
+    """Before any file compiles: DIR must be replaceable, and outside the set's directory (which
+    a failed set leaves as it was and a later one replaces whole)."""
+    check_replaceable(directory)
+    if directory.resolve().is_relative_to(target.resolve()):
+        raise UsageError(
+            f"--reproducer {directory} lies inside the output directory {target}; "
+            "name a directory outside it"
+        )
+
+
 def _compile_one(
-    spec: FileSpec, pipeline: str, build_dir: Path, label: str, **options
+    spec: FileSpec,
+    pipeline: str,
+    build_dir: Path,
+    label: str,
+    name: str,
+    *,
+    reproducer=None,
+    **options,
 ) -> CompileResult:
     artifacts = reports_dir(build_dir, spec)
     artifacts.mkdir(parents=True)
+    hooks = []
+    if reproducer is not None:  # bevcc.compile's own, with the file's sub-directory of DIR
+        hooks.append(
+            Reproducer(
+                reproducer,
+                parse_pipeline(pipeline),
+                calib=spec.calib,
+                verify_each=options["verify_each"],
+                stream=options["stream"],
+                subdirectory=name,
+            )
+        )
     try:
         result = compile(
             spec.input,
@@ -274,6 +322,7 @@ def _compile_one(
             calib=spec.calib,
             output=build_dir / f"{spec.name}.onnx",
             artifacts_dir=artifacts,
+            instrumentations=hooks,
             **options,
         )
     except BevccError as exc:

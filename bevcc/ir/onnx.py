@@ -16,6 +16,7 @@ from bevcc.atomic import atomic_path
 from bevcc.errors import InputError
 from bevcc.ir.base import IR, IRInvalid
 from bevcc.ir.digest import array_digest, shape_text, text_digest, value_summary
+from bevcc.ir.onnx_shapes import check_shapes, check_shapes_path
 from bevcc.ir.topo import stable_toposort
 
 __all__ = ["OnnxIR", "read_onnx_file", "save_model_atomic", "stable_toposort"]
@@ -90,7 +91,7 @@ class OnnxIR(IR):
         try:
             if data is not None:
                 onnx.checker.check_model(data)
-                _infer_shapes_strict(data)
+                check_shapes(data)
             else:
                 _verify_large(model)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -215,21 +216,12 @@ def _serialized(model: onnx.ModelProto) -> bytes | None:
     return model.SerializeToString() if model.ByteSize() < _PROTO_LIMIT else None
 
 
-def _infer_shapes_strict(data: bytes) -> None:
-    """onnx's strict, type-checking shape inference on serialized bytes. The C entry point, as
-    onnx.shape_inference.infer_shapes calls it, minus parsing the inferred model back: only the
-    errors are wanted, and the parse costs as much as the inference on large files."""
-    onnx.shape_inference.C.infer_shapes(data, True, True, False)
-
-
 def _verify_large(model: onnx.ModelProto) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         onnx.save_model(model, path, save_as_external_data=True, location="model.data")
         onnx.checker.check_model(path)
-        onnx.shape_inference.infer_shapes_path(
-            path, os.path.join(tmp, "inferred.onnx"), check_type=True, strict_mode=True
-        )
+        check_shapes_path(path, os.path.join(tmp, "inferred.onnx"))
 
 
 class _OnnxDumper:

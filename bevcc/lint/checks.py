@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 import onnx
 
+from bevcc.errors import InputError
+from bevcc.ir.onnx_shapes import InferenceCrash
 from bevcc.quant.encoding_check import check_encoding
 from bevcc.trt.domains import QdqGraph
 from bevcc.trt.macs import node_macs, tensor_shapes
@@ -76,11 +78,15 @@ def lint_model(
         report.problems = check_libspconv(model)
         report.int8_macs, report.total_macs, report.float_layers = int8_share(model)
         return report
+    try:  # first: a graph onnx cannot even infer shapes on gets one error, not half a report
+        shapes = tensor_shapes(model)
+    except InferenceCrash as exc:
+        raise InputError(f"{path}: {exc}") from exc
     graph = QdqGraph(model)
     report.qdq_pairs = sum(n.op_type == "QuantizeLinear" for n in graph.nodes)
     report.problems = [str(p) for p in check_encoding(model, conv_transpose_axis)]
     report.mismatches = _mismatches(graph)
-    _macs(graph, report)
+    _macs(graph, shapes, report)
     return report
 
 
@@ -115,9 +121,8 @@ def _mismatches(graph: QdqGraph) -> list[Mismatch]:
     return found
 
 
-def _macs(graph: QdqGraph, report: LintReport) -> None:
+def _macs(graph: QdqGraph, shapes: dict[str, list[int]], report: LintReport) -> None:
     """A layer runs INT8 when its activation and its weight both come from DQs."""
-    shapes = tensor_shapes(graph.model)
     for node in graph.nodes:
         rule = rule_for(node)
         if rule is None or not rule.layer:

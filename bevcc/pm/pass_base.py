@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bevcc.errors import PluginError
 from bevcc.ir.base import IR
 
 
@@ -45,12 +46,19 @@ class ReportContext:
     build_dir: Any  # the set's build directory; report paths are relative to it
 
 
+# What a pass states about itself, as class attributes (and as a PassInfo declaration's fields).
+DECLARED = ("name", "ir", "summary", "produces", "quantizes")
+
+
 class Pass:
     """Base class of every pass.
 
     Subclasses set `name` (the pipeline word), `summary` (one line), `ir` (the IR kind the pass
     reads), optionally `produces` (the IR kind it returns, for conversions such as `export`) and
     `Options` (a dataclass whose fields are the pass's typed options), and implement `call`.
+
+    A pass declared by a bevcc.pass_info.PassInfo (the built-ins: each pass folder's __init__)
+    states them once, there: `class QdqInsertFx(Pass, declaration=FX)` takes them from it.
     """
 
     name: ClassVar[str]
@@ -61,6 +69,22 @@ class Pass:
     # True for passes that add, share or switch quantizers: a float (FP16) set drops them and
     # keeps the rest of the pipeline (folding, cleanup, export).
     quantizes: ClassVar[bool] = False
+
+    def __init_subclass__(cls, declaration: Any = None, **kwargs):
+        """`declaration`: the PassInfo naming this class (its `impl`); the class reads name, ir,
+        summary, produces, quantizes and Options from it instead of repeating them."""
+        super().__init_subclass__(**kwargs)
+        if declaration is None:
+            return
+        where = f"{cls.__module__}:{cls.__qualname__}"
+        if declaration.impl != where:
+            raise PluginError(
+                f"{where} takes the declaration of {declaration.impl} (pass "
+                f"'{declaration.name}' on {declaration.ir}); bind it to its own"
+            )
+        for attr in DECLARED:
+            setattr(cls, attr, getattr(declaration, attr))
+        cls.Options = declaration.options
 
     def __init__(self, options: Any = None, context: PassContext | None = None):
         if options is None:

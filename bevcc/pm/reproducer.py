@@ -1,6 +1,8 @@
 """--reproducer DIR: when a pass fails, DIR gets the IR before that pass (input.onnx / input.pt),
 the pipeline from that pass on (pipeline.txt) and the `bevcc compile` command that reruns it
-(README.txt), so a failure deep in a long pipeline can be handed on as three files.
+(README.txt), so a failure deep in a long pipeline can be handed on as three files. For a set
+config, the failing file's reproducer goes to DIR/<file name>/ (the set stops at its first failing
+file, so DIR holds one), and DIR is still replaced whole.
 
 Passes change the IR in place, so the IR before a pass is only known by saving it before every
 pass: with --reproducer each step starts with one IR.save into a private temporary directory.
@@ -46,13 +48,20 @@ def check_replaceable(directory: Path) -> None:
         return
     if not directory.is_dir():
         raise UsageError(f"--reproducer {directory}: it is a file; name a directory")
-    readme = directory / README
-    earlier = readme.is_file() and readme.read_text(errors="replace").startswith(_TITLE)
-    if any(directory.iterdir()) and not earlier:
+    if any(directory.iterdir()) and not _is_reproducer(directory):
         raise UsageError(
             f"--reproducer {directory}: the directory holds other files and would "
             "be replaced whole; name a new or empty directory"
         )
+
+
+def _is_reproducer(directory: Path) -> bool:
+    """An earlier reproducer: its README says so, or (a set's) it holds only reproducers."""
+    readme = directory / README
+    if readme.is_file():
+        return readme.read_text(errors="replace").startswith(_TITLE)
+    entries = list(directory.iterdir())
+    return bool(entries) and all(p.is_dir() and _is_reproducer(p) for p in entries)
 
 
 class Reproducer(Instrumentation):
@@ -60,6 +69,7 @@ class Reproducer(Instrumentation):
 
     `calib` and `calib_batch_size` are put in the command as the user gave them; calibration
     data given in-process (not a path or reference) cannot be, and README.txt says so.
+    `subdirectory` (a set's file name): the files go to DIR/<subdirectory>/, DIR replaced whole.
     """
 
     def __init__(
@@ -71,9 +81,12 @@ class Reproducer(Instrumentation):
         calib_batch_size: int | None = None,
         verify_each: bool = True,
         stream: TextIO | None = None,
+        subdirectory: str | None = None,
     ):
-        self.directory = Path(directory)
-        check_replaceable(self.directory)
+        self.root = Path(directory)  # what is replaced whole
+        check_replaceable(self.root)
+        self.subdirectory = subdirectory
+        self.directory = self.root / subdirectory if subdirectory else self.root
         self.pipeline = pipeline
         self.calib = calib
         self.calib_batch_size = calib_batch_size
@@ -110,7 +123,9 @@ class Reproducer(Instrumentation):
         saved = sorted(Path(self._saved.name).iterdir())
         model = next(p.name for p in saved if p.name.startswith("input."))
         rest = pipeline_from(self.pipeline, step.index).text()
-        with atomic_directory(self.directory) as tmp:
+        with atomic_directory(self.root) as root:
+            tmp = root / self.subdirectory if self.subdirectory else root
+            tmp.mkdir(parents=True, exist_ok=True)
             for path in saved:
                 shutil.move(path, tmp / path.name)
             (tmp / PIPELINE).write_text(rest + "\n")

@@ -1,9 +1,10 @@
 """Check the encoding of every Q/DQ in an ONNX model against docs/tensorrt_qdq.md.
 
 Per pair: int8 zero point, all zeros; finite, strictly positive scale; a per-channel axis that
-matches the weight layout of the consumer (Conv/Gemm[transB]/MatMul: output channels; ConvTranspose:
-the configured axis); Q feeding only its DQ with nothing between; no Q/DQ on a bias. `bevcc lint`
-builds on this; qdq_insert's tests run it on every file they emit.
+matches the weight layout of the consumer (bevcc.trt.weights: Conv/Gemm[transB]/MatMul: output
+channels; ConvTranspose: the configured axis); Q feeding only its DQ with nothing between; no Q/DQ
+on a layer's bias input (bevcc.trt.rules). `bevcc lint` builds on this; qdq_insert's tests run it
+on every file they emit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from bevcc.trt.rules import rule_for
+from bevcc.trt.weights import TRANSPOSED, onnx_attrs, scale_axis
 
 
 @dataclass(frozen=True)
@@ -71,19 +75,22 @@ def _check_params(node, constants) -> list[Problem]:
 
 
 def _check_use(dq, reader, conv_transpose_axis: int) -> list[Problem]:
+    """A DQ read by a layer (a row of bevcc.trt.rules): not on its bias, and a per-channel
+    weight on the axis TensorRT takes for the weight's layout (bevcc.trt.weights)."""
+    rule = rule_for(reader)
+    if rule is None or not rule.layer:
+        return []
     axis = next((a.i for a in dq.attribute if a.name == "axis"), None)
     try:
         slot = list(reader.input).index(dq.output[0])
     except ValueError:
         return []
-    if reader.op_type in ("Conv", "ConvTranspose", "Gemm") and slot == 2:
+    if slot == rule.bias:
         return [Problem(dq.name, f"Q/DQ on the bias of {reader.name}")]
-    if axis is None or slot != 1:
+    if axis is None or slot != rule.weight:
         return []
-    expected = {"Conv": 0, "ConvTranspose": conv_transpose_axis, "MatMul": 1}.get(reader.op_type)
-    if reader.op_type == "Gemm":
-        expected = 0 if any(a.name == "transB" and a.i for a in reader.attribute) else 1
-    if expected is not None and axis != expected:
+    expected = scale_axis(rule, onnx_attrs(reader), {TRANSPOSED: conv_transpose_axis})
+    if axis != expected:
         return [
             Problem(
                 dq.name,

@@ -16,6 +16,7 @@ import torch
 
 from bevcc.batching import fit_batches
 from bevcc.errors import InputError
+from bevcc.ir.onnx_shapes import InferenceCrash, infer_shapes
 
 _ELEMENT_BYTES = {
     onnx.TensorProto.FLOAT: 4,
@@ -182,7 +183,9 @@ def _tensor_bytes(model: onnx.ModelProto, feed: dict) -> dict[str, int]:
                 dim.ClearField("dim_param")
                 dim.dim_value = int(size)
     try:
-        inferred = onnx.shape_inference.infer_shapes(fixed)
+        inferred = infer_shapes(fixed)
+    except InferenceCrash as exc:  # onnxruntime would run the same inference on it next
+        raise InputError(str(exc)) from exc
     except Exception:  # noqa: BLE001 - no sizes means one tensor per run, never a wrong answer
         return {}
     sizes = {}

@@ -15,6 +15,17 @@ from torch import fx, nn
 
 from bevcc.trt.rules import RULES, OpRule
 
+__all__ = [
+    "FUNCTIONS",
+    "METHODS",
+    "MODULES",
+    "FxOp",
+    "fx_inputs",
+    "fx_op",
+    "reads_sparse_features",
+    "rule_for_fx",
+]
+
 
 @dataclass(frozen=True)
 class FxOp:

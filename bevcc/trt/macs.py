@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from bevcc.ir.onnx_shapes import InferenceCrash, infer_shapes
 from bevcc.trt.rules import OpRule, rule_for
 
 if TYPE_CHECKING:
@@ -16,9 +17,12 @@ if TYPE_CHECKING:
 
 
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Every tensor's inferred shape; symbolic dimensions count as 1."""
+    """Every tensor's inferred shape; symbolic dimensions count as 1. A model that crashes
+    onnx's inference raises InferenceCrash: it is malformed, not just hard to count."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = infer_shapes(model)
+    except InferenceCrash:
+        raise
     except Exception:  # noqa: BLE001 - without shapes MACs fall back to weight sizes
         inferred = model
     shapes = {}

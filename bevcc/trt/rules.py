@@ -3,17 +3,31 @@
 A row says what TensorRT does with Q/DQ around the op: which data inputs end up in the output's
 INT8 format (TensorRT moves DQ forward and Q backward through the op, so they must share one
 scale), whether it is an elementwise sum (a residual join, quantized by the Add policy), and
-whether it is a quantizable compute layer (and which input is its weight). quantizer_unify on
-both IRs, `bevcc lint` and sensitivity units read these rows; the FX side maps its targets onto
-them (bevcc.trt.fx_ops). Adding an op is one row here; tests/test_trt_rules.py tests every row.
+whether it is a quantizable compute layer: which inputs are its weight and its bias, and how its
+weight is laid out (bevcc.trt.weights: the per-channel scale axis, the output channels).
+quantizer_unify on both IRs, `bevcc lint`, the encoding check, qdq_insert and bn_fold on ONNX
+and sensitivity units read these rows; the FX side maps its targets onto them
+(bevcc.trt.fx_ops). Adding an op is one row here; tests/test_trt_rules.py tests every row.
 No torch here: `bevcc lint` runs without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
+
+__all__ = [
+    "ALL",
+    "RULES",
+    "Condition",
+    "OpRule",
+    "rule_for",
+    "rule_for_attrs",
+    "shared_inputs",
+]
 
 ALL = None  # shares_scale value: every input shares the output's scale (Concat)
 
@@ -39,6 +53,11 @@ class OpRule:
     shares_scale: tuple[int, ...] | None = ()
     join: bool = False  # elementwise sum of activations: the `add` policy places its Q/DQ
     weight: int | None = None  # quantizable compute layer: the input holding its weight
+    bias: int | None = None  # a layer's bias input: never quantized; BatchNorm folds into it
+    # a layer's weight layout, a key of bevcc.trt.weights.LAYOUTS; `transposed_by` names the
+    # attribute that, when non-zero, stores a 2-D weight out_first instead (Gemm's transB)
+    layout: str | None = None
+    transposed_by: str | None = None
     # a layer's multiply-accumulates (bevcc.trt.macs): "per_output" (each output element sums
     # weight[1:] products), "per_input" (each input element scatters into weight[1:] outputs),
     # "matmul" (each output element sums over the inner dimension)
@@ -79,10 +98,10 @@ RULES: dict[str, OpRule] = {
     "Sum": OpRule(join=True),
     # compute layers TensorRT runs in INT8 when input and weight come from DQs; it fuses the DQs
     # into the layer and the next Q into its output
-    "Conv": OpRule(weight=1, macs="per_output"),
-    "ConvTranspose": OpRule(weight=1, macs="per_input"),  # weight [Cin, Cout/groups, k...]
-    "Gemm": OpRule(weight=1, macs="matmul"),
-    "MatMul": OpRule(weight=1, macs="matmul"),
+    "Conv": OpRule(weight=1, bias=2, layout="out_first", macs="per_output"),
+    "ConvTranspose": OpRule(weight=1, bias=2, layout="transposed", macs="per_input"),
+    "Gemm": OpRule(weight=1, bias=2, layout="in_out", transposed_by="transB", macs="matmul"),
+    "MatMul": OpRule(weight=1, layout="in_out", macs="matmul"),
 }
 
 
@@ -93,6 +112,14 @@ def rule_for(node: onnx.NodeProto) -> OpRule | None:
         return rule
     value = next((a.s for a in node.attribute if a.name == rule.when.name), None)
     return rule if rule.when.holds(value) else None
+
+
+def rule_for_attrs(op_type: str, attrs: Mapping[str, Any]) -> OpRule | None:
+    """rule_for, for a node held as op type and attribute values (an onnx-graphsurgeon node)."""
+    rule = RULES.get(op_type)
+    if rule is None or rule.when is None:
+        return rule
+    return rule if rule.when.holds(attrs.get(rule.when.name)) else None
 
 
 def shared_inputs(rule: OpRule, inputs: list) -> list:

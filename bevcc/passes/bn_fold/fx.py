@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from bevcc.ir.fx import FxIR
+from bevcc.passes.bn_fold import FX, sparse
 from bevcc.passes.bn_fold import _math as fm
-from bevcc.passes.bn_fold import sparse
 from bevcc.passes.bn_fold._report import BnFoldReporting
-from bevcc.passes.bn_fold.options import BnFoldOptions
 from bevcc.pm.pass_base import PassResult
 from bevcc.sparse.layers import weight_layout
 
@@ -38,16 +37,7 @@ BUILTIN_FOLDABLES = (
 )
 
 
-class BatchNormFoldFx(BnFoldReporting):
-    name = "bn_fold"
-    summary = (
-        "Fold inference-mode BatchNorm into the preceding Conv/ConvTranspose/Linear or "
-        "spconv sparse conv (FX)."
-    )
-    ir = "fx"
-
-    Options = BnFoldOptions
-
+class BatchNormFoldFx(BnFoldReporting, declaration=FX):
     def call(self, ir: FxIR) -> PassResult:
         graph, modules = ir.graph, dict(ir.module.named_modules())
         registered = getattr(self.context.registry, "foldables", [])

@@ -1,27 +1,22 @@
-"""onnx `bn_fold`: fold inference BatchNormalization into the Conv/ConvTranspose/Gemm feeding it."""
+"""onnx `bn_fold`: fold inference BatchNormalization into the Conv/ConvTranspose/Gemm feeding it:
+any layer of bevcc.trt.rules with a bias input, folded by its weight layout (bevcc.trt.weights)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.bn_fold import ONNX
 from bevcc.passes.bn_fold import _math as fm
 from bevcc.passes.bn_fold._report import BnFoldReporting
 from bevcc.pm.pass_base import PassResult
+from bevcc.trt.rules import OpRule, rule_for_attrs
+from bevcc.trt.weights import layout_of, out_channels
 
-_PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
 
-
-class BatchNormFoldOnnx(BnFoldReporting):
-    name = "bn_fold"
-    summary = (
-        "Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm initializers (ONNX)."
-    )
-    ir = "onnx"
-
+class BatchNormFoldOnnx(BnFoldReporting, declaration=ONNX):
     def call(self, ir: OnnxIR) -> PassResult:
         graph = ir.graph
         outputs = {id(t) for t in graph.outputs}
@@ -33,13 +28,14 @@ class BatchNormFoldOnnx(BnFoldReporting):
                 continue
             x = bn.inputs[0]
             producer = x.inputs[0] if len(x.inputs) == 1 else None
-            if producer is None or producer.op not in _PRODUCERS:
+            rule = rule_for_attrs(producer.op, producer.attrs) if producer is not None else None
+            if rule is None or rule.bias is None:  # no layer with a bias to take the fold
                 continue
-            reason = _skip_reason(bn, producer, x, outputs)
+            reason = _skip_reason(bn, producer, rule, x, outputs)
             if reason:
                 skipped.append({"batchnorm": bn.name, "into": producer.name, "reason": reason})
                 continue
-            _fold(graph, bn, producer)
+            _fold(graph, bn, producer, rule)
             producer.outputs[0] = bn.outputs[0]  # downstream keeps its tensor names
             param_identities = [t.inputs[0] for t in bn.inputs[1:5] if t.inputs]
             bn.inputs.clear()
@@ -62,7 +58,9 @@ class BatchNormFoldOnnx(BnFoldReporting):
         )
 
 
-def _skip_reason(bn: gs.Node, producer: gs.Node, x: gs.Tensor, outputs: set[int]) -> str | None:
+def _skip_reason(
+    bn: gs.Node, producer: gs.Node, rule: OpRule, x: gs.Tensor, outputs: set[int]
+) -> str | None:
     if bn.attrs.get("training_mode", 0):
         return "BatchNormalization is in training mode"
     if any(t.outputs or id(t) in outputs for t in bn.outputs[1:]):
@@ -76,9 +74,9 @@ def _skip_reason(bn: gs.Node, producer: gs.Node, x: gs.Tensor, outputs: set[int]
         return f"{producer.name} has non-constant weights"
     if any(len(t.outputs) > 1 for t in params):
         return f"a weight of {producer.name} is shared with another node"
-    if producer.op == "Gemm" and float(producer.attrs.get("beta", 1.0)) == 0.0:
-        return "Gemm with beta=0 cannot take the folded bias"
-    channels = _out_channels(producer)
+    if _beta(producer) == 0.0:
+        return f"{producer.op} with beta=0 cannot take the folded bias"
+    channels = out_channels(rule, producer.attrs, producer.inputs[rule.weight].values.shape)
     bn_channels = _constant_values(bn.inputs[1]).shape[0]
     if channels != bn_channels:
         return f"BatchNormalization has {bn_channels} channels, {producer.name} outputs {channels}"
@@ -101,37 +99,29 @@ def _used(node: gs.Node, outputs: set[int]) -> bool:
     return any(t.outputs or id(t) in outputs for t in node.outputs)
 
 
-def _out_channels(producer: gs.Node) -> int:
-    w = producer.inputs[1].values
-    if producer.op == "Conv":
-        return w.shape[0]
-    if producer.op == "ConvTranspose":
-        return w.shape[1] * int(producer.attrs.get("group", 1))
-    return w.shape[0] if producer.attrs.get("transB", 0) else w.shape[1]
-
-
-def _fold(graph: gs.Graph, bn: gs.Node, producer: gs.Node) -> None:
+def _fold(graph: gs.Graph, bn: gs.Node, producer: gs.Node, rule: OpRule) -> None:
     gamma, beta, mean, var = (_constant_values(t) for t in bn.inputs[1:5])
     scale, shift = fm.scale_shift(mean, var, float(bn.attrs.get("epsilon", 1e-5)), gamma, beta)
-    weight = producer.inputs[1]
+    weight = producer.inputs[rule.weight]
     dtype = weight.values.dtype
-    bias = producer.inputs[2] if len(producer.inputs) > 2 and producer.inputs[2].name else None
-    old_bias = bias.values if bias is not None else None
-    if producer.op == "Gemm":
-        transposed_b = bool(producer.attrs.get("transB", 0))
-        w = np.asarray(weight.values, np.float64)
-        weight.values = (w * (scale[:, None] if transposed_b else scale[None, :])).astype(dtype)
-        # y = alpha*A*B + beta*C  ->  scale*y + shift  needs  C' = scale*C + shift/beta
-        gemm_beta = float(producer.attrs.get("beta", 1.0))
-        c = np.zeros_like(scale) if old_bias is None else np.asarray(old_bias, np.float64)
-        new_bias = c * scale + shift / gemm_beta
-    else:
-        layout = "transposed" if producer.op == "ConvTranspose" else "out_first"
-        group = int(producer.attrs.get("group", 1))
-        weight.values = fm.fold_weight(weight.values, scale, layout, group).astype(dtype)
-        new_bias = fm.fold_bias(old_bias, scale, shift)
+    has_bias = len(producer.inputs) > rule.bias and producer.inputs[rule.bias].name
+    bias = producer.inputs[rule.bias] if has_bias else None
+    layout = layout_of(rule, producer.attrs)
+    group = int(producer.attrs.get("group", 1))
+    weight.values = fm.fold_weight(weight.values, scale, layout, group).astype(dtype)
+    # ONNX scales the bias by `beta` where the op has one (Gemm: y = alpha*A*B + beta*C), so
+    # scale*y + shift needs C' = scale*C + shift/beta
+    new_bias = fm.fold_bias(
+        bias.values if bias is not None else None, scale, shift / _beta(producer)
+    )
     if bias is not None:
         bias.values = new_bias.astype(dtype)
     else:
         constant = gs.Constant(f"{weight.name}.bn_folded_bias", new_bias.astype(dtype))
-        producer.inputs.append(constant)
+        while len(producer.inputs) <= rule.bias:  # the bias slot (and any before it) left out
+            producer.inputs.append(gs.Variable.empty())
+        producer.inputs[rule.bias] = constant
+
+
+def _beta(producer: gs.Node) -> float:
+    return float(producer.attrs.get("beta", 1.0))

@@ -1,16 +1,11 @@
 """onnx `cleanup`: drop nodes and tensors that do not reach a graph output."""
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.cleanup.options import CleanupOptions
+from bevcc.passes.cleanup import ONNX
 from bevcc.pm.pass_base import Pass, PassResult
 
 
-class Cleanup(Pass):
-    name = "cleanup"
-    summary = "Remove ONNX nodes, initializers and (optionally) inputs that no output depends on."
-    ir = "onnx"
-    Options = CleanupOptions
-
+class Cleanup(Pass, declaration=ONNX):
     def call(self, ir: OnnxIR) -> PassResult:
         graph = ir.graph
         nodes, inputs = len(graph.nodes), len(graph.inputs)

@@ -3,14 +3,11 @@
 from torch import fx
 
 from bevcc.ir.fx import FxIR
+from bevcc.passes.dce import FX
 from bevcc.pm.pass_base import Pass, PassResult
 
 
-class DeadCodeElimination(Pass):
-    name = "dce"
-    summary = "Remove FX nodes whose values are never used, and submodules left without callers."
-    ir = "fx"
-
+class DeadCodeElimination(Pass, declaration=FX):
     def call(self, ir: FxIR) -> PassResult:
         before = len(ir.graph.nodes)
         # fx treats calls into modules as possibly impure and keeps them; perception models'

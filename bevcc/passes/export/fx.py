@@ -6,17 +6,11 @@ import warnings
 from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.export.options import ExportOptions
+from bevcc.passes.export import FX
 from bevcc.pm.pass_base import Pass, PassResult
 
 
-class Export(Pass):
-    name = "export"
-    summary = "Lower FX to ONNX with torch.onnx.export; fake-quant ops become Q/DQ pairs."
-    ir = "fx"
-    produces = "onnx"
-    Options = ExportOptions
-
+class Export(Pass, declaration=FX):
     def requires(self, ir: FxIR) -> None:
         if ir.example_inputs is None:
             raise InputError(

@@ -24,6 +24,7 @@ from torch import fx, nn
 from bevcc.errors import InputError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.libspconv import LibspconvIR
+from bevcc.passes.export_libspconv import FX
 from bevcc.passes.export_libspconv.options import ExportSparseOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer, check_exportable
@@ -42,15 +43,7 @@ class _Conv:
     relu: bool = False
 
 
-class ExportLibspconv(Pass):
-    name = "export_libspconv"
-    summary = (
-        "Lower an FX spconv backbone to the libspconv ONNX file (SparseConvolution, Add, ...)."
-    )
-    ir = "fx"
-    produces = "libspconv"
-    Options = ExportSparseOptions
-
+class ExportLibspconv(Pass, declaration=FX):
     def requires(self, ir: FxIR) -> None:
         if ir.example_inputs is None:
             raise InputError(

@@ -15,6 +15,7 @@ from torch import fx
 from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
+from bevcc.passes.qdq_insert import FX
 from bevcc.passes.qdq_insert.options import QdqOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import modules as qm
@@ -54,16 +55,7 @@ def quant_config(options: QdqOptions, from_api=None):
     return config
 
 
-class QdqInsertFx(Pass):
-    name = "qdq_insert"
-    summary = (
-        "Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
-        "inputs (per tensor) and weights (per channel) (FX)."
-    )
-    ir = "fx"
-    quantizes = True
-    Options = QdqOptions
-
+class QdqInsertFx(Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         return report_lines(stats)
 

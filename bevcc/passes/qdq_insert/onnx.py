@@ -16,12 +16,14 @@ import onnx_graphsurgeon as gs
 from bevcc.batching import fit_batches
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.qdq_insert import ONNX
 from bevcc.passes.qdq_insert.fx import quant_config, report_lines
-from bevcc.passes.qdq_insert.options import OnnxQdqOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant import scales
 from bevcc.quant.calibrators import make_calibrator
 from bevcc.quant.onnx_calib import calibrate_tensors, input_shapes
+from bevcc.trt.rules import rule_for_attrs
+from bevcc.trt.weights import LAYOUTS, TRANSPOSED, scale_axis
 
 
 @dataclass
@@ -33,16 +35,7 @@ class _Target:
     axis: int | None = None
 
 
-class QdqInsertOnnx(Pass):
-    name = "qdq_insert"
-    summary = (
-        "Insert calibrated INT8 Q/DQ on Conv/ConvTranspose/Gemm/MatMul inputs (per tensor) "
-        "and initializer weights (per channel), calibrated with onnxruntime (ONNX)."
-    )
-    ir = "onnx"
-    quantizes = True
-    Options = OnnxQdqOptions
-
+class QdqInsertOnnx(Pass, declaration=ONNX):
     def report(self, stats: dict) -> list[str]:
         return report_lines(stats)
 
@@ -155,24 +148,24 @@ class _FanOut:
 
 
 def _target(node: gs.Node, conv_transpose_axis: int) -> _Target | None:
-    def initializer(index):
+    """What to quantize on a compute layer (a row of bevcc.trt.rules with a weight): its
+    activation per tensor and a constant weight per channel, on the axis its layout says."""
+    rule = rule_for_attrs(node.op, node.attrs)
+    if rule is None or not rule.layer:
+        return None
+    layout = LAYOUTS[rule.layout]
+
+    def constant(index):
         return index < len(node.inputs) and isinstance(node.inputs[index], gs.Constant)
 
-    if node.op in ("Conv", "ConvTranspose"):
-        if not initializer(1):
-            return _Target(node, "conv", [0])
-        if node.op == "Conv":
-            return _Target(node, "conv", [0], 1, 0)
-        return _Target(node, "conv_transpose", [0], 1, conv_transpose_axis)
-    if node.op == "Gemm":
-        if initializer(1):  # B is [N, K] with transB=1, else [K, N]: the output channel axis
-            return _Target(node, "linear", [0], 1, 0 if node.attrs.get("transB", 0) else 1)
-        return _Target(node, "matmul", [0, 1])
-    if node.op == "MatMul":
-        if initializer(1) and node.inputs[1].values.ndim == 2:
-            return _Target(node, "linear", [0], 1, 1)  # [K, N]: output channels last
-        return _Target(node, "matmul", [i for i in (0, 1) if not initializer(i)])
-    return None
+    weight = rule.weight
+    if constant(weight) and layout.rank in (None, node.inputs[weight].values.ndim):
+        axis = scale_axis(rule, node.attrs, {TRANSPOSED: conv_transpose_axis})
+        return _Target(node, layout.kind, [0], weight, axis)
+    if not layout.operand:  # a computed conv weight stays float; its input is still quantized
+        return _Target(node, layout.kind, [0])
+    # a matmul of two activations (or of a constant that is no weight): each operand per tensor
+    return _Target(node, "matmul", [i for i in (0, weight) if not constant(i)])
 
 
 class _Names:

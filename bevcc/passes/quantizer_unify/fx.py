@@ -9,7 +9,9 @@ Reformat. Add policies (the `add` option):
   residual (default): TensorRT's rule. Only the identity input gets a quantizer; the input coming
     straight from a conv stays float so TensorRT fuses conv + bias + Add (+ ReLU) and reads the
     identity in INT8 (TensorRT#1992). The identity joins its own tensor's domain (e.g. the block
-    input that also feeds conv1), never the conv branch's.
+    input that also feeds conv1), never the conv branch's. With no conv input to fuse into, both
+    inputs get quantizers in one domain (an INT8 Add reformats an input at another scale); the
+    ONNX pass does the same.
   shared: both inputs quantized with one quantizer (an INT8 Add without conv fusion).
 """
 
@@ -20,23 +22,14 @@ from torch import fx
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.union_find import UnionFind
+from bevcc.passes.quantizer_unify import FX
 from bevcc.passes.quantizer_unify import _fx_graph as g
-from bevcc.passes.quantizer_unify.options import UnifyOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.quantizer import TensorQuantizer
 
 
-class QuantizerUnifyFx(Pass):
-    name = "quantizer_unify"
-    summary = (
-        "Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
-        "data-movement ops) so TensorRT inserts no Reformat layers (FX)."
-    )
-    ir = "fx"
-    quantizes = True
-    Options = UnifyOptions
-
+class QuantizerUnifyFx(Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
         line = (

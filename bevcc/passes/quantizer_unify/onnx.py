@@ -3,7 +3,9 @@ onnxruntime's, modelopt's). Every activation Q/DQ in a domain reads one scale in
 the domain's scale is the widest of its members' (nothing that fit before clips after; with max
 calibration it is exactly the max over all the domain's values, as on the FX path). Missing
 quantizers on Add (or two-input Sum) identity inputs and Concat inputs are inserted with their
-domain's scale; an Add of a constant (a bias) is no join and gets none.
+domain's scale; an Add of a constant (a bias) is no join and gets none. An Add with both inputs
+quantized (add=shared, or no layer to fuse into under add=residual) joins their domains, as the
+FX pass does: TensorRT's INT8 Add reformats an input whose scale differs.
 Q/DQ pairs left doing the same job on the same tensor are merged into one.
 """
 
@@ -13,22 +15,13 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.passes.quantizer_unify.options import UnifyOptions
+from bevcc.passes.quantizer_unify import ONNX
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.trt.domains import QdqGraph
 from bevcc.trt.rules import ALL, rule_for
 
 
-class QuantizerUnifyOnnx(Pass):
-    name = "quantizer_unify"
-    summary = (
-        "Share one scale per scale domain in a Q/DQ ONNX (any tool's), inserting Q/DQ on "
-        "Add identity and Concat inputs, so TensorRT inserts no Reformat layers (ONNX)."
-    )
-    ir = "onnx"
-    quantizes = True
-    Options = UnifyOptions
-
+class QuantizerUnifyOnnx(Pass, declaration=ONNX):
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
         line = (
@@ -42,17 +35,23 @@ class QuantizerUnifyOnnx(Pass):
     def call(self, ir: OnnxIR) -> PassResult:
         model = ir.to_model()
         view = QdqGraph(model)
-        for node in view.nodes:  # Add inputs under `shared` join one domain
-            if self.options.add == "shared" and view.is_activation_add(node):
+        order = {id(n): i for i, n in enumerate(view.nodes)}
+        # Q/DQ go on the Add inputs the policy names; where that is both (`shared`, or no layer
+        # to fuse into), the Add runs in INT8 and its inputs share one scale, as on FX
+        add_targets = {
+            id(node): self._add_targets(view, node, order)
+            for node in view.nodes
+            if view.is_activation_add(node)
+        }
+        for node in view.nodes:
+            if len(add_targets.get(id(node), ())) == 2:
                 view.domains.union(node.input[0], node.input[1])
         before = view.domain_scales()
         # where new Q/DQ go: (consumer node name, input index)
         wanted: list[tuple[str, int, str]] = []
-        order = {id(n): i for i, n in enumerate(view.nodes)}
         for node in view.nodes:
-            if view.is_activation_add(node):
-                for index in self._add_targets(view, node, order):
-                    wanted.append((node.output[0], index, "add"))
+            for index in add_targets.get(id(node), ()):
+                wanted.append((node.output[0], index, "add"))
             rule = rule_for(node)
             if (
                 rule is not None

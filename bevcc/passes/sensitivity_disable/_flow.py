@@ -27,18 +27,14 @@ from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError, UsageError
 from bevcc.ir.base import IR
 from bevcc.passes.sensitivity_disable import _set_report
-from bevcc.passes.sensitivity_disable.options import SensitivityOptions
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.sensitivity import analysis, decide, report
 from bevcc.sensitivity.metrics import BUILTIN
 
 
 class SensitivityFlow(Pass):
-    """The IR-independent part of sensitivity_disable; subclasses implement the four hooks."""
-
-    name = "sensitivity_disable"
-    quantizes = True
-    Options = SensitivityOptions
+    """The IR-independent part of sensitivity_disable; subclasses implement the four hooks
+    (and take name, summary and options from their declaration)."""
 
     def _units(self, ir: IR) -> list:
         """The units, in graph order (each has name, layers, quantizers, macs)."""

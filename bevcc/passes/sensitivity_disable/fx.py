@@ -4,16 +4,11 @@ weight quantizers; keeping one float disables its quantizers in the module (see 
 from __future__ import annotations
 
 from bevcc.batching import fx_input_shapes
+from bevcc.passes.sensitivity_disable import FX
 from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
 
 
-class SensitivityDisable(SensitivityFlow):
-    summary = (
-        "Rank quantized units by the accuracy their INT8 costs and keep the worst float "
-        "(top_k, min_sqnr_db, max_drop or explicit names); writes a report (FX)."
-    )
-    ir = "fx"
-
+class SensitivityDisable(SensitivityFlow, declaration=FX):
     def _units(self, ir):
         from bevcc.sensitivity.units import find_units
 

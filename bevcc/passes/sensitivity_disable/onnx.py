@@ -10,17 +10,11 @@ file stays lint clean). Evaluation data is batched to the file's input shapes, a
 from __future__ import annotations
 
 from bevcc.ir.onnx import OnnxIR
+from bevcc.passes.sensitivity_disable import ONNX
 from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
 
 
-class SensitivityDisableOnnx(SensitivityFlow):
-    summary = (
-        "Rank a Q/DQ file's units (scale domains with their layers' weights) by the "
-        "accuracy their INT8 costs, measured by onnxruntime, and remove the worst ones' "
-        "Q/DQ (top_k, min_sqnr_db, max_drop or explicit names); writes a report (ONNX)."
-    )
-    ir = "onnx"
-
+class SensitivityDisableOnnx(SensitivityFlow, declaration=ONNX):
     def call(self, ir: OnnxIR):
         # exported once per run: units, evaluation and the result all read the same proto
         self._proto = ir.to_model()

@@ -20,7 +20,7 @@ from torch import fx
 
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
-from bevcc.passes.sparse_conv_quant.options import SparseQuantOptions
+from bevcc.passes.sparse_conv_quant import FX
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.calibrators import canonical
@@ -28,16 +28,7 @@ from bevcc.quant.quantizer import TensorQuantizer
 from bevcc.sparse.layers import is_sparse_conv
 
 
-class SparseConvQuant(Pass):
-    name = "sparse_conv_quant"
-    summary = (
-        "Insert calibrated INT8 quantizers on spconv convolutions (input per tensor, "
-        "weight per output channel) and sparse residual Adds; fp16 layers by name (FX)."
-    )
-    ir = "fx"
-    quantizes = True
-    Options = SparseQuantOptions
-
+class SparseConvQuant(Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         convs = ", ".join(f"{k} {v}" for k, v in stats.get("quantized", {}).items())
         head = (

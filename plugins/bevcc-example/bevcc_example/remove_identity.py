@@ -3,15 +3,11 @@ TensorRT's Q/DQ fusion when they sit between a DequantizeLinear and its consumer
 
 import bevcc
 from bevcc.ir.onnx import stable_toposort
-from bevcc_example.options import RemoveIdentityOptions
+from bevcc_example.plugin import REMOVE_IDENTITY
 
 
-class RemoveIdentity(bevcc.Pass):
-    name = "remove_identity"
-    summary = "Bypass ONNX Identity nodes: consumers read the Identity's input directly."
-    ir = "onnx"
-    Options = RemoveIdentityOptions
-
+# Name, IR, summary and options come from the declaration the plugin registers: written once.
+class RemoveIdentity(bevcc.Pass, declaration=REMOVE_IDENTITY):
     def call(self, ir):
         graph = ir.graph
         outputs = {id(t) for t in graph.outputs}

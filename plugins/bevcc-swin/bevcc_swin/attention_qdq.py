@@ -28,13 +28,14 @@ from torch import fx, nn
 
 from bevcc import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.trt.fx_ops import rule_for_fx
 from bevcc_swin.options import AttentionQdqOptions
 
 _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
 _SOFTMAX_FUNCTIONS = {torch.softmax, F.softmax}
-_ADDS = {operator.add, torch.add}
-# What may lie between the first matmul and the softmax: shape changes and Adds (bias, mask).
-_SCORE_PATH_METHODS = {"view", "reshape", "unsqueeze", "contiguous", "add"}
+# What may lie between the first matmul and the softmax: shape changes and Adds (bias, mask;
+# an Add is what TensorRT's rules call a join: bevcc.trt.rules, spelt in FX by bevcc.trt.fx_ops).
+_SCORE_PATH_METHODS = {"view", "reshape", "unsqueeze", "contiguous"}
 
 
 class AttentionQdq(Pass):
@@ -134,10 +135,8 @@ def _score_path_quantizers(start: fx.Node, modules: dict, visited: set) -> list[
         if _is_matmul(node):
             reached_matmul = True
             continue
-        is_add = (node.op == "call_function" and node.target in _ADDS) or (
-            node.op == "call_method" and node.target == "add"
-        )
-        if is_add:
+        rule = rule_for_fx(node, modules)
+        if rule is not None and rule.join:
             for source in node.all_input_nodes:
                 if _activation_quantizer(source, modules):
                     found.append(source)
