@@ -24,16 +24,40 @@ if _WORKERS > 1:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+# The files whose tests use the main job's output: their tests run on one worker, so the compile
+# behind them runs once. (pytest 9.2 no longer lets xdist's --dist loadgroup rename test ids, so
+# its xdist_group marks are silently ignored; the grouping is done by the scheduler below.)
+MAIN_JOB_FILES = ("tests/test_readme.py", "plugins/bevcc-bevfusion/tests/test_deployed.py")
+_MAIN_JOB = "readme_main_job"
+
+
 def pytest_collection_modifyitems(items):
-    """Group tests for --dist loadgroup so each expensive fixture is built once: a file's tests run
-    on one worker (its module-scoped fixtures), and every test of the main job's output, whatever
-    its file, on one worker (the 2-3 minute compile behind it)."""
+    """A test that uses the main job from a file not in MAIN_JOB_FILES would compile it again on
+    another worker: refuse it at collection, saying where to add the file."""
     for item in items:
-        if "readme_main_job" in getattr(item, "fixturenames", ()):
-            group = "readme_main_job"
-        else:
-            group = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        path = item.nodeid.split("::")[0]
+        if _MAIN_JOB in getattr(item, "fixturenames", ()) and path not in MAIN_JOB_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {_MAIN_JOB}: add {path} to MAIN_JOB_FILES in conftest.py"
+            )
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Work units are test files, except that MAIN_JOB_FILES form one unit, sent out first: the
+    compile behind it is the longest single piece of work in the suite."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return _MAIN_JOB if path in MAIN_JOB_FILES else path
+
+        def _assign_work_unit(self, node) -> None:
+            if _MAIN_JOB in self.workqueue:
+                self.workqueue.move_to_end(_MAIN_JOB, last=False)
+            super()._assign_work_unit(node)
+
+    return FileScheduling(config, log)
 
 
 def readme_command(pattern: str) -> list[str]:
