@@ -32,7 +32,8 @@ NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 @dataclass(frozen=True)
 class PassInfo:
-    """name/ir/summary/options/produces/quantizes as on the Pass class; `impl` is where it lives."""
+    """name/ir/summary/options/produces/quantizes/types as on the Pass class; `impl` is where it
+    lives."""
 
     name: str
     ir: str
@@ -41,6 +42,7 @@ class PassInfo:
     options: type = NoOptions
     produces: str | None = None
     quantizes: bool = False
+    types: bool = False
     _cls: type[Pass] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
@@ -54,6 +56,7 @@ class PassInfo:
             pass_cls.Options,
             pass_cls.produces,
             pass_cls.quantizes,
+            pass_cls.types,
         )
         object.__setattr__(info, "_cls", pass_cls)
         return info

@@ -8,8 +8,9 @@ import onnx
 
 from bevcc.errors import InputError
 from bevcc.ir.onnx_shapes import InferenceCrash
+from bevcc.lint.typing import TypingReport, check_typing
 from bevcc.quant.encoding_check import check_encoding
-from bevcc.trt.domains import QdqGraph
+from bevcc.trt.domains import QdqGraph, from_dq
 from bevcc.trt.macs import node_macs, tensor_shapes
 from bevcc.trt.rules import ALL, rule_for
 
@@ -38,6 +39,7 @@ class LintReport:
     int8_macs: int = 0
     total_macs: int = 0
     float_layers: list[str] = field(default_factory=list)
+    typing: TypingReport | None = None  # strong typing (None for libspconv files)
 
     @property
     def reformats(self) -> int:
@@ -49,7 +51,8 @@ class LintReport:
 
     @property
     def errors(self) -> int:
-        return len(self.problems) + self.reformats
+        typing = len(self.typing.errors) if self.typing is not None else 0
+        return len(self.problems) + self.reformats + typing
 
     def to_json(self) -> dict:
         return {
@@ -63,6 +66,7 @@ class LintReport:
             "total_macs": self.total_macs,
             "int8_mac_share": round(self.int8_mac_share, 6),
             "float_layers": self.float_layers,
+            "typing": None if self.typing is None else self.typing.to_json(),
             "errors": self.errors,
         }
 
@@ -87,6 +91,7 @@ def lint_model(
     report.problems = [str(p) for p in check_encoding(model, conv_transpose_axis)]
     report.mismatches = _mismatches(graph)
     _macs(graph, shapes, report)
+    report.typing = check_typing(model, graph, shapes, lambda node: node_macs(node, shapes, graph))
     return report
 
 
@@ -140,17 +145,4 @@ def _macs(graph: QdqGraph, shapes: dict[str, list[int]], report: LintReport) -> 
 
 
 def _from_dq(graph: QdqGraph, name: str) -> bool:
-    """Produced by a DequantizeLinear, directly or through single-input ops TensorRT moves it
-    through (a Concat's output is INT8 only if all its inputs are: not followed here)."""
-    seen = 0
-    while seen < 64:  # data-movement chains are short; never loop on a malformed graph
-        producer = graph.producer.get(name)
-        if producer is None:
-            return False
-        if producer.op_type == "DequantizeLinear":
-            return True
-        rule = rule_for(producer)
-        if rule is None or rule.shares_scale is None or len(rule.shares_scale) != 1:
-            return False
-        name, seen = producer.input[rule.shares_scale[0]], seen + 1
-    return False
+    return from_dq(graph, name) is not None

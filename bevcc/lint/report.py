@@ -52,5 +52,28 @@ def human(report: LintReport) -> str:
         lines.append(
             f"float layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
         )
+    if report.typing is not None:
+        lines += _typing(report.typing)
     lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
     return "\n".join(lines)
+
+
+def _typing(typing) -> list[str]:
+    """The precision table: what each compute layer runs at on TensorRT 11 (10: --stronglyTyped)."""
+    shares = ", ".join(f"{k.upper()} {100 * v:.1f}%" for k, v in typing.mac_shares().items())
+    declared = typing.declared or ("none (weakly typed)" if typing.weakly_typed else "none")
+    lines = [f"strong typing: declared float precision {declared}; MACs {shares or '-'}"]
+    counts = {}
+    for layer in typing.layers:
+        counts[layer.precision] = counts.get(layer.precision, 0) + 1
+    lines.append(
+        "  compute layers: " + ", ".join(f"{n} {p.upper()}" for p, n in sorted(counts.items()))
+    )
+    lines += [
+        f"  fp32 {layer.node} ({layer.op}): {layer.reason}"
+        for layer in typing.layers
+        if layer.precision == "fp32" and layer.reason
+    ]
+    lines += [f"  error: {e}" for e in typing.errors]
+    lines += [f"  warning: {w}" for w in typing.warnings]
+    return lines

@@ -17,6 +17,7 @@ from bevcc.passes import (
     quantizer_unify,
     sensitivity_disable,
     sparse_conv_quant,
+    strong_typing,
 )
 
 _FOLDERS = (
@@ -30,6 +31,7 @@ _FOLDERS = (
     quantizer_unify,
     sensitivity_disable,
     sparse_conv_quant,
+    strong_typing,
 )
 DECLARED = tuple(info for folder in _FOLDERS for info in folder.PASSES)
 _INPUTS = {"fx": "a Python model", "onnx": "an .onnx file"}

@@ -47,7 +47,7 @@ class ReportContext:
 
 
 # What a pass states about itself, as class attributes (and as a PassInfo declaration's fields).
-DECLARED = ("name", "ir", "summary", "produces", "quantizes")
+DECLARED = ("name", "ir", "summary", "produces", "quantizes", "types")
 
 
 class Pass:
@@ -69,10 +69,13 @@ class Pass:
     # True for passes that add, share or switch quantizers: a float (FP16) set drops them and
     # keeps the rest of the pipeline (folding, cleanup, export).
     quantizes: ClassVar[bool] = False
+    # True for passes that type the file for TensorRT's strong typing (fp16 tensors where the
+    # layers are to run fp16): a set file declared int8 or fp16 needs one in its pipeline.
+    types: ClassVar[bool] = False
 
     def __init_subclass__(cls, declaration: Any = None, **kwargs):
         """`declaration`: the PassInfo naming this class (its `impl`); the class reads name, ir,
-        summary, produces, quantizes and Options from it instead of repeating them."""
+        summary, produces, quantizes, types and Options from it instead of repeating them."""
         super().__init_subclass__(**kwargs)
         if declaration is None:
             return

@@ -103,3 +103,21 @@ class QdqGraph:
                 value = float(np.asarray(self.scale(node)).reshape(()))
                 found.setdefault(root, {}).setdefault(value, []).append(node.name or node.output[0])
         return found
+
+
+def from_dq(graph: QdqGraph, name: str):
+    """The DequantizeLinear `name` comes from, directly or through single-input ops TensorRT
+    moves it through (a Concat's output is INT8 only if all its inputs are: not followed here);
+    None if it does not come from one."""
+    seen = 0
+    while seen < 64:  # data-movement chains are short; never loop on a malformed graph
+        producer = graph.producer.get(name)
+        if producer is None:
+            return None
+        if producer.op_type == "DequantizeLinear":
+            return producer
+        rule = rule_for(producer)
+        if rule is None or rule.shares_scale is None or len(rule.shares_scale) != 1:
+            return None
+        name, seen = producer.input[rule.shares_scale[0]], seen + 1
+    return None
