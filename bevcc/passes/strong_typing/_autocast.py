@@ -51,7 +51,10 @@ def to_fp16(model: onnx.ModelProto, fp32_nodes: list[str], keep_io_fp32: bool) -
 
 @contextlib.contextmanager
 def _quiet():
-    loggers = [logging.getLogger(n) for n in ("modelopt", "modelopt.onnx", "onnxscript")]
+    # modelopt sets a level on each of its loggers and prints through a handler bound to the
+    # real stdout: every one of them is raised to ERROR for the call.
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(("modelopt", "onnxscript"))]
+    loggers = [logging.getLogger(n) for n in ["modelopt", "onnxscript", *names]]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
