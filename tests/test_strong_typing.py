@@ -1,0 +1,133 @@
+"""onnx(strong_typing) on hand-made graphs whose fp16 fate is known: exactly the layers fp16
+cannot hold stay fp32, each with its reason; the file states its typing in its metadata; it
+computes what the fp32 file computes (onnxruntime); and lint reads the precisions back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import bevcc
+from bevcc.lint.checks import lint_model
+from bevcc.trt.typing import FLOAT_PRECISION_KEY, FP32_NODES_KEY
+
+pytest.importorskip("modelopt.onnx.autocast")
+
+
+def _graph(gain: float, big_weight: bool = False) -> onnx.ModelProto:
+    """x -> conv1 -> Mul(gain) -> relu -> conv2 -> y. With gain 1e5 the Mul's output (about
+    1e5) overflows fp16: the Mul, the Relu that reads and writes it, and conv2 that reads it must
+    stay fp32; conv1 computes in range and goes fp16."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3
+    w2 = rng.standard_normal((2, 4, 1, 1)).astype(np.float32) * (1e5 if big_weight else 0.3)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["a", "gain"], ["b"], name="scale"),
+        helper.make_node("Relu", ["b"], ["c"], name="relu"),
+        helper.make_node("Conv", ["c", "w2"], ["y"], name="conv2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(w2, "w2"),
+            numpy_helper.from_array(np.array(gain, np.float32), "gain"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _calib():
+    rng = np.random.default_rng(1)
+    return [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+
+
+def _max_b() -> float:
+    """The largest |b| (conv1's output times the gain) on the calibration batches, by onnxruntime."""
+    model = _graph(gain=1e5)
+    model.graph.output.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options)
+    return max(float(np.abs(session.run(["b"], batch)[0]).max()) for batch in _calib())
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options)
+    return session.run(None, {"x": x})[0]
+
+
+def _typed(model, **options) -> tuple[onnx.ModelProto, dict]:
+    text = ",".join(f"{k}={v}" for k, v in options.items())
+    pipeline = f"onnx(strong_typing{{{text}}},check)" if text else "onnx(strong_typing,check)"
+    result = bevcc.compile(model, pipeline, calib=_calib())
+    return result.ir.to_model(), result.records[0].stats
+
+
+def test_in_range_graph_is_all_fp16_and_computes_the_fp32_result():
+    model = _graph(gain=2.0)
+    typed, stats = _typed(model)
+    assert stats["fp32_nodes"] == []
+    meta = {p.key: p.value for p in typed.metadata_props}
+    assert meta[FLOAT_PRECISION_KEY] == "fp16" and json.loads(meta[FP32_NODES_KEY]) == {}
+    weights = {t.name: t.data_type for t in typed.graph.initializer}
+    assert weights["w1"] == weights["w2"] == TensorProto.FLOAT16
+    x = _calib()[0]["x"]
+    want, got = _run(model, x), _run(typed, x)
+    assert got.dtype == np.float32  # io=fp32: Casts at the boundary keep the interface
+    assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max()
+    layers = {layer.node: layer.precision for layer in lint_model(typed).typing.layers}
+    assert layers == {"conv1": "fp16", "conv2": "fp16"}
+
+
+def test_layers_whose_activations_overflow_fp16_stay_fp32_with_the_reason():
+    typed, stats = _typed(_graph(gain=1e5))
+    reasons = {row["node"]: row["reason"] for row in stats["fp32_nodes"]}
+    assert set(reasons) == {"scale", "relu", "conv2"}  # conv1 computes in range
+    assert reasons["scale"] == "weight gain reaches 1e+05, over fp16's 65504"  # its constant
+    assert reasons["relu"] == (
+        f"input b reaches {_max_b():.4g} on the calibration data, over fp16's 65504"
+    )
+    report = lint_model(typed)
+    layers = {layer.node: (layer.precision, layer.reason) for layer in report.typing.layers}
+    assert layers["conv1"] == ("fp16", None)
+    assert layers["conv2"][0] == "fp32" and layers["conv2"][1] == reasons["conv2"]
+    assert report.typing.errors == []  # every fp32 layer has its recorded reason
+
+
+def test_a_weight_beyond_fp16_keeps_its_layer_fp32():
+    _, stats = _typed(_graph(gain=1.0, big_weight=True), max_batches=1)
+    reasons = {row["node"]: row["reason"] for row in stats["fp32_nodes"]}
+    assert "conv2" in reasons and reasons["conv2"].startswith("weight w2 reaches")
+
+
+def test_keep_fp32_and_fp16_io():
+    typed, stats = _typed(_graph(gain=2.0), keep_fp32="conv1", io="fp16")
+    assert [row["node"] for row in stats["fp32_nodes"]] == ["conv1"]
+    assert typed.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+
+
+def test_lint_calls_an_fp32_layer_without_a_reason_an_error_in_an_fp16_file():
+    typed, _ = _typed(_graph(gain=2.0), keep_fp32="conv1")
+    for prop in typed.metadata_props:
+        if prop.key == FP32_NODES_KEY:
+            prop.value = "{}"  # as if the reason had been lost
+    report = lint_model(typed)
+    assert report.typing.errors == [
+        (
+            "conv1 (Conv) computes in fp32 in a file declared fp16, and the file records no "
+            "reason for it"
+        )
+    ]
+    assert report.errors == 1
