@@ -131,3 +131,47 @@ def test_lint_calls_an_fp32_layer_without_a_reason_an_error_in_an_fp16_file():
         )
     ]
     assert report.errors == 1
+
+
+def _weakly_typed_qdq() -> onnx.ModelProto:
+    """A Q/DQ file as the peer tools write it (CUDA-BEVFusion's, onnxruntime's): fp32 scales,
+    fp32 tensors everywhere; INT8 conv1, float conv2."""
+    rng = np.random.default_rng(2)
+    w = numpy_helper.from_array(rng.integers(-127, 127, (4, 3, 3, 3)).astype(np.int8), "wq")
+    w2 = numpy_helper.from_array(rng.standard_normal((2, 4, 1, 1)).astype(np.float32), "w2")
+    scale = numpy_helper.from_array(np.array(0.02, np.float32), "s")
+    wscale = numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
+    wzero = numpy_helper.from_array(np.zeros(4, np.int8), "wz")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="wdq", axis=0),
+        helper.make_node("Conv", ["xd", "wd"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Cast", ["a"], ["a16"], name="down", to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["a16"], ["a32"], name="up", to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["a32", "w2"], ["y"], name="conv2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "peer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [w, w2, scale, wscale, zero, wzero],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_lint_tells_a_weakly_typed_peer_file_where_it_builds_and_finds_cancelling_casts():
+    typing = lint_model(_weakly_typed_qdq()).typing
+    assert typing.declared is None and typing.weakly_typed
+    assert {layer.node: layer.precision for layer in typing.layers} == {
+        "conv1": "int8",
+        "conv2": "fp32",
+    }
+    # conv1: 4x8x8 outputs x 3x3x3 weights; conv2: 2x8x8 outputs x 4x1x1
+    assert typing.mac_shares()["int8"] == pytest.approx(6912 / (6912 + 512), abs=1e-6)
+    (weak, casts) = typing.warnings
+    assert weak.startswith("weakly typed:") and "TensorRT <= 10 with --int8 --fp16" in weak
+    assert casts.startswith("Casts down and up cancel out (fp32 -> fp16 -> fp32)")
+    assert typing.errors == []  # a peer's file declares nothing: nothing to hold it to

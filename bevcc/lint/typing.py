@@ -96,9 +96,17 @@ def check_typing(model: onnx.ModelProto, graph, shapes: dict, node_macs) -> Typi
                 f"{node.name} ({node.op_type}) computes in fp32 in a file declared fp16, and the "
                 "file records no reason for it"
             )
+    # Weakly typed: Q/DQ with fp32 scales and no layer typed fp16, as every peer tool writes them
+    # (a stray fp16 Cast does not make a file typed).
     has_qdq = any(n.op_type == "DequantizeLinear" for n in model.graph.node)
-    has_fp16 = onnx.TensorProto.FLOAT16 in set(types.values())
-    if has_qdq and not has_fp16 and report.declared is None:
+    fp16_scales = any(
+        n.op_type == "DequantizeLinear"
+        and len(n.input) > 1
+        and types.get(n.input[1]) == onnx.TensorProto.FLOAT16
+        for n in model.graph.node
+    )
+    fp16_layers = any(layer.precision == "fp16" for layer in report.layers)
+    if has_qdq and not (fp16_scales or fp16_layers) and report.declared is None:
         report.weakly_typed = True
         report.warnings.append(
             "weakly typed: every float tensor is fp32, so TensorRT 11 builds the layers outside "
