@@ -14,6 +14,7 @@ import bevcc
 from bevcc.errors import BevccError
 from bevcc.lint.checks import lint_model
 from bevcc.reference.planted import calibration_batches, planted
+from bevcc.testing import scaled_timeout
 from tests.conftest import run_bevcc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_two_gloo_ranks_give_the_table_of_one_process(tmp_path):
             capture_output=True,
             text=True,
             env=env,
-            timeout=300,
+            timeout=scaled_timeout(300),  # a rank left waiting for its peer would wait 30 min
             check=False,
             cwd=ROOT,
         )
