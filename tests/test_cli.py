@@ -180,6 +180,24 @@ def test_passes_json_lists_builtins_with_their_options():
     assert {r["plugin"] for r in rows.values()} == {"bevcc"}
 
 
+def test_passes_text_says_which_ir_each_options_line_belongs_to():
+    """qdq_insert exists on fx and on onnx with different options: each line names its pass as
+    a pipeline writes it, one line per registered pass that has options (per --json)."""
+    text = run_bevcc("passes", env_extra=NO_PLUGINS).stdout.splitlines()
+    rows = json.loads(run_bevcc("passes", "--json", env_extra=NO_PLUGINS).stdout)["passes"]
+    labels = [line.split(" options: ")[0].strip() for line in text if " options: " in line]
+    expected = [
+        f"{r['ir']}({r['name']})"
+        if r["ir"] == r["produces"]
+        else f"{r['name']} ({r['ir']}->{r['produces']})"
+        for r in rows
+        if r["options"]
+    ]
+    assert labels == expected and len(set(labels)) == len(labels)
+    assert {"fx(qdq_insert)", "onnx(qdq_insert)", "export (fx->onnx)"} <= set(labels)
+    assert "  onnx(cleanup) options: remove_unused_inputs: bool = False" in text
+
+
 def test_plugins_json_and_version():
     proc = run_bevcc("plugins", "--json", env_extra=NO_PLUGINS)
     (builtin,) = json.loads(proc.stdout)["plugins"]
