@@ -168,6 +168,11 @@ def test_the_repos_plugins_load_and_list_without_anything_heavy(command):
 def test_with_the_repos_plugins_help_and_a_bad_option_import_nothing_heavy(tmp_path):
     code, out, errors = _bevcc_without_torch("--help", plugins=True, forbid_also=PLUGIN_HEAVY)
     assert (code, errors) == (0, []) and out.startswith("usage: bevcc")
+    # compile's help lists the plugins' models, read from their declarations
+    code, out, errors = _bevcc_without_torch(
+        "compile", "--help", plugins=True, forbid_also=PLUGIN_HEAVY
+    )
+    assert (code, errors) == (0, []) and "swin_tiny_camera" in out
     pipeline = "fx(qdq_insert,attention_qdq{softmax_amax=2})"  # checked by the swin declaration
     code, out, errors = _bevcc_without_torch(
         "compile", "tiny_cnn", "-o", tmp_path / "m.onnx", "--pipeline", pipeline, plugins=True
