@@ -216,6 +216,7 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
     fx part of each pipeline, each pass repeating the decisions the set recorded
     (Pass.replay_options: sensitivity_disable reads its disable list instead of measuring
     again). `quantized=False` drops the quantization passes (the FP16 set)."""
+    from bevcc import progress
     from bevcc.compiler import compile as compile_model
     from bevcc.deploy.set_compile import float_spec
     from bevcc.plugins import get_registry
@@ -223,7 +224,8 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
 
     registry = get_registry()
     modules = {}
-    for spec in config.files:
+    kind = "quantized" if quantized else "float"
+    for spec in progress.track(config.files, f"PyTorch reference ({kind})", unit="file"):
         if not quantized:
             spec = float_spec(spec, registry)
         group = next(
