@@ -89,6 +89,7 @@ class _Reporter:
             self.stack.append(task)
             if self.resolved() != "off":
                 self._ensure_thread()
+            self.line_if_due()
         if self.mode == "bar":
             self.wake.set()  # draw the new task now
 
@@ -98,6 +99,20 @@ class _Reporter:
                 del self.stack[self.stack.index(task) :]
             if self.mode == "bar" and not self._visible():
                 self._clear()  # whatever is printed between tasks starts on a clean line
+            self.line_if_due()
+
+    def line_if_due(self) -> None:
+        """In lines mode, the line that is due, if one is. The thread writes them; the work's
+        own thread asks too, at each task and count, because C code that holds the GIL (torch's
+        import, a long native call) can keep the thread waiting past its time."""
+        if self.mode != "lines":
+            return
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last_line >= self.line_interval - 1e-3:
+                self.last_line = now
+                if self.stack and not self.pause_depth:
+                    _write_line(self.text(now), now)
 
     def _visible(self) -> list[_Task]:
         shown = [
@@ -127,13 +142,10 @@ class _Reporter:
             with self.lock:
                 if self.mode == "off":
                     return
-                now = time.monotonic()
                 if self.mode == "bar":
-                    self._draw(now)
-                elif now - self.last_line >= self.line_interval - 1e-3:
-                    self.last_line = now
-                    if self.stack and not self.pause_depth:
-                        _write_line(self.text(now), now)
+                    self._draw(time.monotonic())
+                else:
+                    self.line_if_due()
 
     def _draw(self, now: float) -> None:
         if self.pause_depth:
@@ -300,6 +312,7 @@ def track(
         for item in items:
             yield item
             task.count += 1
+            reporter.line_if_due()
     finally:
         reporter.pop(task)
 
