@@ -16,10 +16,12 @@ A line names the open tasks, outermost first, with a loop's count, rate and esti
 
     bevcc 12:03:04 +35.2s camera.backbone (1/5) > fx(sensitivity_disable) > sensitivity: 12/40 evals, 2.0 s/eval, ETA 56s
 
-Lines come from a background thread, one every LINE_INTERVAL seconds while a task is open and
-never more often, so one long batch or a long phase still shows the process is alive. The bar is
-the same text on one terminal line (a loop's part drawn by tqdm), redrawn every BAR_INTERVAL.
-Only rank 0 of a torchrun job reports, and a forked child never does.
+Lines come one every LINE_INTERVAL seconds while a task is open and never more often, so one
+long batch or a long phase still shows the process is alive. A small child process writes them
+from snapshots of the stack (bevcc/progress_lines.py), so that C code holding the GIL cannot
+hold them back; where none can start, a thread does. The bar is the same text on one terminal
+line (a loop's part drawn by tqdm), redrawn every BAR_INTERVAL by a thread. Only rank 0 of a
+torchrun job reports, and a forked child never does.
 
 Importing this module imports nothing heavy (tqdm only once a bar is drawn): `bevcc --help`
 stays fast.
@@ -27,14 +29,18 @@ stays fast.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from bevcc import progress_lines as text
 from bevcc.errors import UsageError
 
 __all__ = ["ENV", "MODES", "configure", "paused", "step", "track"]
@@ -42,7 +48,7 @@ __all__ = ["ENV", "MODES", "configure", "paused", "step", "track"]
 ENV = "BEVCC_PROGRESS"
 MODES = ("auto", "on", "lines", "off")
 LINE_INTERVAL = 5.0  # seconds between two lines
-BAR_INTERVAL = 0.5  # seconds between two redraws of the bar
+BAR_INTERVAL = 0.5  # seconds between two redraws of the bar, and two snapshots to the printer
 
 _LEN = object()  # track's default total: len(items), when it has one
 _STARTED = time.monotonic()  # the "+35.2s" of a line: seconds since bevcc was imported
@@ -55,14 +61,13 @@ class _Task:
         self.count = 0
         self.started = time.monotonic()
 
-    def text(self, innermost: bool, now: float) -> str:
-        if self.unit is None:  # a phase: how long it has run, when it is the one running
-            return f"{self.label} ({_duration(now - self.started)})" if innermost else self.label
-        return f"{self.label}: {_loop_text(self.count, self.total, self.unit, now - self.started)}"
+    def snapshot(self) -> list:
+        """The task as bevcc/progress_lines.py reads it."""
+        return [self.label, self.total, self.unit, self.count, self.started, self.background]
 
 
 class _Reporter:
-    """The open tasks and the thread that shows them; one per process."""
+    """The open tasks, and what shows them; one per process."""
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -71,7 +76,9 @@ class _Reporter:
         self.line_interval = LINE_INTERVAL
         self.thread: threading.Thread | None = None
         self.wake = threading.Event()
-        self.last_line = 0.0
+        self.printer: _LinePrinter | None = None
+        self.dirty = False  # the printer's snapshot is behind a count
+        self.last_line = 0.0  # of the lines the thread writes (no printer)
         self.drawn = False  # a bar is on the terminal line now
         self.pause_depth = 0
 
@@ -81,15 +88,24 @@ class _Reporter:
             self.mode = _resolve(os.environ.get(ENV, "auto") or "auto", f"{ENV}")
         return self.mode
 
+    def start(self) -> None:
+        """What the mode needs running: the printer for lines, the thread for both."""
+        if self.resolved() == "off":
+            return
+        if self.mode == "lines" and self.printer is None:
+            self.printer = _LinePrinter.start(self.line_interval)
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self._run, name="bevcc-progress", daemon=True)
+            self.thread.start()
+
     # ---- the stack ---------------------------------------------------------------------------
     def push(self, task: _Task) -> None:
         with self.lock:
             if not self.stack:
                 self.last_line = time.monotonic()  # a line one interval after work starts
             self.stack.append(task)
-            if self.resolved() != "off":
-                self._ensure_thread()
-            self.line_if_due()
+            self.start()
+            self.changed()
         if self.mode == "bar":
             self.wake.set()  # draw the new task now
 
@@ -97,46 +113,46 @@ class _Reporter:
         with self.lock:
             if task in self.stack:
                 del self.stack[self.stack.index(task) :]
-            if self.mode == "bar" and not self._visible():
+            if self.mode == "bar" and not self._bar_tasks():
                 self._clear()  # whatever is printed between tasks starts on a clean line
-            self.line_if_due()
+            self.changed()
 
-    def line_if_due(self) -> None:
-        """In lines mode, the line that is due, if one is. The thread writes them; the work's
-        own thread asks too, at each task and count, because C code that holds the GIL (torch's
-        import, a long native call) can keep the thread waiting past its time."""
+    def counted(self) -> None:
+        """A loop took one more item: the printer hears of it within BAR_INTERVAL."""
+        if self.printer is not None:
+            self.dirty = True
+        else:
+            self.changed()
+
+    def changed(self) -> None:
+        """Lines mode: send the printer the stack; without a printer, write the line that is
+        due (the working thread asks too: GIL-holding C code can keep the thread past its
+        time)."""
         if self.mode != "lines":
             return
         with self.lock:
+            if self.printer is not None:
+                self.dirty = False
+                snapshot = [t.snapshot() for t in self.stack]
+                if self.printer.send(snapshot, self.pause_depth > 0):
+                    return
+                self.printer = None  # it is gone: the thread writes the lines from now on
             now = time.monotonic()
             if now - self.last_line >= self.line_interval - 1e-3:
                 self.last_line = now
                 if self.stack and not self.pause_depth:
-                    _write_line(self.text(now), now)
+                    snapshot = [t.snapshot() for t in self.stack]
+                    sys.stderr.write(text.line(text.status(snapshot, now), now, _STARTED))
+                    sys.stderr.flush()
 
-    def _visible(self) -> list[_Task]:
-        shown = [
-            t for i, t in enumerate(self.stack) if not t.background or i == len(self.stack) - 1
-        ]
-        return [] if self.mode == "bar" and all(t.background for t in shown) else shown
-
-    def text(self, now: float) -> str:
-        shown = self._visible()
-        return " > ".join(t.text(i == len(shown) - 1, now) for i, t in enumerate(shown))
-
-    # ---- output ------------------------------------------------------------------------------
-    def _ensure_thread(self) -> None:
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._run, name="bevcc-progress", daemon=True)
-            self.thread.start()
-
+    # ---- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            interval = BAR_INTERVAL if self.mode == "bar" else self.line_interval
             with self.lock:
-                wait = interval if self.mode == "bar" else self.last_line + interval
-                if self.mode != "bar":
-                    wait -= time.monotonic()
+                if self.mode == "lines" and self.printer is None:
+                    wait = self.last_line + self.line_interval - time.monotonic()
+                else:
+                    wait = BAR_INTERVAL
             self.wake.wait(max(wait, 0.0))
             self.wake.clear()
             with self.lock:
@@ -144,34 +160,36 @@ class _Reporter:
                     return
                 if self.mode == "bar":
                     self._draw(time.monotonic())
-                else:
-                    self.line_if_due()
+                elif self.printer is None or self.dirty:
+                    self.changed()
+
+    # ---- the bar -----------------------------------------------------------------------------
+    def _bar_tasks(self) -> list[list]:
+        shown = text.visible([t.snapshot() for t in self.stack])
+        return [] if all(t[text.BACKGROUND] for t in shown) else shown
 
     def _draw(self, now: float) -> None:
-        if self.pause_depth:
-            return
-        shown = self._visible()
+        shown = [] if self.pause_depth else self._bar_tasks()
         if not shown:
             return
         width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
         *outer, inner = shown
-        outer_text = [t.text(False, now) for t in outer]
-        if inner.unit is None or inner.total is None:  # nothing to fill: the line's text
-            line = " > ".join([*outer_text, inner.text(True, now)])
+        outer_text = [text.task_text(t, False, now) for t in outer]
+        if inner[text.UNIT] is None or inner[text.TOTAL] is None:  # nothing to fill
+            status = " > ".join([*outer_text, text.task_text(inner, True, now)])
         else:
             from tqdm import tqdm  # a bar is being drawn: the one place tqdm is imported
 
-            line = tqdm.format_meter(
-                inner.count,
-                inner.total,
-                now - inner.started,
+            status = tqdm.format_meter(
+                inner[text.COUNT],
+                inner[text.TOTAL],
+                now - inner[text.STARTED],
                 ncols=width,
-                prefix=" > ".join([*outer_text, inner.label]),
-                unit=inner.unit,
+                prefix=" > ".join([*outer_text, inner[text.LABEL]]),
+                unit=inner[text.UNIT],
             )
-        stream = sys.stderr
-        stream.write("\r" + line[:width] + "\x1b[K")
-        stream.flush()
+        sys.stderr.write("\r" + status[:width] + "\x1b[K")
+        sys.stderr.flush()
         self.drawn = True
 
     def _clear(self) -> None:
@@ -181,10 +199,47 @@ class _Reporter:
             self.drawn = False
 
 
-def _write_line(text: str, now: float) -> None:
-    clock = time.strftime("%H:%M:%S")
-    sys.stderr.write(f"bevcc {clock} +{now - _STARTED:.1f}s {text}\n")
-    sys.stderr.flush()
+class _LinePrinter:
+    """The child process that writes the lines (bevcc/progress_lines.py), fed snapshots."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.fd = process.stdin.fileno()
+        os.set_blocking(self.fd, False)  # a printer that lags drops a snapshot, never blocks
+
+    @classmethod
+    def start(cls, interval: float) -> _LinePrinter | None:
+        """None where it cannot start (no interpreter to run, stderr not a file): the thread
+        writes the lines then."""
+        try:
+            out = sys.stderr.fileno()
+            source = Path(text.__file__).read_text()
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", source]
+                + [str(out), str(interval), repr(_STARTED), str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(out,),
+            )
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+            return None
+        try:
+            return cls(process)
+        except (OSError, AttributeError):  # a pipe that cannot be made non-blocking
+            process.kill()
+            return None
+
+    def send(self, stack: list[list], paused: bool) -> bool:
+        """The stack as it is now; False once the printer is gone."""
+        data = json.dumps({"stack": stack, "paused": paused}).encode() + b"\n"
+        try:
+            if len(data) <= 4096:  # larger writes to a pipe may land in pieces: drop them
+                os.write(self.fd, data)
+            return True
+        except BlockingIOError:  # its pipe is full: the next snapshot says it all again
+            return True
+        except OSError:
+            return False
 
 
 def _resolve(mode: str, where: str) -> str:
@@ -214,39 +269,12 @@ def _rank() -> str:
     return os.environ.get("RANK", "0") or "0"
 
 
-def _plural(unit: str) -> str:
-    return unit + ("es" if unit.endswith(("s", "ch", "sh", "x")) else "s")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 9.95:
-        return f"{max(seconds, 0.0):.1f}s"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _loop_text(count: int, total: int | None, unit: str, elapsed: float) -> str:
-    done = f"{count}/{total} {_plural(unit)}" if total is not None else f"{count} {_plural(unit)}"
-    if count == 0:
-        return f"{done}, the first running for {_duration(elapsed)}"
-    rate = elapsed / count
-    text = f"{done}, {rate:.3g} s/{unit}"
-    if total is not None and total >= count:
-        text += f", ETA {_duration(rate * (total - count))}"
-    return text
-
-
 _reporter = _Reporter()
 
 
 def _after_fork_in_child() -> None:
-    # a forked child (onnx shape inference, data loaders) never reports; its parent does
+    # a forked child (onnx shape inference, data loaders) never reports, nor feeds the printer:
+    # its parent does
     global _reporter
     _reporter = _Reporter()
     _reporter.mode = "off"
@@ -266,8 +294,8 @@ def configure(mode: str | None = None, *, line_interval: float | None = None) ->
             reporter.line_interval = line_interval
         where = "--progress" if mode is not None else ENV
         reporter.mode = _resolve(mode or os.environ.get(ENV, "auto") or "auto", where)
-        if reporter.stack and reporter.mode != "off":
-            reporter._ensure_thread()
+        if reporter.stack:
+            reporter.start()
     reporter.wake.set()
     return reporter.mode
 
@@ -312,7 +340,7 @@ def track(
         for item in items:
             yield item
             task.count += 1
-            reporter.line_if_due()
+            reporter.counted()
     finally:
         reporter.pop(task)
 
@@ -325,9 +353,11 @@ def paused() -> Iterator[None]:
     with reporter.lock:
         reporter.pause_depth += 1
         reporter._clear()
+        reporter.changed()
     try:
         yield
     finally:
         with reporter.lock:
             reporter.pause_depth -= 1
+            reporter.changed()
         reporter.wake.set()

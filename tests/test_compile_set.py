@@ -16,11 +16,10 @@ import pytest
 import bevcc
 from bevcc.config import CompileConfig, FileSpec
 from bevcc.errors import UsageError
-from tests.conftest import run_bevcc
+from tests.conftest import PROGRESS_LINE, run_bevcc
 
 NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}  # another plugin's state must not leak in
 PROGRESS_LINES = {"BEVCC_PROGRESS": "lines"}
-PROGRESS_LINE = re.compile(r"^bevcc \d\d:\d\d:\d\d \+(\d+\.\d)s (.+)$")
 TIME_KEYS = ["load", "trace", "passes", "export", "write", "other"]
 INT8 = "fx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable{top_k=1}),export,onnx(check)"
 FLOAT = "fx(bn_fold),export,onnx(check)"

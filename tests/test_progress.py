@@ -12,9 +12,8 @@ import sys
 
 import pytest
 
-from tests.conftest import run_bevcc
+from tests.conftest import PROGRESS_LINE, run_bevcc
 
-LINE = re.compile(r"^bevcc \d\d:\d\d:\d\d \+(\d+\.\d)s (.+)$")
 INTERVAL = 0.4
 
 # a phase of 1.5 s with nothing counted in it, then a loop of 4 batches of 0.3 s (times `scale`)
@@ -58,7 +57,7 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
 def _lines(stderr: str) -> list[tuple[float, str]]:
     found = []
     for line in stderr.splitlines():
-        match = LINE.match(line)
+        match = PROGRESS_LINE.match(line)
         assert match, f"not a progress line: {line!r}"
         found.append((float(match.group(1)), match.group(2)))
     return found
@@ -85,6 +84,46 @@ def test_lines_are_timestamped_named_and_rate_bounded():
     assert stdout == "tqdm not imported\n"  # lines need no tqdm
     # nothing after the work ended (the last second of the process holds no open step)
     assert times[-1] <= times[0] + 2.7, stderr
+
+
+# one regular-expression match that holds the GIL for about 2 s (the engine never lets go of it):
+# `(a|aa)+b` on n a's backtracks through Fibonacci(n) ways, so 5 more a's cost 11 times more
+_GIL_HOLDER = f"""
+import re, time
+from bevcc import progress
+progress.configure("lines", line_interval={INTERVAL})
+with progress.step("native"):
+    n = 18
+    while True:
+        begin = time.monotonic()
+        re.fullmatch(r"(a|aa)+b", "a" * n)
+        if time.monotonic() - begin > 0.2:
+            break
+        n += 1
+    begin = time.monotonic()
+    re.fullmatch(r"(a|aa)+b", "a" * (n + 5))
+    end = time.monotonic()
+print(begin - progress._STARTED, end - progress._STARTED)
+"""
+
+
+def test_lines_keep_coming_while_c_code_holds_the_gil():
+    """torch's and onnx's imports, or a long spconv call, hold the GIL for seconds on a loaded
+    machine: the lines come from a process of their own and do not wait for it."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _GIL_HOLDER],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    begin, end = map(float, proc.stdout.split())
+    assert end - begin > 1.5, "the match was too short to tell"
+    times = [t for t, _ in _lines(proc.stderr)]
+    during = [begin] + [t for t in times if begin < t < end] + [end]
+    assert max(b - a for a, b in itertools.pairwise(during)) <= INTERVAL + 0.5, proc.stderr
 
 
 def test_quiet_on_a_pipe_unless_asked_or_under_ci():
