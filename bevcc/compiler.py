@@ -87,6 +87,8 @@ def compile(
     `print_ir_after_failure`: print the IR a failing pass left behind to `stream`.
     `reproducer`: a directory that gets, if a pass fails, the IR before it, the pipeline from it
     on and the `bevcc compile` command that reruns it (bevcc/pm/reproducer.py).
+    The result's `time` is the compile's wall time by phase (TIME_KEYS); each phase, pass and
+    long loop shows as progress (bevcc/progress.py).
     """
     started = time.perf_counter()
     times = dict.fromkeys(TIME_KEYS, 0.0)

@@ -287,7 +287,8 @@ if hasattr(os, "register_at_fork"):
 # ---- the API ------------------------------------------------------------------------------------
 def configure(mode: str | None = None, *, line_interval: float | None = None) -> str:
     """Choose the mode (None: BEVCC_PROGRESS, else auto) for this process and return the one in
-    effect ("bar", "lines" or "off"). An unknown mode is a UsageError."""
+    effect ("bar", "lines" or "off"). An unknown mode is a UsageError. `line_interval` (for
+    tests) applies to lines from the first task on: call this before any."""
     reporter = _reporter
     with reporter.lock:
         if line_interval is not None:
@@ -306,8 +307,8 @@ def step(
 ) -> Iterator[None]:
     """A phase of work: `label`, or `label (index/count)`. `background`: a step that is shown
     only while nothing runs inside it (a command's whole run)."""
-    text = f"{label} ({index}/{count})" if index is not None and count is not None else label
-    task = _Task(text, None, None, background)
+    name = f"{label} ({index}/{count})" if index is not None and count is not None else label
+    task = _Task(name, None, None, background)
     reporter = _reporter
     reporter.push(task)
     try:
@@ -320,7 +321,8 @@ def track(
     items: Iterable, label: str, *, total=_LEN, unit: str = "item", enabled: bool = True
 ) -> Iterator:
     """`items`, counted as they are taken: a loop of `total` (default: len(items), when it has
-    one; None: unknown) `unit`s. `enabled=False` yields them without reporting (e.g. on ranks other than 0).
+    one; None: unknown) `unit`s. `enabled=False` yields them without reporting (e.g. on the
+    ranks other than 0 of a job that decides that itself).
 
     Write it in the `for` statement itself (`for x in track(...)`, or inside enumerate): a loop
     left by `break` then closes it at once, where one kept in a variable stays open (and shown)
