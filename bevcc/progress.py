@@ -48,7 +48,8 @@ __all__ = ["ENV", "MODES", "configure", "paused", "step", "track"]
 ENV = "BEVCC_PROGRESS"
 MODES = ("auto", "on", "lines", "off")
 LINE_INTERVAL = 5.0  # seconds between two lines
-BAR_INTERVAL = 0.5  # seconds between two redraws of the bar, and two snapshots to the printer
+BAR_INTERVAL = 0.5  # seconds between two redraws of the bar, and the thread's snapshots
+SEND_INTERVAL = 0.1  # a loop's counts reach the printer at most this often (one write each)
 
 _LEN = object()  # track's default total: len(items), when it has one
 _STARTED = time.monotonic()  # the "+35.2s" of a line: seconds since bevcc was imported
@@ -78,6 +79,7 @@ class _Reporter:
         self.wake = threading.Event()
         self.printer: _LinePrinter | None = None
         self.dirty = False  # the printer's snapshot is behind a count
+        self.sent = 0.0  # when the printer got its last snapshot
         self.last_line = 0.0  # of the lines the thread writes (no printer)
         self.drawn = False  # a bar is on the terminal line now
         self.pause_depth = 0
@@ -118,8 +120,9 @@ class _Reporter:
             self.changed()
 
     def counted(self) -> None:
-        """A loop took one more item: the printer hears of it within BAR_INTERVAL."""
-        if self.printer is not None:
+        """A loop took one more item: the printer hears of it at once, or (a fast loop) within
+        BAR_INTERVAL, from the thread."""
+        if self.printer is not None and time.monotonic() - self.sent < SEND_INTERVAL:
             self.dirty = True
         else:
             self.changed()
@@ -132,7 +135,7 @@ class _Reporter:
             return
         with self.lock:
             if self.printer is not None:
-                self.dirty = False
+                self.dirty, self.sent = False, time.monotonic()
                 snapshot = [t.snapshot() for t in self.stack]
                 if self.printer.send(snapshot, self.pause_depth > 0):
                     return

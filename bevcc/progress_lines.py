@@ -55,8 +55,13 @@ def loop_text(count: int, total: int | None, unit: str, elapsed: float) -> str:
 
 
 def task_text(task: list, innermost: bool, now: float) -> str:
+    """The innermost task in full (a phase's time so far; a loop's count, rate and ETA), one
+    that holds others by its name (and which of a loop's items is running)."""
     if task[UNIT] is None:  # a phase: how long it has run, when it is the one running
         return f"{task[LABEL]} ({duration(now - task[STARTED])})" if innermost else task[LABEL]
+    if not innermost:
+        of = f"/{task[TOTAL]}" if task[TOTAL] is not None else ""
+        return f"{task[LABEL]} {task[COUNT] + 1}{of}"
     elapsed = now - task[STARTED]
     return f"{task[LABEL]}: {loop_text(task[COUNT], task[TOTAL], task[UNIT], elapsed)}"
 

@@ -225,7 +225,7 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
     registry = get_registry()
     modules = {}
     kind = "quantized" if quantized else "float"
-    for spec in progress.track(config.files, f"PyTorch reference ({kind})", unit="file"):
+    for index, spec in enumerate(config.files, 1):
         if not quantized:
             spec = float_spec(spec, registry)
         group = next(
@@ -247,8 +247,13 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
             cls = registry.lookup(step.name, "fx", conversion=False)
             replayed = cls.replay_options(list(step.options), reports)
             steps.append(step if replayed is None else StepSpec(step.name, replayed))
-        result = compile_model(
-            spec.input, pipeline=IRGroup("fx", steps).text(), calib=spec.calib, stream=io.StringIO()
-        )
+        label = f"PyTorch reference ({kind}): {spec.name}"
+        with progress.step(label, index, len(config.files)):
+            result = compile_model(
+                spec.input,
+                pipeline=IRGroup("fx", steps).text(),
+                calib=spec.calib,
+                stream=io.StringIO(),
+            )
         modules[spec.name] = result.ir.module.eval()
     return modules
