@@ -46,7 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bevcc", description="Compile perception models for INT8 TensorRT.")
     parser.add_argument("--version", action="version", version=f"bevcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # the long-running commands report progress (bevcc/progress.py)
+    long_running = _Parser(add_help=False)
+    long_running.add_argument(
+        "--progress",
+        nargs="?",
+        const="on",
+        choices=("auto", "on", "lines", "off"),
+        metavar="MODE",
+        help="progress on stderr: auto (default; a bar on a terminal, timestamped lines "
+        "where CI is set, else nothing), on (the bare flag: a bar on a terminal, lines "
+        "otherwise), lines, off; BEVCC_PROGRESS sets the default",
+    )
 
+<<<<<<< HEAD
     c = sub.add_parser("compile", help="run a pipeline of passes and write the result")
     c.epilog_source = _models_epilog
     c.add_argument(
@@ -56,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         "file.py:callable / package.module:callable returning an nn.Module or "
         "(module, example inputs)",
     )
+=======
+    c = sub.add_parser(
+        "compile", help="run a pipeline of passes and write the result", parents=[long_running]
+    )
+    c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
+>>>>>>> i24-progress
     c.add_argument(
         "-o",
         "--output",
@@ -120,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sensitivity",
         help="rank quantized layers by the accuracy INT8 "
         "costs; write the report and a disable list",
+        parents=[long_running],
     )
     sens.epilog_source = _models_epilog
     sens.add_argument("input", help="the model, as for compile (a registered name is listed below)")
@@ -196,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="run a set's files as the deployment chains them; "
         "task metric and per-file parity against PyTorch",
+        parents=[long_running],
     )
     ev.add_argument("directory", help="a directory written by a set compile")
     ev.add_argument(
@@ -242,12 +263,17 @@ def cmd_compile(args) -> int:
         for line in record.report:
             print(f"{record.name}: {line}", file=sys.stderr)
     print(f"wrote {result.output}", file=sys.stderr)
+    if args.timing:
+        from bevcc.deploy.time_accounting import time_text
+
+        print(f"time: {result.seconds:.1f} s ({time_text(result.time)})", file=sys.stderr)
     return 0
 
 
 def _compile_set(args, config) -> int:
     """A config with [[files]] tables: several deployable files into one directory."""
     from bevcc.deploy.set_compile import compile_set
+    from bevcc.deploy.time_accounting import time_text
 
     given = [
         flag
@@ -281,6 +307,7 @@ def _compile_set(args, config) -> int:
         f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",
         file=sys.stderr,
     )
+    print(f"time: {result.seconds:.1f} s ({time_text(result.time)})", file=sys.stderr)
     return 0
 
 
@@ -423,7 +450,10 @@ def cmd_plugins(args) -> int:
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
-    sys.stderr.write(f"bevcc: warning: {message}\n")
+    from bevcc import progress  # light: tqdm only once a bar is drawn
+
+    with progress.paused():  # off the progress bar's line
+        sys.stderr.write(f"bevcc: warning: {message}\n")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -444,7 +474,15 @@ def main(argv: list[str] | None = None) -> int:
             "sensitivity": cmd_sensitivity,
             "evaluate": cmd_evaluate,
         }
-        return handler[args.command](args)
+        if not hasattr(args, "progress"):  # the listing commands are quick
+            return handler[args.command](args)
+        from bevcc import progress
+
+        progress.configure(args.progress)
+        # the whole command is one background step: until its first phase opens (imports,
+        # plugins, checking the pipelines) the lines still show it working
+        with progress.step(args.command, background=True):
+            return handler[args.command](args)
     except BevccError as exc:
         if show_traceback:
             raise

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import repo_plugins
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "passes.md"
-HEAVY = ("torch", "onnx", "onnx_graphsurgeon", "onnxruntime", "spconv", "modelopt")
+HEAVY = ("torch", "onnx", "onnx_graphsurgeon", "onnxruntime", "spconv", "modelopt", "tqdm")
 # What the repo's plugins build on; listing them must not import these either (nor numpy).
 PLUGIN_HEAVY = ("numpy", "mmcv", "mmdet", "mmdet3d", "mmengine", "nuscenes")
 # Runs bevcc's CLI (what the console script calls) behind an import hook that refuses HEAVY and

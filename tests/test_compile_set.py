@@ -1,10 +1,13 @@
 """Set compile: one config with [[files]] -> a directory of deployable files, report.json/.md and
 build_trt_engines.sh, written whole or not at all (docs/deploy_sets.md)."""
 
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import onnx
@@ -13,9 +16,11 @@ import pytest
 import bevcc
 from bevcc.config import CompileConfig, FileSpec
 from bevcc.errors import UsageError
-from tests.conftest import run_bevcc
+from tests.conftest import PROGRESS_LINE, run_bevcc
 
 NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}  # another plugin's state must not leak in
+PROGRESS_LINES = {"BEVCC_PROGRESS": "lines"}
+TIME_KEYS = ["load", "trace", "passes", "export", "write", "other"]
 INT8 = "fx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable{top_k=1}),export,onnx(check)"
 FLOAT = "fx(bn_fold),export,onnx(check)"
 SPARSE = "fx(bn_fold,sparse_conv_quant),export_libspconv"
@@ -62,7 +67,12 @@ def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("set")
     (home / "sparse_calib.py").write_text(SPARSE_CALIB)
     (home / "set.toml").write_text(SET_TOML)
-    proc = run_bevcc("compile", "--config", home / "set.toml", env_extra=NO_PLUGINS)
+    start = time.monotonic()
+    # with progress lines, as CI shows them (BEVCC_PROGRESS; the suite's default is off)
+    proc = run_bevcc(
+        "compile", "--config", home / "set.toml", env_extra={**NO_PLUGINS, **PROGRESS_LINES}
+    )
+    proc.wall_seconds = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr
     return home / "build" / "set", proc
 
@@ -106,6 +116,56 @@ def test_every_file_report_and_script_is_written_with_progress(built):
     assert [w.split(" (")[0] for w in wrote[:3]] == [f"wrote {out / n}.onnx" for n in NAMES]
     assert all(w.endswith(" s)") for w in wrote[:3])
     assert wrote[3:] == [f"wrote {out} (3 files, report.md)"]
+    others = [
+        line
+        for line in lines
+        if not line.startswith(("[", "wrote ", "bevcc: warning: "))
+        and not PROGRESS_LINE.match(line)
+    ]
+    assert len(others) == 1 and re.fullmatch(
+        r"time: [\d.]+ s \(load .*, other [\d.]+ s\)", others[0]
+    )
+
+
+def test_progress_lines_never_stop_for_more_than_ten_seconds(built):
+    """BEVCC_PROGRESS=lines: a timestamped line at least every 10 s from the start of the command
+    to its end, naming the file, the pass and the loop it is in."""
+    _, proc = built
+    lines = [m.groups() for m in map(PROGRESS_LINE.match, proc.stderr.splitlines()) if m]
+    times = [0.0] + [float(t) for t, _ in lines] + [proc.wall_seconds]
+    assert max(b - a for a, b in itertools.pairwise(times)) <= 10.0, proc.stderr
+    texts = [text for _, text in lines]
+    assert any(t.startswith("camera.int8 (1/3) > ") for t in texts), texts
+    # lines come from one place at one rate: never two within the interval (5 s)
+    assert all(b - a >= 4.9 for a, b in itertools.pairwise(times[1:-1])), proc.stderr
+
+
+def test_report_accounts_for_every_second_of_each_file_and_the_set(built, report):
+    out, _ = built
+    data = json.loads((out / "report.json").read_text())
+    for name, entry in report.items():
+        phases = entry["time"]
+        assert list(phases) == TIME_KEYS, name
+        assert abs(sum(phases.values()) - entry["seconds"]) <= 0.01, (name, phases)
+        # the passes table is inside `passes`/`export`; what no phase covers is about 0
+        for key, conversion in (("passes", False), ("export", True)):
+            table = sum(
+                p["seconds"] + p["verify_seconds"]
+                for p in entry["passes"]
+                if ("(" not in p["name"]) == conversion
+            )
+            assert table - 0.01 <= phases[key], (name, key, phases)
+        assert phases["other"] <= 0.02 * entry["seconds"] + 0.05, (name, phases)
+        assert phases["load"] > 0 and phases["trace"] > 0 and phases["write"] > 0, name
+    assert list(data["time"]) == TIME_KEYS
+    assert abs(sum(data["time"].values()) - data["seconds"]) <= 0.01, data["time"]
+    files_total = sum(e["seconds"] for e in report.values())
+    assert files_total <= data["seconds"] <= files_total + 0.5
+    for key in TIME_KEYS[:-1]:
+        assert abs(data["time"][key] - sum(e["time"][key] for e in report.values())) <= 0.01
+    text = (out / "report.md").read_text()
+    assert f"Compiled in {data['seconds']:.1f} s: load " in text
+    assert text.count("\n- time: load ") == len(NAMES)
 
 
 def test_report_counts_equal_what_the_files_hold(built, report):

@@ -216,6 +216,7 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
     fx part of each pipeline, each pass repeating the decisions the set recorded
     (Pass.replay_options: sensitivity_disable reads its disable list instead of measuring
     again). `quantized=False` drops the quantization passes (the FP16 set)."""
+    from bevcc import progress
     from bevcc.compiler import compile as compile_model
     from bevcc.deploy.set_compile import float_spec
     from bevcc.plugins import get_registry
@@ -223,7 +224,8 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
 
     registry = get_registry()
     modules = {}
-    for spec in config.files:
+    kind = "quantized" if quantized else "float"
+    for index, spec in enumerate(config.files, 1):
         if not quantized:
             spec = float_spec(spec, registry)
         group = next(
@@ -245,8 +247,13 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
             cls = registry.lookup(step.name, "fx", conversion=False)
             replayed = cls.replay_options(list(step.options), reports)
             steps.append(step if replayed is None else StepSpec(step.name, replayed))
-        result = compile_model(
-            spec.input, pipeline=IRGroup("fx", steps).text(), calib=spec.calib, stream=io.StringIO()
-        )
+        label = f"PyTorch reference ({kind}): {spec.name}"
+        with progress.step(label, index, len(config.files)):
+            result = compile_model(
+                spec.input,
+                pipeline=IRGroup("fx", steps).text(),
+                calib=spec.calib,
+                stream=io.StringIO(),
+            )
         modules[spec.name] = result.ir.module.eval()
     return modules

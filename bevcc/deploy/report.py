@@ -9,6 +9,11 @@ number; new fields may appear). Paths are relative to the output directory DIR.
       "bevcc_version": "0.1.0",
       "config": "path/of/set.toml" | null,       # null: compile_set was given an object
       "engine_script": "build_trt_engines.sh",
+      "seconds": 312.4,                          # wall time of the set: its files one after
+                                                 # another and their report, until it is written
+      "time": {"load": 20.1, "trace": 1.2, "passes": 270.3, "export": 18.0, "write": 2.7,
+               "other": 0.1},                    # `seconds` by phase: the files' `time` summed,
+                                                 # `other` adding what passed between them
       "files": [                                 # in config order
         {
           "name": "camera.backbone",
@@ -17,7 +22,16 @@ number; new fields may appear). Paths are relative to the output directory DIR.
           "precision": "int8" | "fp16" | "fp32" | "libspconv",
           "input": "...", "calib": "..." | null,     # as resolved from the config
           "pipeline": "fx(bn_fold,...),export,onnx(check)",   # canonical text
-          "seconds": 3.21,                           # wall time of this file's compile
+          "seconds": 3.21,                           # wall time of this file's compile, from
+                                                     # building the model to its report entry
+          "time": {                                  # `seconds` by phase (they sum to it):
+            "load": 1.1,       # plugins' deferred parts and pass modules imported, the model
+                               # built (the config's callable: weights, data) or read
+            "trace": 0.3,      # FX tracing and specialization (an ONNX input: 0)
+            "passes": 1.5,     # the passes with their checks (`passes[].seconds` + verify)
+            "export": 0.2,     # conversions between IRs: export, export_libspconv
+            "write": 0.1,      # the file saved, read back and linted for this entry
+            "other": 0.0},     # what no phase covers: about 0
           "qdq": {"quantize_linear": 17, "dequantize_linear": 17},   # node counts in the file
           "lint": {                                  # bevcc.lint.checks.lint_model
             "kind": "qdq" | "libspconv",             # libspconv: the libspconv parser's checks
@@ -55,6 +69,7 @@ from pathlib import Path
 
 from bevcc.compiler import CompileResult
 from bevcc.config import FileSpec
+from bevcc.deploy.time_accounting import time_text
 from bevcc.deploy.trtexec_script import SCRIPT_NAME, engine_name
 from bevcc.pm.pass_base import ReportContext
 from bevcc.pm.pipeline import parse_pipeline
@@ -70,6 +85,7 @@ _BASE_KEYS = (
     "calib",
     "pipeline",
     "seconds",
+    "time",
     "qdq",
     "lint",
     "passes",
@@ -103,6 +119,7 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
         "calib": spec.calib,
         "pipeline": result.pipeline,
         "seconds": round(seconds, 3),
+        "time": dict(result.time),  # the set compile completes it with the file's lint
         "qdq": {
             "quantize_linear": ops.count("QuantizeLinear"),
             "dequantize_linear": ops.count("DequantizeLinear"),
@@ -177,7 +194,7 @@ def retarget(value, old: str, new: str):
     return value
 
 
-def report_json(entries: list[dict], config_source: str | None) -> str:
+def report_json(entries: list[dict], config_source: str | None, seconds: float, time: dict) -> str:
     from bevcc.version import __version__
 
     data = {
@@ -185,6 +202,8 @@ def report_json(entries: list[dict], config_source: str | None) -> str:
         "bevcc_version": __version__,
         "config": config_source,
         "engine_script": SCRIPT_NAME,
+        "seconds": round(seconds, 3),
+        "time": time,
         "files": entries,
     }
     return json.dumps(data, indent=2) + "\n"
@@ -208,10 +227,11 @@ def _kept(entry: dict) -> str:
     return ", ".join(kept) or "none"
 
 
-def report_markdown(entries: list[dict], config_source: str | None) -> str:
+def report_markdown(entries: list[dict], config_source: str | None, time: dict) -> str:
     lines = ["# Deployable set", ""]
     if config_source:
         lines += [f"Built from `{config_source}`. Engines: `./{SCRIPT_NAME}`.", ""]
+    lines += [f"Compiled in {sum(time.values()):.1f} s: {time_text(time)}.", ""]
     lines += [
         (
             "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
@@ -239,6 +259,7 @@ def _section(e: dict) -> list[str]:
         + (f"engine `{e['engine']}`)" if e["engine"] else "loaded by libspconv)"),
         f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
         f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
+        f"- time: {time_text(e['time'])}",
         (
             f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
             f"{e['qdq']['dequantize_linear']} DequantizeLinear"

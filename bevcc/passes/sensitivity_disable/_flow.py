@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import warnings
 
+from bevcc import progress
 from bevcc.batching import fit_batches
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError, UsageError
@@ -111,19 +112,22 @@ class SensitivityFlow(Pass):
         # nothing
         measuring = any(budgets) or not (explicit or options.list)
         if measuring:
-            evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
+            with progress.step("evaluation data and float outputs"):
+                evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
             modes = analysis.MODES if options.mode == "both" else (options.mode,)
             key = analysis.run_key(
                 ir.fingerprint(), units, metric_name, len(evaluator.batches), modes
             )
             table = analysis.measure(evaluator, units, modes, self._results_path(), key)
             ordered = [u for u in decide.sensitivity_order(units, table) if u not in chosen]
-            summary["all_int8"] = self._score(evaluator, units, chosen)
+            with progress.step("all units INT8"):
+                summary["all_int8"] = self._score(evaluator, units, chosen)
             if options.top_k > 0:
                 chosen += ordered[: options.top_k]
             elif options.min_sqnr_db is not None or options.max_drop is not None:
                 chosen = self._greedy(evaluator, units, chosen, ordered)
-            summary["final"] = self._score(evaluator, units, chosen)
+            with progress.step("chosen units float"):
+                summary["final"] = self._score(evaluator, units, chosen)
             summary["metric"] = metric_name
         if chosen:
             ir = self._disable(ir, units, chosen)
@@ -182,7 +186,9 @@ class SensitivityFlow(Pass):
             return drop <= self.options.max_drop
 
         chosen = list(chosen)
-        for unit in ordered:
+        # each unit kept float costs one evaluation; the budget usually holds long before all
+        label = f"keeping units float until the budget holds (at most {len(ordered)})"
+        for unit in progress.track(ordered, label, total=None, unit="unit"):
             if holds(self._score(evaluator, units, chosen)):
                 break
             chosen.append(unit)

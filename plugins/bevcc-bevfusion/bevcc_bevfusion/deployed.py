@@ -30,6 +30,7 @@ from bevcc_bevfusion.presets import CLASSES
 
 from bevcc.batching import run_in_batches
 from bevcc.deploy.evaluation import Evaluation, FileParity, MetricRow, Parity, reference_modules
+from bevcc.progress import step, track
 from bevcc.sparse.interpreter import LibspconvInterpreter
 
 LIDAR = "lidar.backbone.xyz"
@@ -101,13 +102,14 @@ def compared(name: str, outputs) -> list[torch.Tensor]:
 
 def evaluate_set(directory: Path, reference, lidar_mode: str, scenes, label: str, stream):
     """(task metric of the PyTorch reference, of the files, per-file parity rows)."""
-    chain = FileChain(directory, lidar_mode)
+    with step(f"loading the {label} files"):
+        chain = FileChain(directory, lidar_mode)
     alone = {name: Parity() for name in FILES}
     chained = {name: Parity() for name in FILES}
     reference_predictions, file_predictions = [], []
     start = time.time()
     with torch.no_grad():
-        for s in scenes:
+        for s in track(scenes, f"{label} set", unit="scene"):
             want, got = {}, {}
             reference_out = reference(*scene_inputs(s), want)
             file_out = chain(*scene_inputs(s), got)
