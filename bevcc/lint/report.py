@@ -12,11 +12,20 @@ def _macs(n: int) -> str:
     return str(n)
 
 
+def _labels(report: LintReport) -> str:
+    """The layers not in INT8 as `module.path (onnx node name)`."""
+    return ", ".join(layer.label for layer in report.layers if not layer.int8)
+
+
 def human(report: LintReport) -> str:
     if report.kind == "libspconv":
         lines = [
             f"bevcc lint {report.path} (libspconv file)",
             f"  parser errors        {len(report.problems)}",
+            (
+                f"  INT8 layers          {report.int8_layers} of {len(report.layers)} sparse "
+                "convs (their `precision` attribute)"
+            ),
             (
                 f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
                 f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} dense-equivalent "
@@ -25,9 +34,7 @@ def human(report: LintReport) -> str:
         ]
         lines += [f"  {p}" for p in report.problems]
         if report.float_layers:
-            lines.append(
-                f"fp16 layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
-            )
+            lines.append(f"fp16 layers ({len(report.float_layers)}): " + _labels(report))
         lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
         return "\n".join(lines)
     lines = [
@@ -35,6 +42,7 @@ def human(report: LintReport) -> str:
         f"  Q/DQ pairs           {report.qdq_pairs}",
         f"  predicted Reformats  {report.reformats}",
         f"  encoding errors      {len(report.problems)}",
+        f"  INT8 layers          {report.int8_layers} of {len(report.layers)}",
         (
             f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
             f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} MACs)"
@@ -49,8 +57,6 @@ def human(report: LintReport) -> str:
         lines.append("encoding errors:")
         lines += [f"  {p}" for p in report.problems]
     if report.float_layers:
-        lines.append(
-            f"float layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
-        )
+        lines.append(f"float layers ({len(report.float_layers)}): " + _labels(report))
     lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
     return "\n".join(lines)
