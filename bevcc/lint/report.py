@@ -5,7 +5,8 @@ from __future__ import annotations
 from bevcc.lint.checks import LintReport
 
 
-def _macs(n: int) -> str:
+def macs_text(n: int) -> str:
+    """A MAC count for people: 1.23G, 45.60M, 7.00k."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
@@ -28,7 +29,7 @@ def human(report: LintReport) -> str:
             ),
             (
                 f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
-                f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} dense-equivalent "
+                f"({macs_text(report.int8_macs)} of {macs_text(report.total_macs)} dense-equivalent "
                 "MACs)"
             ),
         ]
@@ -45,7 +46,7 @@ def human(report: LintReport) -> str:
         f"  INT8 layers          {report.int8_layers} of {len(report.layers)}",
         (
             f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
-            f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} MACs)"
+            f"({macs_text(report.int8_macs)} of {macs_text(report.total_macs)} MACs)"
         ),
     ]
     if report.mismatches:
