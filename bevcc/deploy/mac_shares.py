@@ -14,9 +14,9 @@ build_trt_engines.sh, or libspconv). The rule, in order:
    matrix products because they are faster;
 5. otherwise (declared fp32): FP32.
 
-Today every ONNX file bevcc writes is float32 with Q/DQ, so rules 1, 4 and 5 decide; a file
-whose layers carry their own float16 types (a strongly typed network) changes the inputs, not
-the rule.
+Today every ONNX file bevcc writes is float32 with Q/DQ, so rules 1, 4 and 5 decide. A strongly
+typed file changes the inputs, not the rule: its float16 weights answer rule 3, and a build
+without `--fp16` (the script's PRECISION_FLAGS, read here) leaves its float32 layers FP32.
 """
 
 from __future__ import annotations
