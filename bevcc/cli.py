@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise), lines, off; BEVCC_PROGRESS sets the default",
     )
 
-<<<<<<< HEAD
-    c = sub.add_parser("compile", help="run a pipeline of passes and write the result")
+    c = sub.add_parser(
+        "compile", help="run a pipeline of passes and write the result", parents=[long_running]
+    )
     c.epilog_source = _models_epilog
     c.add_argument(
         "input",
@@ -69,12 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
         "file.py:callable / package.module:callable returning an nn.Module or "
         "(module, example inputs)",
     )
-=======
-    c = sub.add_parser(
-        "compile", help="run a pipeline of passes and write the result", parents=[long_running]
-    )
-    c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
->>>>>>> i24-progress
     c.add_argument(
         "-o",
         "--output",

@@ -223,18 +223,86 @@ def test_report_has_the_sensitivity_decision_bn_fold_and_pass_times(report):
 def test_report_md_has_the_summary_table_then_one_section_per_file(built, report):
     text = (built[0] / "report.md").read_text()
     assert (
-        "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | INT8 MAC share "
-        "| kept float |"
+        "| file | precision | INT8 layers | Q/DQ pairs | lint errors | predicted Reformats | "
+        "MACs INT8 / FP16 / FP32 | kept float |"
     ) in text
     kept = report["camera.int8"]["kept_float"][0]
     q = report["camera.int8"]["qdq"]["quantize_linear"]
-    share = f"{100 * report['camera.int8']['lint']['int8_mac_share']:.1f}%"
-    assert f"| camera.int8.onnx | int8 | {q} | 0 | 0 | {share} | {kept} |" in text
-    assert "| camera.fp16.onnx | fp16 | 0 | 0 | 0 | 0.0% | - |" in text
-    assert "| lidar.backbone.xyz.onnx | libspconv | 0 | 0 | - |" in text
+    share = report["camera.int8"]["lint"]["int8_mac_share"]
+    shares = f"{100 * share:.1f}% / {100 * (1 - share):.1f}% / 0.0%"  # float layers: --fp16
+    assert f"| camera.int8.onnx | int8 | 7 of 8 | {q} | 0 | 0 | {shares} | {kept} |" in text
+    assert "| camera.fp16.onnx | fp16 | 0 of 8 | 0 | 0 | 0 | 0.0% / 100.0% / 0.0% | - |" in text
+    # INT8 from the libspconv attributes, not Q/DQ (the file has none: '-', not 0)
+    sparse_share = report["lidar.backbone.xyz"]["lint"]["int8_mac_share"]
+    assert (
+        f"| lidar.backbone.xyz.onnx | libspconv | 4 of 5 | - | 0 | - | "
+        f"{100 * sparse_share:.1f}% / {100 * (1 - sparse_share):.1f}% / 0.0% | - |"
+    ) in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
         f"## {n}" for n in NAMES
     ]
+
+
+def test_report_md_names_float_layers_by_module_path_beside_the_onnx_name(built, report):
+    text = (built[0] / "report.md").read_text()
+    kept = report["camera.int8"]["kept_float"][0]
+    assert report["camera.int8"]["kept_float_layers"] == {kept: [kept]}
+    head = next(e for e in report["camera.int8"]["layers"] if e["module"] == kept)
+    assert head["precision"] == "fp16"
+    assert f"| {kept} | `{head['onnx']}` | " in text
+    assert f"| FP16 | kept float (unit {kept}) |" in text
+    # the first sparse conv: FP16 by sparse_conv_quant, the module named as in the unit table
+    assert "| conv_input.0 | `conv_input_0` | " in text
+    assert "| FP16 | not quantized by the pipeline |" in text
+    # the measured values: SQNR has the float model as its reference
+    s = report["camera.int8"]["sensitivity"]
+    assert (s["float"], s["target"], s["goal"]) == (None, None, "top_k=1")
+    assert (
+        f"- sqnr vs the float model: float (reference), all INT8 {s['all_int8']:.4g}, "
+        f"final {s['final']:.4g}; top_k=1"
+    ) in text
+
+
+def test_report_counts_libspconv_int8_layers_from_the_precision_attributes(built, report):
+    model = onnx.load(built[0] / "lidar.backbone.xyz.onnx")
+    precisions = [
+        next(a.s for a in n.attribute if a.name == "precision")
+        for n in model.graph.node
+        if n.op_type == "SparseConvolution"
+    ]
+    lint = report["lidar.backbone.xyz"]["lint"]
+    assert (lint["int8_layers"], lint["total_layers"]) == (precisions.count(b"int8"), 5)
+    layers = report["lidar.backbone.xyz"]["layers"]
+    assert [e["precision"] for e in layers] == [
+        "int8" if p == b"int8" else "fp16" for p in precisions
+    ]
+    macs = report["lidar.backbone.xyz"]["macs"]
+    assert macs["int8"] == sum(e["macs"] for e in layers if e["precision"] == "int8") > 0
+    assert macs["int8"] + macs["fp16"] == macs["total"] and macs["fp32"] == 0
+
+
+def test_a_layer_runs_in_int8_its_stored_type_or_what_the_build_flags_allow():
+    from bevcc.deploy.mac_shares import layer_precision, mac_shares
+    from bevcc.lint.layers import Layer
+
+    fp32, fp16 = Layer("a", "a", 10, False, "fp32"), Layer("b", "b", 30, False, "fp16")
+    int8 = Layer("c", "c", 60, True, "fp32")
+    assert [layer_precision(fp32, p) for p in ("int8", "fp16", "fp32", "libspconv")] == [
+        "fp16",  # trtexec --int8 --fp16
+        "fp16",  # trtexec --fp16
+        "fp32",  # no flag: TensorRT keeps the file's float32
+        "fp16",  # libspconv computes float convs in FP16
+    ]
+    assert layer_precision(fp16, "fp32") == "fp16"  # the file stores it in FP16
+    assert mac_shares([fp32, fp16, int8], "fp32") == {
+        "int8": 60,
+        "fp16": 30,
+        "fp32": 10,
+        "total": 100,
+        "int8_share": 0.6,
+        "fp16_share": 0.3,
+        "fp32_share": 0.1,
+    }
 
 
 def test_engine_script_builds_each_tensorrt_file_from_any_directory(built, tmp_path):

@@ -39,12 +39,27 @@ number; new fields may appear). Paths are relative to the output directory DIR.
             "problems": ["..."],
             "predicted_reformats": 0 | null,         # null for libspconv (no TensorRT engine)
             "int8_macs": 123, "total_macs": 456, "int8_mac_share": 0.27,
-            "float_layers": ["..."]                  # MAC layers not in INT8 (fp16 for libspconv)
+            "float_layers": ["..."],                 # ONNX names of the MAC layers not in INT8
+            "int8_layers": 5, "total_layers": 7      # libspconv: counted from each sparse
+                                                     # conv's `precision` attribute (no Q/DQ)
           },
+          "macs": {"int8": 123, "fp16": 333, "fp32": 0, "total": 456,   # by the rule below
+                   "int8_share": 0.27, "fp16_share": 0.73, "fp32_share": 0.0},
+          "layers": [                                # every MAC layer, in graph order
+            {"onnx": "/conv1_3/Conv",                # the node name in the file
+             "module": "backbone.layer1.2.conv1" | null,   # the PyTorch module (from the
+                                                     # weight's name; null: a computed weight)
+             "macs": 1081344, "precision": "int8" | "fp16" | "fp32"}],
           "kept_float": ["head"] | null,             # units sensitivity_disable kept float;
                                                      # null: the pass did not run
+          "kept_float_layers": {"head": ["head"]} | null,   # those units' layers
           "sensitivity": null | {                    # the last sensitivity_disable run
-            "metric": "sqnr" | null, "all_int8": 40.0 | null, "final": 41.3 | null,
+            "metric": "sqnr" | null,
+            "float": 0.70 | null,                    # the float model; null for sqnr and
+                                                     # cosine, measured against it
+            "all_int8": 40.0 | null, "final": 41.3 | null,
+            "target": 32.0 | null,                   # what the decision held the model to
+            "goal": "min_sqnr_db=32" | "max_drop=0.005" | "top_k=2" | null,
             "units": 7,                              # quantized units it found
             "ranking": [                             # most sensitive first, at most 10 rows
               {"unit": "head", "alone_quantized": 45.6 | null, "alone_float": 41.3 | null,
@@ -59,6 +74,12 @@ number; new fields may appear). Paths are relative to the output directory DIR.
         }
       ]
     }
+
+Precision of a layer, and the "macs" shares (bevcc/deploy/mac_shares.py; docs/deploy_sets.md):
+INT8 when the file quantizes it (Q/DQ on input and weight; libspconv `precision="int8"`);
+otherwise FP16 in a libspconv file or when the file stores its weight as float16; otherwise
+FP16 when the set builds the file with trtexec --fp16 (precision int8 or fp16), FP32 when not
+(precision fp32).
 """
 
 from __future__ import annotations
@@ -69,6 +90,7 @@ from pathlib import Path
 
 from bevcc.compiler import CompileResult
 from bevcc.config import FileSpec
+from bevcc.deploy.mac_shares import layer_precision, mac_shares
 from bevcc.deploy.time_accounting import time_text
 from bevcc.deploy.trtexec_script import SCRIPT_NAME, engine_name
 from bevcc.pm.pass_base import ReportContext
@@ -88,6 +110,8 @@ _BASE_KEYS = (
     "time",
     "qdq",
     "lint",
+    "macs",
+    "layers",
     "passes",
     "artifacts",
 )
@@ -133,7 +157,19 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
             "total_macs": lint.total_macs,
             "int8_mac_share": round(lint.int8_mac_share, 6),
             "float_layers": lint.float_layers,
+            "int8_layers": lint.int8_layers,
+            "total_layers": len(lint.layers),
         },
+        "macs": mac_shares(lint.layers, spec.precision),
+        "layers": [
+            {
+                "onnx": layer.onnx,
+                "module": layer.module,
+                "macs": layer.macs,
+                "precision": layer_precision(layer, spec.precision),
+            }
+            for layer in lint.layers
+        ],
         "passes": [
             {
                 "name": r.name,
@@ -211,12 +247,25 @@ def report_json(entries: list[dict], config_source: str | None, seconds: float, 
 
 # ---- report.md --------------------------------------------------------------------------------
 def _qdq(entry: dict) -> str:
+    """Q/DQ node pairs; '-' for a libspconv file, whose INT8 is in attributes, not Q/DQ."""
+    if entry["precision"] == "libspconv":
+        return "-"
     q, dq = entry["qdq"]["quantize_linear"], entry["qdq"]["dequantize_linear"]
     return str(q) if q == dq else f"{q} Q / {dq} DQ"
 
 
-def _share(entry: dict) -> str:
-    return f"{100 * entry['lint']['int8_mac_share']:.1f}%"
+def _int8_layers(entry: dict) -> str:
+    lint = entry["lint"]
+    return f"{lint['int8_layers']} of {lint['total_layers']}"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def _shares(entry: dict) -> str:
+    """INT8 / FP16 / FP32 shares of the file's MACs."""
+    return " / ".join(_percent(entry["macs"][f"{p}_share"]) for p in ("int8", "fp16", "fp32"))
 
 
 def _kept(entry: dict) -> str:
@@ -234,24 +283,36 @@ def report_markdown(entries: list[dict], config_source: str | None, time: dict) 
     lines += [f"Compiled in {sum(time.values()):.1f} s: {time_text(time)}.", ""]
     lines += [
         (
-            "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
-            "INT8 MAC share | kept float |"
+            "| file | precision | INT8 layers | Q/DQ pairs | lint errors | predicted Reformats | "
+            "MACs INT8 / FP16 / FP32 | kept float |"
         ),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         reformats = e["lint"]["predicted_reformats"]
         lines.append(
-            f"| {e['file']} | {e['precision']} | {_qdq(e)} | {e['lint']['errors']} | "
-            f"{'-' if reformats is None else reformats} | {_share(e)} | {_kept(e)} |"
+            f"| {e['file']} | {e['precision']} | {_int8_layers(e)} | {_qdq(e)} | "
+            f"{e['lint']['errors']} | {'-' if reformats is None else reformats} | "
+            f"{_shares(e)} | {_kept(e)} |"
         )
+    lines += [
+        "",
+        (
+            "INT8 layers: the compute layers (Conv, ConvTranspose, Gemm, MatMul, sparse convs) "
+            "the file runs in INT8. MACs: the precision each layer runs in as the set builds "
+            "the file (the rule: docs/deploy_sets.md). Layers are named by their PyTorch module "
+            "path, with the ONNX node name beside it."
+        ),
+    ]
     for e in entries:
         lines += ["", *_section(e)]
     return "\n".join(lines) + "\n"
 
 
 def _section(e: dict) -> list[str]:
-    lint = e["lint"]
+    from bevcc.lint.report import macs_text
+
+    lint, macs = e["lint"], e["macs"]
     lines = [
         f"## {e['name']}",
         "",
@@ -260,11 +321,24 @@ def _section(e: dict) -> list[str]:
         f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
         f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
         f"- time: {time_text(e['time'])}",
-        (
+    ]
+    if e["precision"] == "libspconv":
+        lines.append(
+            f'- INT8 layers: {_int8_layers(e)} sparse convs have `precision="int8"` (a '
+            "libspconv file holds no Q/DQ nodes; the others run FP16)"
+        )
+    else:
+        lines.append(
             f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
-            f"{e['qdq']['dequantize_linear']} DequantizeLinear"
+            f"{e['qdq']['dequantize_linear']} DequantizeLinear; INT8 layers {_int8_layers(e)}"
+        )
+    dense = " dense-equivalent" if e["precision"] == "libspconv" else ""
+    lines += [
+        (
+            f"- MACs: INT8 {_percent(macs['int8_share'])}, FP16 {_percent(macs['fp16_share'])}, "
+            f"FP32 {_percent(macs['fp32_share'])} of {macs_text(macs['total'])}{dense}"
         ),
-        f"- lint ({lint['kind']}): {lint['errors']} error(s), INT8 MAC share {_share(e)}"
+        f"- lint ({lint['kind']}): {lint['errors']} error(s)"
         + (
             ""
             if lint["predicted_reformats"] is None
@@ -272,15 +346,42 @@ def _section(e: dict) -> list[str]:
         ),
     ]
     lines += [f"  - {problem}" for problem in lint["problems"]]
-    if lint["float_layers"] and e["precision"] in ("int8", "libspconv"):  # else: all of them
-        lines.append(f"- layers not in INT8: {', '.join(lint['float_layers'])}")
     lines += _pass_lines(e)
+    lines += _float_layer_lines(e)
     lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
     for p in e["passes"]:
         report = "<br>".join(line.strip().replace("|", "\\|") for line in p["report"])
         lines.append(
             f"| `{p['name']}` | {p['seconds']:.3f} | {p['verify_seconds']:.3f} | "
             f"{'yes' if p['modified'] else 'no'} | {report} |"
+        )
+    return lines
+
+
+def _float_layer_lines(e: dict) -> list[str]:
+    """The layers of an INT8 file that are not INT8, each with its module path, ONNX name, MACs,
+    the precision it runs in and why it is float. (In an fp16/fp32 file every layer is.)"""
+    from bevcc.lint.report import macs_text
+
+    floats = [layer for layer in e["layers"] if layer["precision"] != "int8"]
+    if not floats or e["precision"] not in ("int8", "libspconv"):
+        return []
+    unit_of = {
+        name: unit for unit, names in (e.get("kept_float_layers") or {}).items() for name in names
+    }
+    lines = [
+        "",
+        f"Layers not in INT8 ({len(floats)} of {len(e['layers'])}):",
+        "",
+        "| layer (module) | ONNX node | MACs | runs in | why |",
+        "|---|---|---|---|---|",
+    ]
+    for layer in floats:
+        unit = unit_of.get(layer["module"]) or unit_of.get(layer["onnx"])
+        why = f"kept float (unit {unit})" if unit else "not quantized by the pipeline"
+        lines.append(
+            f"| {layer['module'] or '-'} | `{layer['onnx']}` | {macs_text(layer['macs'])} | "
+            f"{layer['precision'].upper()} | {why} |"
         )
     return lines
 

@@ -81,10 +81,7 @@ class SensitivityFlow(Pass):
             )
         ]
         if stats.get("final") is not None:
-            lines.append(
-                f"  {stats['metric']} (vs the float model): all INT8 "
-                f"{stats['all_int8']:.4g}, after {stats['final']:.4g}"
-            )
+            lines.append(f"  {report.values_line(stats)}")
         lines += [f"  pattern matched nothing: {p}" for p in stats.get("unused", [])]
         lines += [f"  wrote {p}" for p in stats.get("files", [])]
         return lines
@@ -129,6 +126,7 @@ class SensitivityFlow(Pass):
             with progress.step("chosen units float"):
                 summary["final"] = self._score(evaluator, units, chosen)
             summary["metric"] = metric_name
+            summary.update(self._goal(metric_name))
         if chosen:
             ir = self._disable(ir, units, chosen)
         disabled = {u.name for u in chosen}
@@ -139,6 +137,7 @@ class SensitivityFlow(Pass):
             stats={
                 "units": len(units),
                 "disabled": [u.name for u in chosen],
+                "disabled_layers": {u.name: list(u.layers) for u in chosen},
                 "unused": unused,
                 "table": table,
                 "files": [str(f) for f in files],
@@ -174,6 +173,28 @@ class SensitivityFlow(Pass):
         evaluator = self._make_evaluator(ir, units, batches, metrics[name])
         self._float_score = evaluator.metric(evaluator.reference, evaluator.reference, batches)
         return evaluator, name
+
+    def _goal(self, metric_name: str) -> dict:
+        """The float model's value ("float"; None for a metric measured against the float model,
+        which is its reference: SQNR would be infinite), and the value the decision held the
+        model to ("target", in the metric's units; None for top_k and names) with the option
+        that set it ("goal")."""
+        options, float_score = self.options, self._float_score
+        goal = {
+            "float": None if metric_name in BUILTIN else float_score,
+            "target": None,
+            "goal": None,
+        }
+        if options.min_sqnr_db is not None:
+            goal.update(target=options.min_sqnr_db, goal=f"min_sqnr_db={options.min_sqnr_db:g}")
+        elif options.max_drop is not None:
+            goal.update(
+                target=float_score - options.max_drop * abs(float_score),
+                goal=f"max_drop={options.max_drop:g}",
+            )
+        elif options.top_k > 0:
+            goal["goal"] = f"top_k={options.top_k}"
+        return goal
 
     def _score(self, evaluator, units, disabled) -> float:
         return evaluator.score(quantized=True, except_units=disabled)
