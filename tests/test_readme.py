@@ -87,6 +87,41 @@ def test_main_job_files_are_lint_clean(main_job):
     assert (out / "reports" / "camera.backbone" / "sensitivity.md").is_file()
 
 
+def test_main_job_report_names_layers_one_way_and_gives_every_value(main_job):
+    """report.md as a perception engineer reads it: the lidar file's INT8 layers counted from its
+    libspconv attributes, layers kept float named by the module path the units use (with the
+    ONNX name beside it), the task metric's float value next to all-INT8 and final."""
+    out, _ = main_job
+    text = (out / "report.md").read_text()
+    report = {f["name"]: f for f in json.loads((out / "report.json").read_text())["files"]}
+    lidar = onnx.load(out / "lidar.backbone.xyz.onnx")
+    precisions = [
+        next(a.s for a in node.attribute if a.name == "precision")
+        for node in lidar.graph.node
+        if node.op_type == "SparseConvolution"
+    ]
+    assert (
+        f"| lidar.backbone.xyz.onnx | libspconv | {precisions.count(b'int8')} of 21 | - |" in text
+    )
+    for name in ("camera.backbone", "lidar.backbone.xyz"):
+        floats = {e["module"]: e for e in report[name]["layers"] if e["precision"] != "int8"}
+        kept = report[name]["kept_float_layers"]
+        assert list(kept) == report[name]["kept_float"]
+        for unit, layers in kept.items():
+            for layer in layers:  # the units' names are the layers' module paths
+                row = f"| {layer} | `{floats[layer]['onnx']}` | "
+                assert row in text and f"| FP16 | kept float (unit {unit}) |" in text, layer
+    fuser = report["fuser"]["sensitivity"]
+    assert fuser["float"] is not None and fuser["goal"] == "max_drop=0.005"
+    assert (
+        f"- bevfusion_map: float {fuser['float']:.4g}, all INT8 {fuser['all_int8']:.4g}, "
+        f"final {fuser['final']:.4g}; target >= {fuser['target']:.4g} (max_drop=0.005)"
+    ) in text
+    for name in ("camera.backbone", "lidar.backbone.xyz", "fuser"):
+        macs = report[name]["macs"]
+        assert macs["int8"] + macs["fp16"] == macs["total"] > 0 and macs["fp32"] == 0, name
+
+
 def test_single_model_example_compiles_tiny_cnn_to_int8(tmp_path, readme_commands):
     args = readme_commands(r"\n\.venv/bin/bevcc (compile tiny_cnn .+)")
     out = tmp_path / "main.onnx"
