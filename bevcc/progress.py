@@ -43,11 +43,12 @@ from pathlib import Path
 from bevcc import progress_lines as text
 from bevcc.errors import UsageError
 
-__all__ = ["ENV", "MODES", "configure", "paused", "step", "track"]
+__all__ = ["ENV", "INTERVAL_ENV", "MODES", "configure", "paused", "step", "track"]
 
 ENV = "BEVCC_PROGRESS"
+INTERVAL_ENV = "BEVCC_PROGRESS_INTERVAL"  # seconds between two lines: a quiet CI log sets 30
 MODES = ("auto", "on", "lines", "off")
-LINE_INTERVAL = 5.0  # seconds between two lines
+LINE_INTERVAL = 5.0  # seconds between two lines unless INTERVAL_ENV says otherwise
 BAR_INTERVAL = 0.5  # seconds between two redraws of the bar, and the thread's snapshots
 SEND_INTERVAL = 0.1  # a loop's counts reach the printer at most this often (one write each)
 
@@ -74,7 +75,7 @@ class _Reporter:
         self.lock = threading.RLock()
         self.stack: list[_Task] = []
         self.mode: str | None = None  # resolved: "bar", "lines" or "off"
-        self.line_interval = LINE_INTERVAL
+        self.line_interval: float | None = None  # INTERVAL_ENV or LINE_INTERVAL, read at start
         self.thread: threading.Thread | None = None
         self.wake = threading.Event()
         self.printer: _LinePrinter | None = None
@@ -94,6 +95,8 @@ class _Reporter:
         """What the mode needs running: the printer for lines, the thread for both."""
         if self.resolved() == "off":
             return
+        if self.line_interval is None:
+            self.line_interval = _interval_from_env()
         if self.mode == "lines" and self.printer is None:
             self.printer = _LinePrinter.start(self.line_interval)
         if self.thread is None or not self.thread.is_alive():
@@ -260,6 +263,22 @@ def _resolve(mode: str, where: str) -> str:
     return "off"
 
 
+def _interval_from_env() -> float:
+    value = os.environ.get(INTERVAL_ENV, "")
+    if not value:
+        return LINE_INTERVAL
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0.1 <= seconds <= 3600:
+        raise UsageError(
+            f"{INTERVAL_ENV}={value!r}: give the seconds between two progress lines, "
+            "a number from 0.1 to 3600 (default 5)"
+        )
+    return seconds
+
+
 def _is_terminal(stream) -> bool:
     try:
         return bool(stream.isatty()) and os.environ.get("TERM", "") != "dumb"
@@ -291,11 +310,13 @@ if hasattr(os, "register_at_fork"):
 def configure(mode: str | None = None, *, line_interval: float | None = None) -> str:
     """Choose the mode (None: BEVCC_PROGRESS, else auto) for this process and return the one in
     effect ("bar", "lines" or "off"). An unknown mode is a UsageError. `line_interval` (for
-    tests) applies to lines from the first task on: call this before any."""
+    tests; else BEVCC_PROGRESS_INTERVAL, else 5 s) applies to lines from the first task on: call
+    this before any."""
     reporter = _reporter
     with reporter.lock:
-        if line_interval is not None:
-            reporter.line_interval = line_interval
+        # read here, not at the first task, so that a bad BEVCC_PROGRESS_INTERVAL stops the
+        # command before it works
+        reporter.line_interval = line_interval or reporter.line_interval or _interval_from_env()
         where = "--progress" if mode is not None else ENV
         reporter.mode = _resolve(mode or os.environ.get(ENV, "auto") or "auto", where)
         if reporter.stack:

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from bevcc.testing import scaled_timeout
 from tests.conftest import PROGRESS_LINE, run_bevcc
 
 INTERVAL = 0.4
@@ -49,7 +50,7 @@ def _start(mode: str, env_extra=None, scale: float = 1.0, **streams) -> subproce
 
 
 def _finish(proc: subprocess.Popen) -> tuple[str, str]:
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=scaled_timeout(60))
     assert proc.returncode == 0, stderr
     return stdout, stderr
 
@@ -115,7 +116,7 @@ def test_lines_keep_coming_while_c_code_holds_the_gil():
         capture_output=True,
         text=True,
         env=_env(),
-        timeout=120,
+        timeout=scaled_timeout(120),
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -154,7 +155,7 @@ def test_a_terminal_gets_a_tqdm_bar_that_it_clears():
         if not chunk:
             break
         out += chunk
-    stdout, _ = proc.communicate(timeout=60)
+    stdout, _ = proc.communicate(timeout=scaled_timeout(60))
     os.close(main)
     assert proc.returncode == 0
     text = out.decode()
@@ -176,6 +177,17 @@ def test_an_unknown_mode_is_one_error_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "bevcc: error: BEVCC_PROGRESS: unknown progress mode 'loud'; use one of auto, on, lines, off"
+    ]
+    assert not (tmp_path / "m.onnx").exists()
+    proc = run_bevcc(
+        "compile", "tiny_cnn", "-o", tmp_path / "m.onnx", env_extra={"BEVCC_PROGRESS_INTERVAL": "0"}
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        (
+            "bevcc: error: BEVCC_PROGRESS_INTERVAL='0': give the seconds between two progress "
+            "lines, a number from 0.1 to 3600 (default 5)"
+        )
     ]
     assert not (tmp_path / "m.onnx").exists()
     proc = run_bevcc("compile", "tiny_cnn", "-o", tmp_path / "m.onnx", "--progress", "loud")
