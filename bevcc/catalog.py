@@ -39,6 +39,14 @@ def _ir_text(row: dict) -> str:
     return row["ir"] if row["ir"] == row["produces"] else f"{row['ir']}->{row['produces']}"
 
 
+def _step_label(row: dict) -> str:
+    """The pass as a pipeline names it, so that a name on both IRs says which one: `fx(bn_fold)`,
+    `onnx(bn_fold)`; a conversion (a top-level word) with the IRs it joins: `export (fx->onnx)`."""
+    if row["ir"] == row["produces"]:
+        return f"{row['ir']}({row['name']})"
+    return f"{row['name']} ({_ir_text(row)})"
+
+
 def _columns(header: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
     """All columns but the last padded to their widest cell; the last (a summary) runs on."""
     widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header) - 1)]
@@ -56,7 +64,7 @@ def passes_table(registry) -> str:
     )
     for r in rows:
         if r["options"]:
-            lines.append(f"  {r['name']} options: {_options_text(r['options'])}")
+            lines.append(f"  {_step_label(r)} options: {_options_text(r['options'])}")
     pipelines = pipeline_rows(registry)
     if pipelines:
         lines.append("")

@@ -14,8 +14,30 @@ TRACEBACK_ENV = "BEVCC_TRACEBACK"
 
 
 class _Parser(argparse.ArgumentParser):
+    # Text after the options that needs the plugins (e.g. the registered models): computed only
+    # when help is printed, so parsing a command line loads nothing for it.
+    epilog_source = None
+
     def error(self, message):  # one line, not argparse's usage block
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def format_help(self) -> str:
+        if self.epilog_source is not None:
+            self.epilog = self.epilog_source()
+        return super().format_help()
+
+
+def _models_epilog() -> str:
+    """compile's INPUT by name: the models the built-ins and installed plugins register, read
+    from their declarations (no deferred load runs, so no torch)."""
+    from bevcc.plugins import default_plugins
+
+    names = default_plugins().registry.model_names()
+    return (
+        f"registered models (INPUT by name): {', '.join(names) or 'none'}; `bevcc plugins` says "
+        "which plugin adds each. A callable reference (INPUT or --calib) is path/file.py:name or "
+        "package.module:name, e.g. --calib bevcc.reference.tiny_cnn:calibration_batches."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bevcc", description="Compile perception models for INT8 TensorRT.")
     parser.add_argument("--version", action="version", version=f"bevcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # the long-running commands report progress (bevcc/progress.py)
+    long_running = _Parser(add_help=False)
+    long_running.add_argument(
+        "--progress",
+        nargs="?",
+        const="on",
+        choices=("auto", "on", "lines", "off"),
+        metavar="MODE",
+        help="progress on stderr: auto (default; a bar on a terminal, timestamped lines "
+        "where CI is set, else nothing), on (the bare flag: a bar on a terminal, lines "
+        "otherwise), lines, off; BEVCC_PROGRESS sets the default",
+    )
 
-    c = sub.add_parser("compile", help="run a pipeline of passes and write the result")
-    c.add_argument("input", nargs="?", help="model.onnx, file.py:callable, package.module:callable")
+    c = sub.add_parser(
+        "compile", help="run a pipeline of passes and write the result", parents=[long_running]
+    )
+    c.epilog_source = _models_epilog
+    c.add_argument(
+        "input",
+        nargs="?",
+        help="a registered model's name (listed below), model.onnx, a saved .pt, or "
+        "file.py:callable / package.module:callable returning an nn.Module or "
+        "(module, example inputs)",
+    )
     c.add_argument(
         "-o",
         "--output",
@@ -42,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML file with input, pipeline, calib, output, or a set "
         "of [[files]] (docs/deploy_sets.md)",
     )
-    c.add_argument("--calib", help=".npz, directory of .npz, or file.py:callable yielding batches")
+    c.add_argument(
+        "--calib",
+        metavar="DATA",
+        help=".npz, a directory of .npz, or file.py:callable / package.module:callable "
+        "returning an iterable of batches (dicts of input name -> array)",
+    )
     c.add_argument(
         "--calib-batch-size",
         type=int,
@@ -77,22 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("passes", help="list the registered passes and named pipelines")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json", action="store_true", help="print them as JSON (passes with options, pipelines)"
+    )
     p.add_argument("--markdown", action="store_true", help="print docs/passes.md")
 
     sens = sub.add_parser(
         "sensitivity",
         help="rank quantized layers by the accuracy INT8 "
         "costs; write the report and a disable list",
+        parents=[long_running],
     )
-    sens.add_argument("input", help="model, as for compile")
+    sens.epilog_source = _models_epilog
+    sens.add_argument("input", help="the model, as for compile (a registered name is listed below)")
     sens.add_argument(
         "-o",
         "--output",
         required=True,
         help="directory for the report, the disable list and the model",
     )
-    sens.add_argument("--calib", required=True, help="calibration / evaluation data")
+    sens.add_argument(
+        "--calib",
+        required=True,
+        metavar="DATA",
+        help="calibration / evaluation data, as for compile",
+    )
     sens.add_argument(
         "--calib-batch-size",
         type=int,
@@ -107,18 +164,41 @@ def build_parser() -> argparse.ArgumentParser:
         "in the named pipeline sensitivity-fx or -onnx)",
     )
     budget = sens.add_mutually_exclusive_group()
-    budget.add_argument("--top-k", type=int, help="keep the K most sensitive units float")
-    budget.add_argument("--min-sqnr-db", type=float, help="greedy until SQNR >= D dB")
     budget.add_argument(
-        "--max-drop", type=float, help="greedy until the task metric drops at most this fraction"
+        "--top-k", type=int, metavar="K", help="keep the K most sensitive units float"
+    )
+    budget.add_argument("--min-sqnr-db", type=float, metavar="D", help="greedy until SQNR >= D dB")
+    budget.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="FRACTION",
+        help="greedy until the task metric drops at most this fraction",
     )
     sens.add_argument("--metric", default="sqnr", help="sqnr, cosine or a plugin metric")
-    sens.add_argument("--mode", default="both", choices=("both", "alone_quantized", "alone_float"))
-    sens.add_argument("--eval-batches", type=int, default=4)
+    sens.add_argument(
+        "--mode",
+        default="both",
+        choices=("both", "alone_quantized", "alone_float"),
+        help="how each unit is measured against float: alone_quantized (only that unit INT8), "
+        "alone_float (all but that unit INT8), or both (ranked by alone_quantized, both "
+        "reported) (default: %(default)s)",
+    )
+    sens.add_argument(
+        "--eval-batches",
+        type=int,
+        default=4,
+        metavar="N",
+        help="batches of --calib each measurement runs (default: %(default)s)",
+    )
 
     lint = sub.add_parser("lint", help="check a Q/DQ ONNX file against TensorRT's rules")
     lint.add_argument("file", help="an ONNX file (bevcc's, onnxruntime's, modelopt's, ...)")
-    lint.add_argument("--json", action="store_true")
+    lint.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON (errors, predicted_reformats, qdq_pairs, int8_mac_share, "
+        "problems)",
+    )
     lint.add_argument(
         "--conv-transpose-axis",
         type=int,
@@ -131,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="run a set's files as the deployment chains them; "
         "task metric and per-file parity against PyTorch",
+        parents=[long_running],
     )
     ev.add_argument("directory", help="a directory written by a set compile")
     ev.add_argument(
@@ -140,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON here")
 
     g = sub.add_parser("plugins", help="list loaded plugins and what they added")
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--json", action="store_true", help="print them as JSON")
     return parser
 
 
@@ -177,12 +258,17 @@ def cmd_compile(args) -> int:
         for line in record.report:
             print(f"{record.name}: {line}", file=sys.stderr)
     print(f"wrote {result.output}", file=sys.stderr)
+    if args.timing:
+        from bevcc.deploy.time_accounting import time_text
+
+        print(f"time: {result.seconds:.1f} s ({time_text(result.time)})", file=sys.stderr)
     return 0
 
 
 def _compile_set(args, config) -> int:
     """A config with [[files]] tables: several deployable files into one directory."""
     from bevcc.deploy.set_compile import compile_set
+    from bevcc.deploy.time_accounting import time_text
 
     given = [
         flag
@@ -216,6 +302,7 @@ def _compile_set(args, config) -> int:
         f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",
         file=sys.stderr,
     )
+    print(f"time: {result.seconds:.1f} s ({time_text(result.time)})", file=sys.stderr)
     return 0
 
 
@@ -358,7 +445,10 @@ def cmd_plugins(args) -> int:
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
-    sys.stderr.write(f"bevcc: warning: {message}\n")
+    from bevcc import progress  # light: tqdm only once a bar is drawn
+
+    with progress.paused():  # off the progress bar's line
+        sys.stderr.write(f"bevcc: warning: {message}\n")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -379,7 +469,15 @@ def main(argv: list[str] | None = None) -> int:
             "sensitivity": cmd_sensitivity,
             "evaluate": cmd_evaluate,
         }
-        return handler[args.command](args)
+        if not hasattr(args, "progress"):  # the listing commands are quick
+            return handler[args.command](args)
+        from bevcc import progress
+
+        progress.configure(args.progress)
+        # the whole command is one background step: until its first phase opens (imports,
+        # plugins, checking the pipelines) the lines still show it working
+        with progress.step(args.command, background=True):
+            return handler[args.command](args)
     except BevccError as exc:
         if show_traceback:
             raise

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bevcc import progress
 from bevcc.data import CalibData
 from bevcc.errors import UsageError
-from bevcc.frontend import input_kind, load_ir
+from bevcc.frontend import build_model, input_kind, to_ir
 from bevcc.ir.base import IR
 from bevcc.pipeline_check import check_pipeline
 from bevcc.pm.instrument import Instrumentation, PrintIRAfterFailure
@@ -21,6 +24,15 @@ from bevcc.pm.pipeline import parse_pipeline
 from bevcc.pm.reproducer import Reproducer
 
 _SUFFIXES = {"fx": ".pt", "onnx": ".onnx", "libspconv": ".onnx"}
+# Where a compile's time goes (CompileResult.time), every second of it:
+#   load    the plugins' deferred parts and the pipeline's pass modules imported, the model
+#           built (the user's callable: its weights, its data) or its file read
+#   trace   the frontend: FX tracing and specialization, or an ONNX ModelProto taken in
+#   passes  the pipeline's passes, with the checks and instrumentations around each
+#   export  the conversions between IRs (export, export_libspconv), with theirs
+#   write   the run's garbage collected, the output saved
+#   other   the rest (parsing and checking the pipeline): about 0
+TIME_KEYS = ("load", "trace", "passes", "export", "write", "other")
 
 
 @dataclass
@@ -29,6 +41,12 @@ class CompileResult:
     records: list[StepRecord]
     pipeline: str
     output: Path | None
+    time: dict[str, float] = field(default_factory=dict)  # seconds by TIME_KEYS
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the compile: the sum of `time`."""
+        return sum(self.time.values())
 
 
 def compile(
@@ -69,7 +87,11 @@ def compile(
     `print_ir_after_failure`: print the IR a failing pass left behind to `stream`.
     `reproducer`: a directory that gets, if a pass fails, the IR before it, the pipeline from it
     on and the `bevcc compile` command that reruns it (bevcc/pm/reproducer.py).
+    The result's `time` is the compile's wall time by phase (TIME_KEYS); each phase, pass and
+    long loop shows as progress (bevcc/progress.py).
     """
+    started = time.perf_counter()
+    times = dict.fromkeys(TIME_KEYS, 0.0)
     if registry is None:
         from bevcc.plugins import default_plugins
 
@@ -90,43 +112,46 @@ def compile(
         calib_data.batch_size = calib_batch_size
     parsed = parse_pipeline(text)
     check_pipeline(parsed, registry, kind)  # before the manager imports any pass module
-    registry.resolve()  # what plugins deferred (leaf modules, models; torch) is needed from here
-    context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
-    stream = stream or sys.stderr
-    on_failure: list[Instrumentation] = []
-    if print_ir_after_failure:
-        on_failure.append(PrintIRAfterFailure(stream))
-    if reproducer is not None:
-        on_failure.append(
-            Reproducer(
-                reproducer,
-                parsed,
-                calib=calib,
-                calib_batch_size=calib_batch_size,
-                verify_each=verify_each,
-                stream=stream,
+    with _phase("load", times):
+        registry.resolve()  # what plugins deferred (leaf modules, models; torch) is needed from here
+        context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
+        stream = stream or sys.stderr
+        on_failure: list[Instrumentation] = []
+        if print_ir_after_failure:
+            on_failure.append(PrintIRAfterFailure(stream))
+        if reproducer is not None:
+            on_failure.append(
+                Reproducer(
+                    reproducer,
+                    parsed,
+                    calib=calib,
+                    calib_batch_size=calib_batch_size,
+                    verify_each=verify_each,
+                    stream=stream,
+                )
             )
+        manager = PassManager(
+            parsed,
+            registry,
+            kind,
+            context=context,
+            verify_each=verify_each,
+            check_modified=verify_each if check_modified is None else check_modified,
+            print_ir_after=print_ir_after,
+            timing=timing,
+            stream=stream,
+            instrumentations=[*on_failure, *instrumentations],
         )
-    manager = PassManager(
-        parsed,
-        registry,
-        kind,
-        context=context,
-        verify_each=verify_each,
-        check_modified=verify_each if check_modified is None else check_modified,
-        print_ir_after=print_ir_after,
-        timing=timing,
-        stream=stream,
-        instrumentations=[*on_failure, *instrumentations],
-    )
-    target = resolve_output(output, manager.output_kind) if output is not None else None
-    if artifacts_dir is not None:
-        context.artifacts_dir = Path(artifacts_dir)
-    else:
-        context.artifacts_dir = target.parent if target is not None else None
-    if on_pipeline is not None:
-        on_pipeline(manager.pipeline.text())
-    ir = load_ir(model, registry, calib_data, example_inputs)
+        target = resolve_output(output, manager.output_kind) if output is not None else None
+        if artifacts_dir is not None:
+            context.artifacts_dir = Path(artifacts_dir)
+        else:
+            context.artifacts_dir = target.parent if target is not None else None
+        if on_pipeline is not None:
+            on_pipeline(manager.pipeline.text())
+        built = build_model(model, registry)
+    with _phase("trace", times):
+        ir = to_ir(built, registry, calib_data, example_inputs)
     # A big graph is 10^5+ small Python objects that live for the whole run, and the cyclic
     # collector rescans them again and again (measured: a quarter of the time at 16k ONNX nodes,
     # and what made the run grow faster than the graph). Passes make little cyclic garbage, so
@@ -138,10 +163,26 @@ def compile(
     finally:
         if was_enabled:
             gc.enable()
-        gc.collect()
-    if target is not None:
-        result.ir.save(target)
-    return CompileResult(result.ir, result.records, manager.pipeline.text(), target)
+        with _phase("write", times):
+            gc.collect()
+    with _phase("write", times):
+        if target is not None:
+            result.ir.save(target)
+    for record in result.records:
+        times["export" if record.conversion else "passes"] += record.wall_seconds
+    times["other"] = max(time.perf_counter() - started - sum(times.values()), 0.0)
+    return CompileResult(result.ir, result.records, manager.pipeline.text(), target, times)
+
+
+@contextmanager
+def _phase(name: str, times: dict[str, float]) -> Iterator[None]:
+    """A phase of the compile: shown as progress, its seconds added to `times[name]`."""
+    start = time.perf_counter()
+    try:
+        with progress.step(name):
+            yield
+    finally:
+        times[name] += time.perf_counter() - start
 
 
 def resolve_output(output, kind: str) -> Path:

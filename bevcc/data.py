@@ -1,4 +1,5 @@
-"""Calibration/example data: an .npz, a directory of .npz, or `file.py:callable` giving batches."""
+"""Calibration/example data: an .npz, a directory of .npz, or a `file.py:callable` or
+`package.module:callable` reference giving batches."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class CalibData:
                 return iter([_read_npz(path)])
             raise InputError(
                 f"calibration data {path}: expected an .npz file, a directory of "
-                ".npz files, or file.py:callable"
+                ".npz files, or file.py:callable / package.module:callable"
             )
         if isinstance(source, str):
             fn = load_callable(source, "calibration data")

@@ -24,9 +24,14 @@ def input_kind(model) -> str:
 
 
 def load_ir(model, registry, calib: CalibData | None = None, example_inputs=None) -> IR:
-    """Load `model` into the IR that `input_kind(model)` names."""
-    if isinstance(model, IR):
-        return model
+    """Load `model` into the IR that `input_kind(model)` names: build_model, then to_ir."""
+    return to_ir(build_model(model, registry), registry, calib, example_inputs)
+
+
+def build_model(model, registry):
+    """What `model` names, built: a file (.onnx, .pt) read into its IR, a reference's callable
+    called (its nn.Module or (module, example_inputs)); anything else as given. This is the
+    "load" of a compile's time: the user's code building the model, its weights and data."""
     if isinstance(model, (str, os.PathLike)):
         text = str(model)
         if text.endswith(".onnx"):
@@ -35,7 +40,15 @@ def load_ir(model, registry, calib: CalibData | None = None, example_inputs=None
             return OnnxIR.load(text)
         if text.endswith(".pt"):
             return _load_fx_file(Path(text), registry)
-        model = _build_referenced(text, registry)
+        return _build_referenced(text, registry)
+    return model
+
+
+def to_ir(model, registry, calib: CalibData | None = None, example_inputs=None) -> IR:
+    """A built model as an IR: an IR as it is, an ONNX ModelProto wrapped, a PyTorch module
+    traced and specialized to its example inputs (the "trace" of a compile's time)."""
+    if isinstance(model, IR):
+        return model
     if type(model).__name__ == "ModelProto":
         from bevcc.ir.onnx import OnnxIR
 

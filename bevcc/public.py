@@ -29,6 +29,8 @@ PUBLIC_MODULES = (
     "bevcc.sparse.interpreter",
     "bevcc.sparse.libspconv_check",
     "bevcc.lint.checks",
+    # progress of long loops and phases (a plugin's model builder, a set's `evaluate`)
+    "bevcc.progress",
     # TensorRT's Q/DQ rules as data, and the FX spelling of their ops
     "bevcc.trt.rules",
     "bevcc.trt.fx_ops",

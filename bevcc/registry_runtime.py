@@ -182,6 +182,14 @@ class RuntimeTables:
         self.resolve()
         return self._models
 
+    def model_names(self) -> list[str]:
+        """The registered model names, deferred ones by what their plugin declared: for help
+        text, which must not run a deferred load (they import torch)."""
+        names = set(self._models)
+        for group in self._deferred:
+            names.update(group.declared.get("models", ()))
+        return sorted(names)
+
     def leaf_types(self) -> tuple[type, ...]:
         return tuple(e.obj for e in self.leaf_modules)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from bevcc.plugins import load_plugins
 from bevcc.testing import run_bevcc  # noqa: F401  (tests import it from here)
 
 PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
+# a line of BEVCC_PROGRESS=lines (bevcc/progress.py): clock, seconds since start, what runs
+PROGRESS_LINE = re.compile(r"^bevcc \d\d:\d\d:\d\d \+(\d+\.\d)s (.+)$")
 
 
 def repo_plugins() -> dict[str, str]:

@@ -180,6 +180,62 @@ def test_passes_json_lists_builtins_with_their_options():
     assert {r["plugin"] for r in rows.values()} == {"bevcc"}
 
 
+def test_passes_text_says_which_ir_each_options_line_belongs_to():
+    """qdq_insert exists on fx and on onnx with different options: each line names its pass as
+    a pipeline writes it, one line per registered pass that has options (per --json)."""
+    text = run_bevcc("passes", env_extra=NO_PLUGINS).stdout.splitlines()
+    rows = json.loads(run_bevcc("passes", "--json", env_extra=NO_PLUGINS).stdout)["passes"]
+    labels = [line.split(" options: ")[0].strip() for line in text if " options: " in line]
+    expected = [
+        f"{r['ir']}({r['name']})"
+        if r["ir"] == r["produces"]
+        else f"{r['name']} ({r['ir']}->{r['produces']})"
+        for r in rows
+        if r["options"]
+    ]
+    assert labels == expected and len(set(labels)) == len(labels)
+    assert {"fx(qdq_insert)", "onnx(qdq_insert)", "export (fx->onnx)"} <= set(labels)
+    assert "  onnx(cleanup) options: remove_unused_inputs: bool = False" in text
+
+
+def test_every_argument_of_every_command_has_help():
+    """`bevcc lint --json` and `bevcc sensitivity --mode` once printed a bare flag."""
+    import argparse
+
+    from bevcc.cli import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    bare = [
+        f"{name} {action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert len(commands) == 6 and bare == []
+
+
+def _models_listed_by(help_text: str) -> list[str]:
+    flat = " ".join(help_text.split())  # argparse wraps to the terminal's width
+    listed = flat.split("registered models (INPUT by name): ", 1)[1].split(";", 1)[0]
+    return listed.split(", ")
+
+
+@pytest.mark.parametrize("command", ["compile", "sensitivity"])
+def test_compile_help_names_the_registered_models_and_the_callable_forms(command):
+    proc = run_bevcc(command, "--help", env_extra=NO_PLUGINS)
+    assert proc.returncode == 0, proc.stderr
+    assert _models_listed_by(proc.stdout) == ["tiny_cnn", "tiny_sparse"]
+    flat = " ".join(proc.stdout.split())
+    assert "package.module:name, e.g. --calib bevcc.reference.tiny_cnn:calibration_batches" in flat
+    # with the installed plugins: every model a plugin declares, as `bevcc plugins` lists them
+    with_plugins = run_bevcc(command, "--help").stdout
+    listed = json.loads(run_bevcc("plugins", "--json").stdout)["plugins"]
+    declared = {m for p in listed for m in p.get("contributions", {}).get("models", [])}
+    assert _models_listed_by(with_plugins) == sorted(declared) and len(declared) > 2
+
+
 def test_plugins_json_and_version():
     proc = run_bevcc("plugins", "--json", env_extra=NO_PLUGINS)
     (builtin,) = json.loads(proc.stdout)["plugins"]

@@ -1,10 +1,13 @@
 """Set compile: one config with [[files]] -> a directory of deployable files, report.json/.md and
 build_trt_engines.sh, written whole or not at all (docs/deploy_sets.md)."""
 
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import onnx
@@ -13,11 +16,17 @@ import pytest
 import bevcc
 from bevcc.config import CompileConfig, FileSpec
 from bevcc.errors import UsageError
-from tests.conftest import run_bevcc
+from tests.conftest import PROGRESS_LINE, run_bevcc
 
 NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}  # another plugin's state must not leak in
-INT8 = "fx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable{top_k=1}),export,onnx(check)"
-FLOAT = "fx(bn_fold),export,onnx(check)"
+# a line a second (a fast machine builds the set in a few seconds: at 5 s it would show none)
+PROGRESS_LINES = {"BEVCC_PROGRESS": "lines", "BEVCC_PROGRESS_INTERVAL": "1"}
+TIME_KEYS = ["load", "trace", "passes", "export", "write", "other"]
+INT8 = (
+    "fx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable{top_k=1}),export,"
+    "onnx(strong_typing,check)"
+)
+FLOAT = "fx(bn_fold),export,onnx(strong_typing,check)"
 SPARSE = "fx(bn_fold,sparse_conv_quant),export_libspconv"
 NAMES = ["camera.int8", "camera.fp16", "lidar.backbone.xyz"]
 
@@ -62,7 +71,12 @@ def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("set")
     (home / "sparse_calib.py").write_text(SPARSE_CALIB)
     (home / "set.toml").write_text(SET_TOML)
-    proc = run_bevcc("compile", "--config", home / "set.toml", env_extra=NO_PLUGINS)
+    start = time.monotonic()
+    # with progress lines, as CI shows them (BEVCC_PROGRESS; the suite's default is off)
+    proc = run_bevcc(
+        "compile", "--config", home / "set.toml", env_extra={**NO_PLUGINS, **PROGRESS_LINES}
+    )
+    proc.wall_seconds = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr
     return home / "build" / "set", proc
 
@@ -106,6 +120,56 @@ def test_every_file_report_and_script_is_written_with_progress(built):
     assert [w.split(" (")[0] for w in wrote[:3]] == [f"wrote {out / n}.onnx" for n in NAMES]
     assert all(w.endswith(" s)") for w in wrote[:3])
     assert wrote[3:] == [f"wrote {out} (3 files, report.md)"]
+    others = [
+        line
+        for line in lines
+        if not line.startswith(("[", "wrote ", "bevcc: warning: "))
+        and not PROGRESS_LINE.match(line)
+    ]
+    assert len(others) == 1 and re.fullmatch(
+        r"time: [\d.]+ s \(load .*, other [\d.]+ s\)", others[0]
+    )
+
+
+def test_progress_lines_never_stop_for_more_than_ten_seconds(built):
+    """BEVCC_PROGRESS=lines: a timestamped line at least every 10 s from the start of the command
+    to its end, naming the file, the pass and the loop it is in (here one a second)."""
+    _, proc = built
+    lines = [m.groups() for m in map(PROGRESS_LINE.match, proc.stderr.splitlines()) if m]
+    times = [0.0] + [float(t) for t, _ in lines] + [proc.wall_seconds]
+    assert max(b - a for a, b in itertools.pairwise(times)) <= 10.0, proc.stderr
+    texts = [text for _, text in lines]
+    assert any(t.startswith("camera.int8 (1/3) > ") for t in texts), texts
+    # lines come from one place at one rate: never two within the interval (1 s)
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times[1:-1])), proc.stderr
+
+
+def test_report_accounts_for_every_second_of_each_file_and_the_set(built, report):
+    out, _ = built
+    data = json.loads((out / "report.json").read_text())
+    for name, entry in report.items():
+        phases = entry["time"]
+        assert list(phases) == TIME_KEYS, name
+        assert abs(sum(phases.values()) - entry["seconds"]) <= 0.01, (name, phases)
+        # the passes table is inside `passes`/`export`; what no phase covers is about 0
+        for key, conversion in (("passes", False), ("export", True)):
+            table = sum(
+                p["seconds"] + p["verify_seconds"]
+                for p in entry["passes"]
+                if ("(" not in p["name"]) == conversion
+            )
+            assert table - 0.01 <= phases[key], (name, key, phases)
+        assert phases["other"] <= 0.02 * entry["seconds"] + 0.05, (name, phases)
+        assert phases["load"] > 0 and phases["trace"] > 0 and phases["write"] > 0, name
+    assert list(data["time"]) == TIME_KEYS
+    assert abs(sum(data["time"].values()) - data["seconds"]) <= 0.01, data["time"]
+    files_total = sum(e["seconds"] for e in report.values())
+    assert files_total <= data["seconds"] <= files_total + 0.5
+    for key in TIME_KEYS[:-1]:
+        assert abs(data["time"][key] - sum(e["time"][key] for e in report.values())) <= 0.01
+    text = (out / "report.md").read_text()
+    assert f"Compiled in {data['seconds']:.1f} s: load " in text
+    assert text.count("\n- time: load ") == len(NAMES)
 
 
 def test_report_counts_equal_what_the_files_hold(built, report):
@@ -163,18 +227,82 @@ def test_report_has_the_sensitivity_decision_bn_fold_and_pass_times(report):
 def test_report_md_has_the_summary_table_then_one_section_per_file(built, report):
     text = (built[0] / "report.md").read_text()
     assert (
-        "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | INT8 MAC share "
-        "| kept float |"
+        "| file | precision | INT8 layers | Q/DQ pairs | lint errors | predicted Reformats | "
+        "MACs INT8 / FP16 / FP32 | kept float |"
     ) in text
     kept = report["camera.int8"]["kept_float"][0]
     q = report["camera.int8"]["qdq"]["quantize_linear"]
-    share = f"{100 * report['camera.int8']['lint']['int8_mac_share']:.1f}%"
-    assert f"| camera.int8.onnx | int8 | {q} | 0 | 0 | {share} | {kept} |" in text
-    assert "| camera.fp16.onnx | fp16 | 0 | 0 | 0 | 0.0% | - |" in text
-    assert "| lidar.backbone.xyz.onnx | libspconv | 0 | 0 | - |" in text
+    share = report["camera.int8"]["lint"]["int8_mac_share"]
+    shares = f"{100 * share:.1f}% / {100 * (1 - share):.1f}% / 0.0%"  # float layers: --fp16
+    assert f"| camera.int8.onnx | int8 | 7 of 8 | {q} | 0 | 0 | {shares} | {kept} |" in text
+    assert "| camera.fp16.onnx | fp16 | 0 of 8 | 0 | 0 | 0 | 0.0% / 100.0% / 0.0% | - |" in text
+    # INT8 from the libspconv attributes, not Q/DQ (the file has none: '-', not 0)
+    sparse_share = report["lidar.backbone.xyz"]["lint"]["int8_mac_share"]
+    assert (
+        f"| lidar.backbone.xyz.onnx | libspconv | 4 of 5 | - | 0 | - | "
+        f"{100 * sparse_share:.1f}% / {100 * (1 - sparse_share):.1f}% / 0.0% | - |"
+    ) in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
         f"## {n}" for n in NAMES
     ]
+
+
+def test_report_md_names_float_layers_by_module_path_beside_the_onnx_name(built, report):
+    text = (built[0] / "report.md").read_text()
+    kept = report["camera.int8"]["kept_float"][0]
+    assert report["camera.int8"]["kept_float_layers"] == {kept: [kept]}
+    head = next(e for e in report["camera.int8"]["layers"] if e["module"] == kept)
+    assert head["precision"] == "fp16"
+    assert f"| {kept} | `{head['onnx']}` | " in text
+    assert f"| FP16 | kept float (unit {kept}) |" in text
+    # the first sparse conv: FP16 by sparse_conv_quant, the module named as in the unit table
+    assert "| conv_input.0 | `conv_input_0` | " in text
+    assert "| FP16 | not quantized by the pipeline |" in text
+    # the measured values: SQNR has the float model as its reference
+    s = report["camera.int8"]["sensitivity"]
+    assert (s["float"], s["target"], s["goal"]) == (None, None, "top_k=1")
+    assert (
+        f"- sqnr vs the float model: float (reference), all INT8 {s['all_int8']:.4g}, "
+        f"final {s['final']:.4g}; top_k=1"
+    ) in text
+
+
+def test_report_counts_libspconv_int8_layers_from_the_precision_attributes(built, report):
+    model = onnx.load(built[0] / "lidar.backbone.xyz.onnx")
+    precisions = [
+        next(a.s for a in n.attribute if a.name == "precision")
+        for n in model.graph.node
+        if n.op_type == "SparseConvolution"
+    ]
+    lint = report["lidar.backbone.xyz"]["lint"]
+    assert (lint["int8_layers"], lint["total_layers"]) == (precisions.count(b"int8"), 5)
+    layers = report["lidar.backbone.xyz"]["layers"]
+    assert [e["precision"] for e in layers] == [
+        "int8" if p == b"int8" else "fp16" for p in precisions
+    ]
+    macs = report["lidar.backbone.xyz"]["macs"]
+    assert macs["int8"] == sum(e["macs"] for e in layers if e["precision"] == "int8") > 0
+    assert macs["int8"] + macs["fp16"] == macs["total"] and macs["fp32"] == 0
+
+
+def test_mac_shares_sum_each_layers_precision():
+    from bevcc.deploy.mac_shares import mac_shares
+    from bevcc.lint.layers import Layer
+
+    layers = [
+        Layer("a", "a", 10, False, "fp32", precision="fp32"),
+        Layer("b", "b", 30, False, "fp16", precision="fp16"),
+        Layer("c", "c", 60, True, "fp32", precision="int8"),
+    ]
+    assert mac_shares(layers) == {
+        "int8": 60,
+        "fp16": 30,
+        "fp32": 10,
+        "total": 100,
+        "int8_share": 0.6,
+        "fp16_share": 0.3,
+        "fp32_share": 0.1,
+    }
 
 
 def test_engine_script_builds_each_tensorrt_file_from_any_directory(built, tmp_path):
@@ -250,6 +378,24 @@ ENTRY = 'name = "{name}"\ninput = "tiny_cnn"\npipeline = "fx(bn_fold),export"\np
             ["--pipeline", "fx(dce)"],
             "--pipeline given with",
         ),
+        (  # TensorRT 11 has no --fp16: an untyped file would build its float layers FP32
+            "[[files]]\n" + ENTRY.format(name="a").replace('"fp32"', '"fp16"'),
+            [],
+            (
+                "[[files]] entry 1 ('a'): precision 'fp16' needs a file typed fp16 (TensorRT 11 "
+                "builds float32 tensors in FP32 and takes no --fp16), but no pass in the "
+                "pipeline types it; add onnx(strong_typing) after the last pass that changes "
+                'the graph, or set precision = "fp32"'
+            ),
+        ),
+        (
+            "[[files]]\n" + ENTRY.format(name="a").replace("export", "export,onnx(strong_typing)"),
+            [],
+            (
+                "[[files]] entry 1 ('a'): precision 'fp32', but strong_typing types the file "
+                'for fp16; drop it from the pipeline or set precision = "fp16"'
+            ),
+        ),
     ],
 )
 def test_bad_entries_are_one_line_and_create_nothing(tmp_path, toml, args, message):
@@ -297,6 +443,28 @@ def test_python_api_returns_each_files_compile_result_and_replaces_the_old_set(t
         "report.md",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_a_typing_pass_that_declares_no_fp16_fails_the_fp16_file(tmp_path, registry):
+    """The pipeline check trusts a pass's `types`; the written file's declared precision is
+    checked too, so a typing pass that typed nothing cannot pass an fp16 file off."""
+    from bevcc.pm.pass_base import Pass
+
+    class TypesNothing(Pass):
+        name, summary, ir, types = "types_nothing", "claims to type, does not", "onnx", True
+
+        def call(self, ir):
+            return ir
+
+    registry.add_pass(TypesNothing)
+    spec = FileSpec("m", "tiny_cnn", "fx(dce),export,onnx(types_nothing)", "fp16")
+    message = (
+        r"file 'm' \(1/1\): precision fp16, but the file is not typed fp16 \(its typing pass "
+        r"declared nothing\); TensorRT 11 would build its float layers in FP32"
+    )
+    with pytest.raises(UsageError, match=message):
+        bevcc.compile_set(CompileConfig(files=[spec]), output=tmp_path / "set", registry=registry)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_directory_bevcc_did_not_write_is_never_replaced(tmp_path, registry):

@@ -581,7 +581,7 @@ def test_the_fp16_sets_failing_file_gets_its_reproducer_under_fp16(
     np.savez(tmp_path / "calib.npz", x=np.ones((2, 3, 32, 32), np.float32))
     (tmp_path / "set.toml").write_text(
         'output = "out"\nfp16_set = true\n[[files]]\nname = "m"\ninput = "tiny.onnx"\n'
-        'calib = "calib.npz"\npipeline = "onnx(qdq_insert,float_only,check)"\n'
+        'calib = "calib.npz"\npipeline = "onnx(qdq_insert,float_only,strong_typing,check)"\n'
         'precision = "int8"\n'
     )
     args = ["compile", "--config", "set.toml", "--reproducer", "rep"]
@@ -603,7 +603,7 @@ def test_the_fp16_sets_failing_file_gets_its_reproducer_under_fp16(
         "fp16/m/pipeline.txt",
     ]
     assert (rep / "fp16" / "m" / "README.txt").read_text().splitlines()[-1] == (
-        "bevcc compile rep/fp16/m/input.onnx --pipeline 'onnx(float_only,check)' --calib "
+        "bevcc compile rep/fp16/m/input.onnx --pipeline 'onnx(float_only,strong_typing,check)' --calib "
         "calib.npz -o rep/fp16/m/output"
     )
     assert not (tmp_path / "out").exists()

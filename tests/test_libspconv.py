@@ -323,7 +323,9 @@ def test_cli_compiles_the_registered_lidar_backbone_and_lint_reads_the_file(tmp_
     assert Counter(n.op_type for n in onnx.load(out).graph.node) == REFERENCE_OPS
     proc = run_bevcc("lint", out)
     assert proc.returncode == 0 and "(libspconv file)" in proc.stdout
-    assert "fp16 layers (1): conv_input_0" in proc.stdout
+    # the module path beside the node name, and the INT8 layers counted from the attributes
+    assert "fp16 layers (1): conv_input.0 (conv_input_0)" in proc.stdout
+    assert "INT8 layers          20 of 21 sparse convs" in proc.stdout
 
 
 def test_fp16_layers_are_chosen_by_name_and_their_producers_write_fp16(tmp_path, encoder, registry):

@@ -41,7 +41,7 @@ def test_structure_of_a_parsed_pipeline():
         ("fx(dce", 7, "expected ')'"),
         ("fx(dce))", 8, "expected ',' or end of text"),
         ("fx(dce{opset})", 13, "expected '='"),
-        ("fx(dce{a=})", 10, "expected an option value"),
+        ("fx(dce{a=)})", 10, "expected an option value"),
         ("fx(,dce)", 4, "expected a pass name"),
         ('fx(a{b="open', 13, "expected closing '\"'"),
         ("fx(a),,export", 7, "expected an IR group"),
@@ -53,6 +53,14 @@ def test_syntax_errors_name_the_column(text, column, expected):
     message = str(info.value)
     assert expected in message and f"column {column}" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["fx(a{b=})", "fx(a{b= })", 'fx(a{b=""})'])
+def test_an_option_written_without_a_value_is_the_empty_value(text):
+    """`b=` reaches the option's own check (e.g. `key must not be empty`), as `b=""` does."""
+    assert parse_pipeline(text).elements == [IRGroup("fx", [StepSpec("a", [("b", "")])])]
+    assert parse_pipeline(text).text() == 'fx(a{b=""})'
+    assert parse_pipeline("fx(a{b=,c=1})").elements[0].steps[0].options == [("b", ""), ("c", "1")]
 
 
 def test_empty_pipeline_is_an_error():

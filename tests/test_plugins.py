@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pip_install(target: Path, source: Path) -> None:
+    # no time limit: a local folder without dependencies or build isolation, so pip reaches no
+    # index and starts no build environment; nothing there can hang
     subprocess.run(
         [
             sys.executable,
@@ -32,7 +34,6 @@ def _pip_install(target: Path, source: Path) -> None:
         ],
         check=True,
         capture_output=True,
-        timeout=300,
     )
 
 

@@ -1,12 +1,14 @@
 """The README's commands run as written (minus the setup step) and emit lint-clean files."""
 
+import itertools
 import json
+import re
 
 import onnx
 import pytest
 
 from bevcc.lint.checks import lint_model
-from tests.conftest import run_bevcc
+from tests.conftest import PROGRESS_LINE, run_bevcc
 
 FILES = {
     "camera.backbone": "int8",
@@ -36,6 +38,36 @@ def test_main_job_writes_the_five_files_and_the_report(main_job):
     assert script.count("--onnx=") == 4 and "lidar.backbone.xyz.onnx" in script
 
 
+def test_main_job_shows_progress_at_least_every_ten_seconds(main_job):
+    """The fixture runs it with BEVCC_PROGRESS=lines, as a CI log or a container without a
+    terminal would with --progress: from the start of the command to its end, no 10 s pass
+    without a line, and the lines name the file, the pass and the loop it is in."""
+    _, proc = main_job
+    lines = [m.groups() for m in map(PROGRESS_LINE.match, proc.stderr.splitlines()) if m]
+    times = [0.0] + [float(t) for t, _ in lines] + [proc.wall_seconds]
+    gaps = [(b - a, b) for a, b in itertools.pairwise(times)]
+    assert max(gaps)[0] <= 10.0, f"{max(gaps)[0]:.1f} s without a line before +{max(gaps)[1]}s"
+    texts = [text for _, text in lines]
+    for position, name in ((1, "camera.backbone"), (3, "lidar.backbone.xyz"), (4, "fuser")):
+        # the files that take minutes (the others may pass between two lines)
+        assert any(t.startswith(f"{name} ({position}/5) > fx(") for t in texts), name
+    assert any("> sensitivity: " in t and ", ETA " in t for t in texts)
+
+
+def test_main_job_report_accounts_for_every_second(main_job):
+    out, proc = main_job
+    for report in (out / "report.json", out / "fp16" / "report.json"):
+        data = json.loads(report.read_text())
+        assert abs(sum(data["time"].values()) - data["seconds"]) <= 0.01
+        for entry in data["files"]:
+            time = entry["time"]
+            assert abs(sum(time.values()) - entry["seconds"]) <= 0.01, entry["name"]
+            assert time["other"] <= 0.01 * entry["seconds"] + 0.1, (entry["name"], time)
+    # the command's own total: both sets and the setup, by phase
+    total = re.search(r"^time: ([\d.]+) s \(load ([\d.]+) s, .*\)$", proc.stderr, re.MULTILINE)
+    assert total and float(total.group(1)) <= proc.wall_seconds
+
+
 def test_main_job_files_are_lint_clean(main_job):
     out, _ = main_job
     report = {f["name"]: f for f in json.loads((out / "report.json").read_text())["files"]}
@@ -53,6 +85,41 @@ def test_main_job_files_are_lint_clean(main_job):
     assert report["camera.backbone"]["sensitivity"]["metric"] == "sqnr"
     assert report["fuser"]["sensitivity"]["metric"] == "bevfusion_map"
     assert (out / "reports" / "camera.backbone" / "sensitivity.md").is_file()
+
+
+def test_main_job_report_names_layers_one_way_and_gives_every_value(main_job):
+    """report.md as a perception engineer reads it: the lidar file's INT8 layers counted from its
+    libspconv attributes, layers kept float named by the module path the units use (with the
+    ONNX name beside it), the task metric's float value next to all-INT8 and final."""
+    out, _ = main_job
+    text = (out / "report.md").read_text()
+    report = {f["name"]: f for f in json.loads((out / "report.json").read_text())["files"]}
+    lidar = onnx.load(out / "lidar.backbone.xyz.onnx")
+    precisions = [
+        next(a.s for a in node.attribute if a.name == "precision")
+        for node in lidar.graph.node
+        if node.op_type == "SparseConvolution"
+    ]
+    assert (
+        f"| lidar.backbone.xyz.onnx | libspconv | {precisions.count(b'int8')} of 21 | - |" in text
+    )
+    for name in ("camera.backbone", "lidar.backbone.xyz"):
+        floats = {e["module"]: e for e in report[name]["layers"] if e["precision"] != "int8"}
+        kept = report[name]["kept_float_layers"]
+        assert list(kept) == report[name]["kept_float"]
+        for unit, layers in kept.items():
+            for layer in layers:  # the units' names are the layers' module paths
+                row = f"| {layer} | `{floats[layer]['onnx']}` | "
+                assert row in text and f"| FP16 | kept float (unit {unit}) |" in text, layer
+    fuser = report["fuser"]["sensitivity"]
+    assert fuser["float"] is not None and fuser["goal"] == "max_drop=0.005"
+    assert (
+        f"- bevfusion_map: float {fuser['float']:.4g}, all INT8 {fuser['all_int8']:.4g}, "
+        f"final {fuser['final']:.4g}; target >= {fuser['target']:.4g} (max_drop=0.005)"
+    ) in text
+    for name in ("camera.backbone", "lidar.backbone.xyz", "fuser"):
+        macs = report[name]["macs"]
+        assert macs["int8"] + macs["fp16"] == macs["total"] > 0 and macs["fp32"] == 0, name
 
 
 def test_single_model_example_compiles_tiny_cnn_to_int8(tmp_path, readme_commands):

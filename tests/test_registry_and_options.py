@@ -89,7 +89,15 @@ def test_options_are_converted_to_their_declared_types():
 @pytest.mark.parametrize(
     "given, message",
     [
-        ([("count", "three")], "pass 'typed' option 'count=three': invalid literal for int()"),
+        (
+            [("count", "three")],
+            "pass 'typed' option 'count=three': expected an integer (e.g. 3 or 0x10)",
+        ),
+        ([("count", "")], "pass 'typed' option 'count=': expected an integer (e.g. 3 or 0x10)"),
+        (
+            [("ratio", "1/4")],
+            "pass 'typed' option 'ratio=1/4': expected a number (e.g. 0.25 or 1e-3)",
+        ),
         ([("flag", "maybe")], "pass 'typed' option 'flag=maybe': expected true or false"),
         ([("mode", "mse")], "pass 'typed' option 'mode=mse': expected one of max, histogram"),
         (

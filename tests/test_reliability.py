@@ -15,6 +15,7 @@ import onnx
 import pytest
 import torch
 
+from bevcc.testing import scaled_timeout
 from tests.conftest import run_bevcc
 
 INT8 = "fx(bn_fold,qdq_insert,quantizer_unify),export,onnx(check)"
@@ -267,7 +268,7 @@ def test_a_write_that_fails_half_way_leaves_no_file(tmp_path):
         [str(exe), "compile", "tiny_cnn", "--calib", CALIB, "--pipeline", INT8, "-o", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=scaled_timeout(300),  # bevcc compile waits on forked children: end a hang
         preexec_fn=_limit_file_size,
         check=False,
     )

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import onnx
 import pytest
+import torch
 
 import bevcc
 from bevcc.errors import BevccError
 from bevcc.lint.checks import lint_model
 from bevcc.reference.planted import calibration_batches, planted
+from bevcc.testing import scaled_timeout
 from tests.conftest import run_bevcc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,12 @@ def test_planted_layer_is_ranked_first_and_exactly_it_stays_float(tmp_path, regi
     assert ranked[0] == "probe"
     assert stats["disabled"] == ["probe"]
     assert stats["all_int8"] < 30 <= stats["final"]
+    # SQNR is measured against the float model: it is the reference, with no value of its own
+    assert (stats["float"], stats["target"], stats["goal"]) == (None, 30, "min_sqnr_db=30")
+    assert result.records[-1].report[1].strip() == (
+        f"sqnr vs the float model: float (reference), all INT8 {stats['all_int8']:.4g}, "
+        f"final {stats['final']:.4g}; target >= 30 (min_sqnr_db=30)"
+    )
     # keeping it float helps more than keeping any other layer float
     assert max(table, key=lambda name: table[name]["alone_float"]) == "probe"
     probe = result.ir.module.get_submodule("probe")
@@ -100,7 +108,7 @@ def test_two_gloo_ranks_give_the_table_of_one_process(tmp_path):
             capture_output=True,
             text=True,
             env=env,
-            timeout=300,
+            timeout=scaled_timeout(300),  # a rank left waiting for its peer would wait 30 min
             check=False,
             cwd=ROOT,
         )
@@ -174,6 +182,17 @@ def test_task_metric_with_labels_and_a_relative_drop_budget(registry):
     )
     stats = result.records[-1].stats
     assert stats["metric"] == "accuracy" and stats["final"] >= 0.98
+    # the float model's accuracy on the evaluation batches, computed here from the model itself
+    with torch.no_grad():
+        float_outputs = [(model(torch.from_numpy(b["image"])),) for b in batches[:4]]
+    float_accuracy = accuracy(float_outputs, None, batches[:4])
+    assert stats["float"] == pytest.approx(float_accuracy)
+    assert stats["target"] == pytest.approx(0.99 * float_accuracy)
+    assert stats["goal"] == "max_drop=0.01"
+    assert result.records[-1].report[1].strip() == (
+        f"accuracy: float {float_accuracy:.4g}, all INT8 {stats['all_int8']:.4g}, final "
+        f"{stats['final']:.4g}; target >= {0.99 * float_accuracy:.4g} (max_drop=0.01)"
+    )
     assert stats["disabled"] == []  # INT8 already within 1% of float on this model
     assert set(stats["table"]) == {"stem.0", "body.0", "body.3", "classifier"}
 

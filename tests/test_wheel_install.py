@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from bevcc.testing import scaled_timeout
+
 ROOT = Path(__file__).resolve().parents[1]
+# The venv sees the wheel and the test environment's dependencies, not a source tree on PYTHONPATH.
+_WITHOUT_PYTHONPATH = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def _source_modules() -> set[str]:
@@ -33,6 +37,8 @@ def _source_modules() -> set[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # no time limit on pip and venv here: local files only (--no-deps, --no-index, no build
+    # isolation), so nothing is downloaded and nothing can hang
     subprocess.run(
         [
             sys.executable,
@@ -49,7 +55,6 @@ def wheel(tmp_path_factory) -> Path:
         ],
         check=True,
         capture_output=True,
-        timeout=300,
     )
     (path,) = out.glob("bevcc-*.whl")
     return path
@@ -69,7 +74,7 @@ def venv(wheel, tmp_path_factory) -> Path:
     environment's, reached through a .pth line: a plain path entry, so the editable install's
     finder there is never activated and `import bevcc` can only find the wheel's copy."""
     root = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
     python = root / "bin" / "python"
     subprocess.run(
         [
@@ -84,8 +89,8 @@ def venv(wheel, tmp_path_factory) -> Path:
             str(wheel),
         ],
         check=True,
-        timeout=300,
         capture_output=True,
+        env=_WITHOUT_PYTHONPATH,  # a tree on PYTHONPATH would hold bevcc "installed" already
     )
     query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     purelib = subprocess.run(
@@ -97,7 +102,7 @@ def venv(wheel, tmp_path_factory) -> Path:
 
 
 def _run(venv: Path, *args, cwd: Path):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = dict(_WITHOUT_PYTHONPATH)
     env["BEVCC_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the test env's editable plugins are not here
     return subprocess.run(
         [str(venv / "bin" / args[0]), *map(str, args[1:])],
@@ -105,7 +110,7 @@ def _run(venv: Path, *args, cwd: Path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled_timeout(600),  # bevcc compile waits on forked children: end a hang
         check=False,
     )
 

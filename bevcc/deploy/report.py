@@ -9,6 +9,11 @@ number; new fields may appear). Paths are relative to the output directory DIR.
       "bevcc_version": "0.1.0",
       "config": "path/of/set.toml" | null,       # null: compile_set was given an object
       "engine_script": "build_trt_engines.sh",
+      "seconds": 312.4,                          # wall time of the set: its files one after
+                                                 # another and their report, until it is written
+      "time": {"load": 20.1, "trace": 1.2, "passes": 270.3, "export": 18.0, "write": 2.7,
+               "other": 0.1},                    # `seconds` by phase: the files' `time` summed,
+                                                 # `other` adding what passed between them
       "files": [                                 # in config order
         {
           "name": "camera.backbone",
@@ -17,7 +22,16 @@ number; new fields may appear). Paths are relative to the output directory DIR.
           "precision": "int8" | "fp16" | "fp32" | "libspconv",
           "input": "...", "calib": "..." | null,     # as resolved from the config
           "pipeline": "fx(bn_fold,...),export,onnx(check)",   # canonical text
-          "seconds": 3.21,                           # wall time of this file's compile
+          "seconds": 3.21,                           # wall time of this file's compile, from
+                                                     # building the model to its report entry
+          "time": {                                  # `seconds` by phase (they sum to it):
+            "load": 1.1,       # plugins' deferred parts and pass modules imported, the model
+                               # built (the config's callable: weights, data) or read
+            "trace": 0.3,      # FX tracing and specialization (an ONNX input: 0)
+            "passes": 1.5,     # the passes with their checks (`passes[].seconds` + verify)
+            "export": 0.2,     # conversions between IRs: export, export_libspconv
+            "write": 0.1,      # the file saved, read back and linted for this entry
+            "other": 0.0},     # what no phase covers: about 0
           "qdq": {"quantize_linear": 17, "dequantize_linear": 17},   # node counts in the file
           "lint": {                                  # bevcc.lint.checks.lint_model
             "kind": "qdq" | "libspconv",             # libspconv: the libspconv parser's checks
@@ -25,12 +39,27 @@ number; new fields may appear). Paths are relative to the output directory DIR.
             "problems": ["..."],
             "predicted_reformats": 0 | null,         # null for libspconv (no TensorRT engine)
             "int8_macs": 123, "total_macs": 456, "int8_mac_share": 0.27,
-            "float_layers": ["..."]                  # MAC layers not in INT8 (fp16 for libspconv)
+            "float_layers": ["..."],                 # ONNX names of the MAC layers not in INT8
+            "int8_layers": 5, "total_layers": 7      # libspconv: counted from each sparse
+                                                     # conv's `precision` attribute (no Q/DQ)
           },
+          "macs": {"int8": 123, "fp16": 333, "fp32": 0, "total": 456,   # by the rule below
+                   "int8_share": 0.27, "fp16_share": 0.73, "fp32_share": 0.0},
+          "layers": [                                # every MAC layer, in graph order
+            {"onnx": "/conv1_3/Conv",                # the node name in the file
+             "module": "backbone.layer1.2.conv1" | null,   # the PyTorch module (from the
+                                                     # weight's name; null: a computed weight)
+             "macs": 1081344, "precision": "int8" | "fp16" | "fp32"}],
           "kept_float": ["head"] | null,             # units sensitivity_disable kept float;
                                                      # null: the pass did not run
+          "kept_float_layers": {"head": ["head"]} | null,   # those units' layers
           "sensitivity": null | {                    # the last sensitivity_disable run
-            "metric": "sqnr" | null, "all_int8": 40.0 | null, "final": 41.3 | null,
+            "metric": "sqnr" | null,
+            "float": 0.70 | null,                    # the float model; null for sqnr and
+                                                     # cosine, measured against it
+            "all_int8": 40.0 | null, "final": 41.3 | null,
+            "target": 32.0 | null,                   # what the decision held the model to
+            "goal": "min_sqnr_db=32" | "max_drop=0.005" | "top_k=2" | null,
             "units": 7,                              # quantized units it found
             "ranking": [                             # most sensitive first, at most 10 rows
               {"unit": "head", "alone_quantized": 45.6 | null, "alone_float": 41.3 | null,
@@ -45,6 +74,11 @@ number; new fields may appear). Paths are relative to the output directory DIR.
         }
       ]
     }
+
+Precision of a layer, and the "macs" shares (bevcc/deploy/mac_shares.py; docs/deploy_sets.md):
+what the strongly typed build runs it at. INT8 when the file quantizes it (Q/DQ on input and
+weight; libspconv `precision="int8"`); otherwise the type of its float tensors (FP16 in a file
+the strong_typing pass typed, except the layers it kept FP32); FP16 for libspconv's other convs.
 """
 
 from __future__ import annotations
@@ -55,6 +89,8 @@ from pathlib import Path
 
 from bevcc.compiler import CompileResult
 from bevcc.config import FileSpec
+from bevcc.deploy.mac_shares import mac_shares
+from bevcc.deploy.time_accounting import time_text
 from bevcc.deploy.trtexec_script import SCRIPT_NAME, engine_name
 from bevcc.pm.pass_base import ReportContext
 from bevcc.pm.pipeline import parse_pipeline
@@ -70,8 +106,11 @@ _BASE_KEYS = (
     "calib",
     "pipeline",
     "seconds",
+    "time",
     "qdq",
     "lint",
+    "macs",
+    "layers",
     "passes",
     "artifacts",
 )
@@ -103,6 +142,7 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
         "calib": spec.calib,
         "pipeline": result.pipeline,
         "seconds": round(seconds, 3),
+        "time": dict(result.time),  # the set compile completes it with the file's lint
         "qdq": {
             "quantize_linear": ops.count("QuantizeLinear"),
             "dequantize_linear": ops.count("DequantizeLinear"),
@@ -116,7 +156,21 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
             "total_macs": lint.total_macs,
             "int8_mac_share": round(lint.int8_mac_share, 6),
             "float_layers": lint.float_layers,
+            "int8_layers": lint.int8_layers,
+            "total_layers": len(lint.layers),
+            # the float precision the file declares (strong_typing), None when untyped
+            "float_precision": None if lint.typing is None else lint.typing.declared,
         },
+        "macs": mac_shares(lint.layers),
+        "layers": [
+            {
+                "onnx": layer.onnx,
+                "module": layer.module,
+                "macs": layer.macs,
+                "precision": layer.precision,
+            }
+            for layer in lint.layers
+        ],
         "passes": [
             {
                 "name": r.name,
@@ -177,7 +231,7 @@ def retarget(value, old: str, new: str):
     return value
 
 
-def report_json(entries: list[dict], config_source: str | None) -> str:
+def report_json(entries: list[dict], config_source: str | None, seconds: float, time: dict) -> str:
     from bevcc.version import __version__
 
     data = {
@@ -185,6 +239,8 @@ def report_json(entries: list[dict], config_source: str | None) -> str:
         "bevcc_version": __version__,
         "config": config_source,
         "engine_script": SCRIPT_NAME,
+        "seconds": round(seconds, 3),
+        "time": time,
         "files": entries,
     }
     return json.dumps(data, indent=2) + "\n"
@@ -192,12 +248,25 @@ def report_json(entries: list[dict], config_source: str | None) -> str:
 
 # ---- report.md --------------------------------------------------------------------------------
 def _qdq(entry: dict) -> str:
+    """Q/DQ node pairs; '-' for a libspconv file, whose INT8 is in attributes, not Q/DQ."""
+    if entry["precision"] == "libspconv":
+        return "-"
     q, dq = entry["qdq"]["quantize_linear"], entry["qdq"]["dequantize_linear"]
     return str(q) if q == dq else f"{q} Q / {dq} DQ"
 
 
-def _share(entry: dict) -> str:
-    return f"{100 * entry['lint']['int8_mac_share']:.1f}%"
+def _int8_layers(entry: dict) -> str:
+    lint = entry["lint"]
+    return f"{lint['int8_layers']} of {lint['total_layers']}"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def _shares(entry: dict) -> str:
+    """INT8 / FP16 / FP32 shares of the file's MACs."""
+    return " / ".join(_percent(entry["macs"][f"{p}_share"]) for p in ("int8", "fp16", "fp32"))
 
 
 def _kept(entry: dict) -> str:
@@ -208,30 +277,43 @@ def _kept(entry: dict) -> str:
     return ", ".join(kept) or "none"
 
 
-def report_markdown(entries: list[dict], config_source: str | None) -> str:
+def report_markdown(entries: list[dict], config_source: str | None, time: dict) -> str:
     lines = ["# Deployable set", ""]
     if config_source:
         lines += [f"Built from `{config_source}`. Engines: `./{SCRIPT_NAME}`.", ""]
+    lines += [f"Compiled in {sum(time.values()):.1f} s: {time_text(time)}.", ""]
     lines += [
         (
-            "| file | precision | Q/DQ pairs | lint errors | predicted Reformats | "
-            "INT8 MAC share | kept float |"
+            "| file | precision | INT8 layers | Q/DQ pairs | lint errors | predicted Reformats | "
+            "MACs INT8 / FP16 / FP32 | kept float |"
         ),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         reformats = e["lint"]["predicted_reformats"]
         lines.append(
-            f"| {e['file']} | {e['precision']} | {_qdq(e)} | {e['lint']['errors']} | "
-            f"{'-' if reformats is None else reformats} | {_share(e)} | {_kept(e)} |"
+            f"| {e['file']} | {e['precision']} | {_int8_layers(e)} | {_qdq(e)} | "
+            f"{e['lint']['errors']} | {'-' if reformats is None else reformats} | "
+            f"{_shares(e)} | {_kept(e)} |"
         )
+    lines += [
+        "",
+        (
+            "INT8 layers: the compute layers (Conv, ConvTranspose, Gemm, MatMul, sparse convs) "
+            "the file runs in INT8. MACs: the precision each layer runs in as the set builds "
+            "the file (the rule: docs/deploy_sets.md). Layers are named by their PyTorch module "
+            "path, with the ONNX node name beside it."
+        ),
+    ]
     for e in entries:
         lines += ["", *_section(e)]
     return "\n".join(lines) + "\n"
 
 
 def _section(e: dict) -> list[str]:
-    lint = e["lint"]
+    from bevcc.lint.report import macs_text
+
+    lint, macs = e["lint"], e["macs"]
     lines = [
         f"## {e['name']}",
         "",
@@ -239,11 +321,25 @@ def _section(e: dict) -> list[str]:
         + (f"engine `{e['engine']}`)" if e["engine"] else "loaded by libspconv)"),
         f"- input: `{e['input']}`" + (f", calib: `{e['calib']}`" if e["calib"] else ""),
         f"- pipeline: `{e['pipeline']}` ({e['seconds']:.1f} s)",
-        (
+        f"- time: {time_text(e['time'])}",
+    ]
+    if e["precision"] == "libspconv":
+        lines.append(
+            f'- INT8 layers: {_int8_layers(e)} sparse convs have `precision="int8"` (a '
+            "libspconv file holds no Q/DQ nodes; the others run FP16)"
+        )
+    else:
+        lines.append(
             f"- Q/DQ: {e['qdq']['quantize_linear']} QuantizeLinear, "
-            f"{e['qdq']['dequantize_linear']} DequantizeLinear"
+            f"{e['qdq']['dequantize_linear']} DequantizeLinear; INT8 layers {_int8_layers(e)}"
+        )
+    dense = " dense-equivalent" if e["precision"] == "libspconv" else ""
+    lines += [
+        (
+            f"- MACs: INT8 {_percent(macs['int8_share'])}, FP16 {_percent(macs['fp16_share'])}, "
+            f"FP32 {_percent(macs['fp32_share'])} of {macs_text(macs['total'])}{dense}"
         ),
-        f"- lint ({lint['kind']}): {lint['errors']} error(s), INT8 MAC share {_share(e)}"
+        f"- lint ({lint['kind']}): {lint['errors']} error(s)"
         + (
             ""
             if lint["predicted_reformats"] is None
@@ -251,15 +347,42 @@ def _section(e: dict) -> list[str]:
         ),
     ]
     lines += [f"  - {problem}" for problem in lint["problems"]]
-    if lint["float_layers"] and e["precision"] in ("int8", "libspconv"):  # else: all of them
-        lines.append(f"- layers not in INT8: {', '.join(lint['float_layers'])}")
     lines += _pass_lines(e)
+    lines += _float_layer_lines(e)
     lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
     for p in e["passes"]:
         report = "<br>".join(line.strip().replace("|", "\\|") for line in p["report"])
         lines.append(
             f"| `{p['name']}` | {p['seconds']:.3f} | {p['verify_seconds']:.3f} | "
             f"{'yes' if p['modified'] else 'no'} | {report} |"
+        )
+    return lines
+
+
+def _float_layer_lines(e: dict) -> list[str]:
+    """The layers of an INT8 file that are not INT8, each with its module path, ONNX name, MACs,
+    the precision it runs in and why it is float. (In an fp16/fp32 file every layer is.)"""
+    from bevcc.lint.report import macs_text
+
+    floats = [layer for layer in e["layers"] if layer["precision"] != "int8"]
+    if not floats or e["precision"] not in ("int8", "libspconv"):
+        return []
+    unit_of = {
+        name: unit for unit, names in (e.get("kept_float_layers") or {}).items() for name in names
+    }
+    lines = [
+        "",
+        f"Layers not in INT8 ({len(floats)} of {len(e['layers'])}):",
+        "",
+        "| layer (module) | ONNX node | MACs | runs in | why |",
+        "|---|---|---|---|---|",
+    ]
+    for layer in floats:
+        unit = unit_of.get(layer["module"]) or unit_of.get(layer["onnx"])
+        why = f"kept float (unit {unit})" if unit else "not quantized by the pipeline"
+        lines.append(
+            f"| {layer['module'] or '-'} | `{layer['onnx']}` | {macs_text(layer['macs'])} | "
+            f"{layer['precision'].upper()} | {why} |"
         )
     return lines
 

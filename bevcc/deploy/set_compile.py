@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from bevcc import progress
 from bevcc.atomic import atomic_directory
-from bevcc.compiler import CompileResult, compile
+from bevcc.compiler import TIME_KEYS, CompileResult, compile
 from bevcc.config import CompileConfig, FileSpec, check_files, load_config
 from bevcc.deploy.report import (
     SCHEMA,
@@ -28,6 +29,7 @@ from bevcc.deploy.report import (
     retarget,
     with_all_sections,
 )
+from bevcc.deploy.time_accounting import file_time, set_time
 from bevcc.deploy.trtexec_script import SCRIPT_NAME, trtexec_script
 from bevcc.errors import BevccError, UsageError
 from bevcc.frontend import input_kind
@@ -56,6 +58,13 @@ class SetResult:
     report_json: Path
     report_md: Path
     engine_script: Path
+    # the whole compile_set call by phase (bevcc.compiler.TIME_KEYS), both sets; checking the
+    # config and loading the plugins before the first file count as load
+    time: dict[str, float]
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.time.values())
 
     def __getitem__(self, name: str) -> SetFile:
         for file in self.files:
@@ -85,6 +94,7 @@ def compile_set(
     `print_ir_after_failure` and `reproducer` are bevcc.compile's, for whichever file fails:
     its reproducer is written to `reproducer`/<file name>/ (fp16/<file name>/ for the FP16 set).
     """
+    started = time.perf_counter()
     if not isinstance(config, CompileConfig):
         config = load_config(config)
     where = f"config {config.source}" if config.source else "compile_set"
@@ -116,15 +126,16 @@ def compile_set(
         "reproducer": reproducer,
     }
     float_specs = [float_spec(spec, registry) for spec in config.files] if config.fp16_set else []
+    setup = time.perf_counter() - started
     with atomic_directory(target) as build_dir:
-        done = _build(config.files, pipelines, build_dir, target, config, **options)
+        done, set_times = _build(config.files, pipelines, build_dir, target, config, **options)
         if float_specs:
             print(
                 f"FP16 set ({FP16_DIR}/): the same files without their quantization passes",
                 file=stream,
                 flush=True,
             )
-            _build(
+            _, float_times = _build(
                 float_specs,
                 [s.pipeline for s in float_specs],
                 build_dir / FP16_DIR,
@@ -133,6 +144,9 @@ def compile_set(
                 group=FP16_DIR,
                 **options,
             )
+            set_times = {k: set_times[k] + float_times[k] for k in TIME_KEYS}
+    total = {**set_times, "load": set_times["load"] + setup}
+    total["other"] += max(time.perf_counter() - started - sum(total.values()), 0.0)
     files = [
         SetFile(
             spec, _moved(result, build_dir, target), target / result.output.name, seconds, entry
@@ -140,7 +154,7 @@ def compile_set(
         for spec, result, seconds, entry in done
     ]
     return SetResult(
-        target, files, target / "report.json", target / "report.md", target / SCRIPT_NAME
+        target, files, target / "report.json", target / "report.md", target / SCRIPT_NAME, total
     )
 
 
@@ -172,10 +186,12 @@ def _build(
     config: CompileConfig,
     group: str = "",
     **options,
-) -> list[tuple[FileSpec, CompileResult, float, dict]]:
+) -> tuple[list[tuple[FileSpec, CompileResult, float, dict]], dict]:
     """Compile `specs` into `build_dir` (later renamed to `target`) with the report and script;
-    `group` is their sub-directory of the set ("" or fp16), for reproducer paths."""
+    `group` is their sub-directory of the set ("" or fp16), for reproducer paths. Returns the
+    files and the set's time by phase."""
     stream = options["stream"]
+    started = time.perf_counter()
     build_dir.mkdir(exist_ok=True)
     done, entries = [], []
     for index, (spec, pipeline) in enumerate(zip(specs, pipelines, strict=True), 1):
@@ -183,22 +199,32 @@ def _build(
         label = f"file '{spec.name}' ({index}/{len(specs)})"  # for errors
         start = time.perf_counter()
         name = f"{group}/{spec.name}" if group else spec.name
-        result = _compile_one(spec, pipeline, build_dir, label, name, **options)
-        seconds = time.perf_counter() - start
-        entry = file_entry(spec, result, build_dir, seconds)
-        _check_precision(spec, entry, label)
+        with progress.step(name, index, len(specs)):
+            result = _compile_one(spec, pipeline, build_dir, label, name, **options)
+            lint_start = time.perf_counter()
+            with progress.step("lint"):  # the written file read back for its report entry
+                entry = file_entry(spec, result, build_dir, lint_start - start)
+                _check_precision(spec, entry, label)
+        end = time.perf_counter()
+        seconds = end - start
+        entry["seconds"] = round(seconds, 3)
+        entry["time"] = file_time(result.time, end - lint_start, seconds)
         entries.append(entry)
         done.append((spec, result, seconds, entry))
         print(f"wrote {target / result.output.name} ({seconds:.1f} s)", file=stream, flush=True)
-    for entry, full in zip(entries, with_all_sections(entries), strict=True):
-        entry.clear()
-        entry.update(full)  # `done` holds the same dicts
-    (build_dir / "report.json").write_text(report_json(entries, config.source))
-    (build_dir / "report.md").write_text(report_markdown(entries, config.source))
-    script = build_dir / SCRIPT_NAME
-    script.write_text(trtexec_script(specs, _script_header(config)))
-    script.chmod(0o755)
-    return done
+    with progress.step("report"):
+        for entry, full in zip(entries, with_all_sections(entries), strict=True):
+            entry.clear()
+            entry.update(full)  # `done` holds the same dicts
+        seconds = time.perf_counter() - started
+        times = set_time([e["time"] for e in entries], seconds)
+        (build_dir / "report.json").write_text(report_json(entries, config.source, seconds, times))
+        (build_dir / "report.md").write_text(report_markdown(entries, config.source, times))
+        script = build_dir / SCRIPT_NAME
+        script.write_text(trtexec_script(specs, _script_header(config)))
+        script.chmod(0o755)
+    times = {**times, "other": times["other"] + time.perf_counter() - started - seconds}
+    return done, times
 
 
 def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:
@@ -237,7 +263,29 @@ def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:
             f"{entry}: precision '{spec.precision}' does not fit a pipeline "
             f"ending on {kind} IR; use {fix}"
         )
+    if kind == "onnx":
+        _check_typing_steps(spec, [s.pass_ for s in steps], registry, entry)
     return pipeline.text()
+
+
+def _check_typing_steps(spec: FileSpec, passes: list, registry, entry: str) -> None:
+    """TensorRT 11 builds each layer in its tensors' types (10 too, with --stronglyTyped, as the
+    build script asks): a file meant to run INT8/FP16 must be typed fp16 by a pass, and an FP32
+    file must not be."""
+    typing = [p.name for p in passes if p.types]
+    if spec.precision in ("int8", "fp16") and not typing:
+        names = sorted({e.name for e in registry.entries() if getattr(e.obj, "types", False)})
+        raise UsageError(
+            f"{entry}: precision '{spec.precision}' needs a file typed fp16 (TensorRT 11 builds "
+            "float32 tensors in FP32 and takes no --fp16), but no pass in the pipeline types it; "
+            f"add onnx({' or '.join(names) or 'a typing pass'}) after the last pass that "
+            'changes the graph, or set precision = "fp32"'
+        )
+    if spec.precision == "fp32" and typing:
+        raise UsageError(
+            f"{entry}: precision 'fp32', but {typing[0]} types the file for fp16; drop it from "
+            'the pipeline or set precision = "fp16"'
+        )
 
 
 def _check_replaceable(target: Path, config: CompileConfig) -> None:
@@ -374,6 +422,13 @@ def _check_precision(spec: FileSpec, entry: dict, label: str) -> None:
             f"{label}: precision {spec.precision}, but the file has Q/DQ nodes "
             f"({entry['qdq']['quantize_linear']} QuantizeLinear); set precision = "
             '"int8" or drop the quantizing passes from the pipeline'
+        )
+    declared = entry["lint"]["float_precision"]
+    if spec.precision in ("int8", "fp16") and declared in (None, "fp32"):
+        raise UsageError(
+            f"{label}: precision {spec.precision}, but the file is not typed fp16 (its typing "
+            f"pass declared {declared or 'nothing'}); TensorRT 11 would build its float layers "
+            "in FP32"
         )
 
 

@@ -8,13 +8,14 @@ import onnx
 
 from bevcc.errors import InputError
 from bevcc.ir.onnx_shapes import InferenceCrash
+from bevcc.lint.layers import Layer, module_path, weight_type
 from bevcc.lint.typing import TypingReport, check_typing
 from bevcc.quant.encoding_check import check_encoding
 from bevcc.trt.domains import QdqGraph, from_dq
 from bevcc.trt.macs import node_macs, tensor_shapes
 from bevcc.trt.rules import ALL, rule_for
 
-__all__ = ["LintReport", "Mismatch", "lint_model"]
+__all__ = ["Layer", "LintReport", "Mismatch", "lint_model"]
 
 
 @dataclass
@@ -39,6 +40,12 @@ class LintReport:
     int8_macs: int = 0
     total_macs: int = 0
     float_layers: list[str] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)  # every compute layer, in graph order
+
+    @property
+    def int8_layers(self) -> int:
+        return sum(layer.int8 for layer in self.layers)
+
     typing: TypingReport | None = None  # strong typing (None for libspconv files)
 
     @property
@@ -66,6 +73,8 @@ class LintReport:
             "total_macs": self.total_macs,
             "int8_mac_share": round(self.int8_mac_share, 6),
             "float_layers": self.float_layers,
+            "int8_layers": self.int8_layers,
+            "layers": [asdict(layer) for layer in self.layers],
             "typing": None if self.typing is None else self.typing.to_json(),
             "errors": self.errors,
         }
@@ -74,13 +83,14 @@ class LintReport:
 def lint_model(
     model: onnx.ModelProto, path: str = "<model>", conv_transpose_axis: int = 0
 ) -> LintReport:
-    from bevcc.sparse.libspconv_check import check_libspconv, int8_share, is_libspconv_file
+    from bevcc.sparse.libspconv_check import check_libspconv, is_libspconv_file, sparse_layers
 
     report = LintReport(path)
     if is_libspconv_file(model):  # the lidar backbone file: libspconv's parser rules instead
         report.kind = "libspconv"
         report.problems = check_libspconv(model)
-        report.int8_macs, report.total_macs, report.float_layers = int8_share(model)
+        report.layers = sparse_layers(model)
+        _totals(report)
         return report
     try:  # first: a graph onnx cannot even infer shapes on gets one error, not half a report
         shapes = tensor_shapes(model)
@@ -92,6 +102,10 @@ def lint_model(
     report.mismatches = _mismatches(graph)
     _macs(graph, shapes, report)
     report.typing = check_typing(model, graph, shapes, lambda node: node_macs(node, shapes, graph))
+    # both walk the compute layers in graph order: the typing decides what each one runs at
+    assert len(report.typing.layers) == len(report.layers)
+    for layer, typed in zip(report.layers, report.typing.layers, strict=True):
+        layer.precision = typed.precision
     return report
 
 
@@ -128,20 +142,30 @@ def _mismatches(graph: QdqGraph) -> list[Mismatch]:
 
 def _macs(graph: QdqGraph, shapes: dict[str, list[int]], report: LintReport) -> None:
     """A layer runs INT8 when its activation and its weight both come from DQs."""
+    initializers = {t.name: t for t in graph.model.graph.initializer}
     for node in graph.nodes:
         rule = rule_for(node)
         if rule is None or not rule.layer:
             continue
-        macs = node_macs(node, shapes, graph)
-        report.total_macs += macs
-        if (
-            _from_dq(graph, node.input[0])
-            and len(node.input) > rule.weight
-            and _from_dq(graph, node.input[rule.weight])
-        ):
-            report.int8_macs += macs
-        else:
-            report.float_layers.append(node.name or node.output[0])
+        has_weight = len(node.input) > rule.weight
+        weight = node.input[rule.weight] if has_weight else ""
+        report.layers.append(
+            Layer(
+                onnx=node.name or node.output[0],
+                module=module_path(weight, graph.producer, initializers) if weight else None,
+                macs=node_macs(node, shapes, graph),
+                int8=bool(_from_dq(graph, node.input[0]) and weight and _from_dq(graph, weight)),
+                weight_type=weight_type(weight, graph.producer, initializers),
+            )
+        )
+    _totals(report)
+
+
+def _totals(report: LintReport) -> None:
+    """The INT8 and total MACs and the names of the layers not in INT8, from `report.layers`."""
+    report.total_macs = sum(layer.macs for layer in report.layers)
+    report.int8_macs = sum(layer.macs for layer in report.layers if layer.int8)
+    report.float_layers = [layer.onnx for layer in report.layers if not layer.int8]
 
 
 def _from_dq(graph: QdqGraph, name: str) -> bool:

@@ -5,11 +5,17 @@ from __future__ import annotations
 from bevcc.lint.checks import LintReport
 
 
-def _macs(n: int) -> str:
+def macs_text(n: int) -> str:
+    """A MAC count for people: 1.23G, 45.60M, 7.00k."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def _labels(report: LintReport) -> str:
+    """The layers not in INT8 as `module.path (onnx node name)`."""
+    return ", ".join(layer.label for layer in report.layers if not layer.int8)
 
 
 def human(report: LintReport) -> str:
@@ -18,16 +24,18 @@ def human(report: LintReport) -> str:
             f"bevcc lint {report.path} (libspconv file)",
             f"  parser errors        {len(report.problems)}",
             (
+                f"  INT8 layers          {report.int8_layers} of {len(report.layers)} sparse "
+                "convs (their `precision` attribute)"
+            ),
+            (
                 f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
-                f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} dense-equivalent "
+                f"({macs_text(report.int8_macs)} of {macs_text(report.total_macs)} dense-equivalent "
                 "MACs)"
             ),
         ]
         lines += [f"  {p}" for p in report.problems]
         if report.float_layers:
-            lines.append(
-                f"fp16 layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
-            )
+            lines.append(f"fp16 layers ({len(report.float_layers)}): " + _labels(report))
         lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
         return "\n".join(lines)
     lines = [
@@ -35,9 +43,10 @@ def human(report: LintReport) -> str:
         f"  Q/DQ pairs           {report.qdq_pairs}",
         f"  predicted Reformats  {report.reformats}",
         f"  encoding errors      {len(report.problems)}",
+        f"  INT8 layers          {report.int8_layers} of {len(report.layers)}",
         (
             f"  INT8 MAC share       {100 * report.int8_mac_share:.1f}% "
-            f"({_macs(report.int8_macs)} of {_macs(report.total_macs)} MACs)"
+            f"({macs_text(report.int8_macs)} of {macs_text(report.total_macs)} MACs)"
         ),
     ]
     if report.mismatches:
@@ -49,9 +58,7 @@ def human(report: LintReport) -> str:
         lines.append("encoding errors:")
         lines += [f"  {p}" for p in report.problems]
     if report.float_layers:
-        lines.append(
-            f"float layers ({len(report.float_layers)}): " + ", ".join(report.float_layers)
-        )
+        lines.append(f"float layers ({len(report.float_layers)}): " + _labels(report))
     if report.typing is not None:
         lines += _typing(report.typing)
     lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TextIO
 
+from bevcc import progress
 from bevcc.errors import UsageError
 
 
@@ -40,12 +41,18 @@ class Instrumentation:
 
 def print_ir(label: str, ir, modified: bool, stream: TextIO) -> None:
     state = "changed" if modified else "unchanged"
-    stream.write(f"// ----- IR after {label} ({state}) ----- //\n")
-    stream.write(ir.dump())
-    stream.flush()
+    with progress.paused():  # off a progress bar's line
+        stream.write(f"// ----- IR after {label} ({state}) ----- //\n")
+        stream.write(ir.dump())
+        stream.flush()
 
 
 def print_timing(records, stream: TextIO) -> None:
+    with progress.paused():  # off a progress bar's line
+        _print_timing(records, stream)
+
+
+def _print_timing(records, stream: TextIO) -> None:
     total_pass = sum(r.seconds for r in records)
     total_verify = sum(r.verify_seconds for r in records)
     stream.write("===- bevcc pass timing -===\n")
@@ -104,7 +111,6 @@ class PrintIRAfterFailure(Instrumentation):
             else "the pass returned none; this is the IR it was given, with any changes it made "
             "in place"
         )
-        self.stream.write(f"// ----- IR after {step.label} failed ({which}) ----- //\n")
         try:
             text = ir.dump()
         except Exception as exc:  # noqa: BLE001 (a broken graph may not dump; the pass error follows)
@@ -112,8 +118,10 @@ class PrintIRAfterFailure(Instrumentation):
                 (line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__
             )
             text = f"// the IR cannot be printed: {type(exc).__name__}: {first}\n"
-        self.stream.write(text)
-        self.stream.flush()
+        with progress.paused():  # off a progress bar's line
+            self.stream.write(f"// ----- IR after {step.label} failed ({which}) ----- //\n")
+            self.stream.write(text)
+            self.stream.flush()
 
 
 @dataclass

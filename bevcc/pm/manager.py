@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from bevcc import progress
 from bevcc.errors import BevccError, PassError, UsageError
 from bevcc.ir.base import IR
 from bevcc.pm.checks import default_checks
@@ -46,6 +47,10 @@ class StepRecord:
     nodes_after: int
     stats: dict[str, Any] = field(default_factory=dict)
     report: list[str] = field(default_factory=list)  # the pass's human summary of `stats`
+    # the whole step: the pass, its checks and the instrumentations around it (>= seconds +
+    # verify_seconds), so a compile's time is accounted for to the second
+    wall_seconds: float = 0.0
+    conversion: bool = False  # a conversion between IRs (export), not a pass on one IR
 
 
 @dataclass
@@ -102,7 +107,10 @@ class PassManager:
             raise UsageError(f"pipeline starts on {self.input_kind} but the input is {ir.kind}")
         records: list[StepRecord] = []
         for step in self.steps:
-            ir, record = self._run_step(step, ir)
+            start = time.perf_counter()
+            with progress.step(step.label):
+                ir, record = self._run_step(step, ir)
+            record.wall_seconds = time.perf_counter() - start
             records.append(record)
             self.context.history.append(step.spec.name)
         for instrumentation in self.instrumentations:
@@ -140,6 +148,7 @@ class PassManager:
             result.ir.node_count(),
             dict(result.stats),
             p.report(result.stats),
+            conversion=step.is_conversion,
         )
 
 

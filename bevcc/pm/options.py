@@ -55,10 +55,15 @@ def convert(text: str, tp: Any) -> Any:
             return False
         raise ValueError("expected true or false")
     if tp is int:
-        return int(text, 0)
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise ValueError("expected an integer (e.g. 3 or 0x10)") from None
     if tp is float:
-        value = float(text)
-        return value
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number (e.g. 0.25 or 1e-3)") from None
     if tp is str:
         return text
     if isinstance(tp, type) and issubclass(tp, enum.Enum):

@@ -7,6 +7,7 @@ Grammar (whitespace between tokens is ignored and not printed back):
     step     := WORD options?
     options  := "{" WORD "=" value ("," WORD "=" value)* "}"
     value    := run of characters other than , { } ( ) " and whitespace  |  "quoted \\" text"
+              | nothing: `key=` before `,` or `}` is the empty value, as `key=""` is
 Printing a parsed pipeline gives the canonical text; canonical text prints back unchanged.
 """
 
@@ -118,6 +119,8 @@ class _Parser:
                 self.fail("closing '\"'")
             self.pos += 1
             return "".join(out)
+        if self.peek() in (",", "}"):  # `key=}`: the empty value, which the option then judges
+            return ""
         m = _BARE_VALUE.match(self.text, self.pos)
         if not m:
             self.fail("an option value")

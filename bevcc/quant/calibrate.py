@@ -7,7 +7,6 @@ histogram, per quantizer); no activations are kept.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError
+from bevcc.progress import track
 from bevcc.quant.quantizer import QuantizerError, TensorQuantizer
 
 
@@ -64,7 +64,9 @@ def calibrate(
     rank, world = rank_and_world()
     try:
         with torch.no_grad():
-            for index, batch in enumerate(_progress(calib, progress and rank == 0)):
+            for index, batch in enumerate(
+                track(calib, "calibrating", unit="batch", enabled=progress and rank == 0)
+            ):
                 if max_batches and index >= max_batches:
                     break
                 if index % world != rank:  # under torchrun each rank takes its share
@@ -121,20 +123,6 @@ def _merge_across_ranks(quantizers: dict[str, TensorQuantizer]) -> None:
             values = torch.maximum(values, torch.tensor(other))
         q._calibrator.amax = values
         q._calibrator.seen = sum(seen for _, seen in parts)
-
-
-def _progress(calib, enabled: bool):
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, nothing in CI logs or pipes.
-    return tqdm(
-        calib,
-        desc="calibrating",
-        unit="batch",
-        file=sys.stderr,
-        disable=None if enabled else True,
-        leave=False,
-    )
 
 
 def _to_inputs(batch: dict, names: list[str], example_inputs, index: int, calib) -> tuple:

@@ -8,8 +8,6 @@ not more memory. Statistics are folded into the calibrators batch by batch.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import onnx
 import torch
@@ -17,6 +15,7 @@ import torch
 from bevcc.batching import fit_batches
 from bevcc.errors import InputError
 from bevcc.ir.onnx_shapes import InferenceCrash, infer_shapes
+from bevcc.progress import track
 
 _ELEMENT_BYTES = {
     onnx.TensorProto.FLOAT: 4,
@@ -51,27 +50,27 @@ def calibrate_tensors(
     first = _feed(calib.first(), input_names, None, 0, calib)
     groups = _groups(model, wanted, first, budget_bytes) or [[]]
     used = 0
-    bar = _bar(progress, len(groups))
-    try:
-        for number, group in enumerate(groups):
-            session = _session(model, group) if group else None
-            for index, batch in enumerate(calib):
-                if max_batches and index >= max_batches:
-                    break
-                feed = _feed(batch, input_names, session, index, calib)
-                if number == 0:  # graph inputs need no run, and are read once
-                    used += 1
-                    for name in set(calibrators) & set(feed):
-                        calibrators[name].collect(torch.from_numpy(np.asarray(feed[name])))
-                if session is not None:
-                    for name, value in zip(
-                        group, _run(session, group, feed, index, calib), strict=True
-                    ):
-                        calibrators[name].collect(torch.from_numpy(np.asarray(value)))
-                bar.update(1)
-            del session
-    finally:
-        bar.close()
+    # one session per group: the groups are runs over the data, each a loop over its batches
+    runs = track(groups, "tensor groups", unit="group", enabled=progress and len(groups) > 1)
+    for number, group in enumerate(runs):
+        session = _session(model, group) if group else None
+        known = used if number else None  # the first run counted the batches
+        for index, batch in enumerate(
+            track(calib, "calibrating", total=known, unit="batch", enabled=progress)
+        ):
+            if max_batches and index >= max_batches:
+                break
+            feed = _feed(batch, input_names, session, index, calib)
+            if number == 0:  # graph inputs need no run, and are read once
+                used += 1
+                for name in set(calibrators) & set(feed):
+                    calibrators[name].collect(torch.from_numpy(np.asarray(feed[name])))
+            if session is not None:
+                for name, value in zip(
+                    group, _run(session, group, feed, index, calib), strict=True
+                ):
+                    calibrators[name].collect(torch.from_numpy(np.asarray(value)))
+        del session
     return used
 
 
@@ -87,19 +86,6 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
             d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim
         )
     return shapes
-
-
-def _bar(enabled: bool, groups: int):
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, nothing in CI logs or pipes.
-    return tqdm(
-        desc=f"calibrating ({groups} pass{'es' if groups > 1 else ''})",
-        unit="batch",
-        file=sys.stderr,
-        disable=None if enabled else True,
-        leave=False,
-    )
 
 
 def _session(model: onnx.ModelProto, outputs: list[str]):

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Protocol
 
 from bevcc.distributed import rank_and_world
+from bevcc.progress import track
 
 MODES = ("alone_quantized", "alone_float")
 
@@ -45,17 +45,7 @@ def measure(
     done = _resume(results_path, key, rank) if results_path else {}
     mine = [u for i, u in enumerate(units) if i % world == rank]
     todo = [(u, m) for u in mine for m in modes if m not in done.get(u.name, {})]
-    from tqdm import tqdm
-
-    bar = tqdm(
-        todo,
-        desc="sensitivity",
-        unit="eval",
-        file=sys.stderr,
-        disable=None if progress and rank == 0 else True,
-        leave=False,
-    )
-    for unit, mode in bar:
+    for unit, mode in track(todo, "sensitivity", unit="eval", enabled=progress and rank == 0):
         value = evaluator.score(quantized=mode != "alone_quantized", except_units=[unit])
         done.setdefault(unit.name, {})[mode] = value
         if results_path:

@@ -11,7 +11,9 @@ import math
 import numpy as np
 import onnx
 
-__all__ = ["check_libspconv", "int8_share", "is_libspconv_file"]
+from bevcc.lint.layers import Layer, module_path, weight_type
+
+__all__ = ["check_libspconv", "int8_share", "is_libspconv_file", "sparse_layers"]
 
 OPS = {"SparseConvolution", "Add", "QuantAdd", "Relu", "ScatterDense", "Reshape", "Transpose"}
 PRECISIONS = {"int8", "fp16"}
@@ -123,11 +125,23 @@ def _same_range(name, tensor, value, ranges) -> list[str]:
 
 
 def int8_share(model: onnx.ModelProto) -> tuple[int, int, list[str]]:
-    """(INT8 MACs, all MACs, fp16 layers) of the sparse convs, counting output voxels x kernel
-    volume x Cin x Cout from the shapes the exporter recorded (an upper bound per layer: not
-    every kernel offset has a neighbour)."""
-    int8 = total = 0
-    fp16 = []
+    """(INT8 MACs, all MACs, fp16 layers) of the sparse convs (`sparse_layers`)."""
+    layers = sparse_layers(model)
+    return (
+        sum(layer.macs for layer in layers if layer.int8),
+        sum(layer.macs for layer in layers),
+        [layer.onnx for layer in layers if not layer.int8],
+    )
+
+
+def sparse_layers(model: onnx.ModelProto) -> list[Layer]:
+    """The sparse convs as lint layers: INT8 where the node's `precision` attribute says int8
+    (libspconv files carry no Q/DQ), MACs as output voxels x kernel volume x Cin x Cout from the
+    shapes the exporter recorded (an upper bound per layer: not every kernel offset has a
+    neighbour), the module path from the weight's name."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    initializers = {t.name: t for t in model.graph.initializer}
+    layers = []
     for node in model.graph.node:
         if node.op_type != "SparseConvolution":
             continue
@@ -139,9 +153,16 @@ def int8_share(model: onnx.ModelProto) -> tuple[int, int, list[str]]:
             * a.get("in_channels", 0)
             * a.get("out_channels", 0)
         )
-        total += macs
-        if a.get("precision", b"fp16") == b"int8":
-            int8 += macs
-        else:
-            fp16.append(node.name or node.output[0])
-    return int8, total, fp16
+        weight = node.input[1] if len(node.input) > 1 else ""
+        layers.append(
+            Layer(
+                onnx=node.name or node.output[0],
+                module=module_path(weight, producer, initializers) if weight else None,
+                macs=macs,
+                int8=a.get("precision", b"fp16") == b"int8",
+                weight_type=weight_type(weight, producer, initializers),
+                # libspconv computes every conv it does not run in INT8 in FP16
+                precision="int8" if a.get("precision", b"fp16") == b"int8" else "fp16",
+            )
+        )
+    return layers

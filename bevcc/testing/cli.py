@@ -7,16 +7,20 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
+from bevcc.testing.timeouts import scaled_timeout
+
 
 def run_bevcc(
     *args,
     env_extra: Mapping[str, str] | None = None,
     cwd=None,
-    timeout: float = 300,
+    timeout: float | None = 300,
 ) -> subprocess.CompletedProcess:
     """Run `bevcc ARGS...` (the console script beside this Python) and return the finished
     process, its stdout and stderr as text; a non-zero exit is not an error here, so tests can
-    assert on it. `env_extra` is added to this process's environment."""
+    assert on it. `env_extra` is added to this process's environment. `timeout` is the limit
+    in seconds on the reference machine, grown to this one by `scaled_timeout` (None: none):
+    a command waits on child processes, so a hang must end, but a slow machine must not fail."""
     env = dict(os.environ, **(env_extra or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
     return subprocess.run(
@@ -25,6 +29,6 @@ def run_bevcc(
         text=True,
         env=env,
         cwd=cwd,
-        timeout=timeout,
+        timeout=None if timeout is None else scaled_timeout(timeout),
         check=False,
     )

@@ -17,7 +17,8 @@ def plugin_registry(*names: str) -> Registry:
         info = status.get(name)
         if info is None:
             raise AssertionError(
-                f"plugin '{name}' is not installed: pip install -e the folder that holds it"
+                f"plugin '{name}' is not installed: pip install -e the folder that holds it, "
+                "or put its module on PYTHONPATH and name it in BEVCC_PLUGINS"
             )
         if info.status != "ok":
             raise AssertionError(f"plugin '{name}' failed to load: {info.error}")

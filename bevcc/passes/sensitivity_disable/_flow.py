@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import warnings
 
+from bevcc import progress
 from bevcc.batching import fit_batches
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError, UsageError
@@ -80,10 +81,7 @@ class SensitivityFlow(Pass):
             )
         ]
         if stats.get("final") is not None:
-            lines.append(
-                f"  {stats['metric']} (vs the float model): all INT8 "
-                f"{stats['all_int8']:.4g}, after {stats['final']:.4g}"
-            )
+            lines.append(f"  {report.values_line(stats)}")
         lines += [f"  pattern matched nothing: {p}" for p in stats.get("unused", [])]
         lines += [f"  wrote {p}" for p in stats.get("files", [])]
         return lines
@@ -111,20 +109,24 @@ class SensitivityFlow(Pass):
         # nothing
         measuring = any(budgets) or not (explicit or options.list)
         if measuring:
-            evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
+            with progress.step("evaluation data and float outputs"):
+                evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
             modes = analysis.MODES if options.mode == "both" else (options.mode,)
             key = analysis.run_key(
                 ir.fingerprint(), units, metric_name, len(evaluator.batches), modes
             )
             table = analysis.measure(evaluator, units, modes, self._results_path(), key)
             ordered = [u for u in decide.sensitivity_order(units, table) if u not in chosen]
-            summary["all_int8"] = self._score(evaluator, units, chosen)
+            with progress.step("all units INT8"):
+                summary["all_int8"] = self._score(evaluator, units, chosen)
             if options.top_k > 0:
                 chosen += ordered[: options.top_k]
             elif options.min_sqnr_db is not None or options.max_drop is not None:
                 chosen = self._greedy(evaluator, units, chosen, ordered)
-            summary["final"] = self._score(evaluator, units, chosen)
+            with progress.step("chosen units float"):
+                summary["final"] = self._score(evaluator, units, chosen)
             summary["metric"] = metric_name
+            summary.update(self._goal(metric_name))
         if chosen:
             ir = self._disable(ir, units, chosen)
         disabled = {u.name for u in chosen}
@@ -135,6 +137,7 @@ class SensitivityFlow(Pass):
             stats={
                 "units": len(units),
                 "disabled": [u.name for u in chosen],
+                "disabled_layers": {u.name: list(u.layers) for u in chosen},
                 "unused": unused,
                 "table": table,
                 "files": [str(f) for f in files],
@@ -171,6 +174,28 @@ class SensitivityFlow(Pass):
         self._float_score = evaluator.metric(evaluator.reference, evaluator.reference, batches)
         return evaluator, name
 
+    def _goal(self, metric_name: str) -> dict:
+        """The float model's value ("float"; None for a metric measured against the float model,
+        which is its reference: SQNR would be infinite), and the value the decision held the
+        model to ("target", in the metric's units; None for top_k and names) with the option
+        that set it ("goal")."""
+        options, float_score = self.options, self._float_score
+        goal = {
+            "float": None if metric_name in BUILTIN else float_score,
+            "target": None,
+            "goal": None,
+        }
+        if options.min_sqnr_db is not None:
+            goal.update(target=options.min_sqnr_db, goal=f"min_sqnr_db={options.min_sqnr_db:g}")
+        elif options.max_drop is not None:
+            goal.update(
+                target=float_score - options.max_drop * abs(float_score),
+                goal=f"max_drop={options.max_drop:g}",
+            )
+        elif options.top_k > 0:
+            goal["goal"] = f"top_k={options.top_k}"
+        return goal
+
     def _score(self, evaluator, units, disabled) -> float:
         return evaluator.score(quantized=True, except_units=disabled)
 
@@ -182,7 +207,9 @@ class SensitivityFlow(Pass):
             return drop <= self.options.max_drop
 
         chosen = list(chosen)
-        for unit in ordered:
+        # each unit kept float costs one evaluation; the budget usually holds long before all
+        label = f"keeping units float until the budget holds (at most {len(ordered)})"
+        for unit in progress.track(ordered, label, total=None, unit="unit"):
             if holds(self._score(evaluator, units, chosen)):
                 break
             chosen.append(unit)

@@ -11,7 +11,8 @@ RANKING_ROWS = 10
 
 
 def section(runs: list[dict], artifacts: Path, build_dir: Path) -> dict:
-    """report.json: "kept_float" (the units kept float) and "sensitivity" (the last run)."""
+    """report.json: "kept_float" (the units kept float), "kept_float_layers" (their layers) and
+    "sensitivity" (the last run)."""
     from bevcc.sensitivity.decide import ranked_names
 
     stats = runs[-1]
@@ -28,10 +29,15 @@ def section(runs: list[dict], artifacts: Path, build_dir: Path) -> dict:
     markdown = Path(artifacts) / "sensitivity.md"
     return {
         "kept_float": list(stats.get("disabled", [])),
+        # unit -> its layers, so the report can say why a layer is not INT8
+        "kept_float_layers": dict(stats.get("disabled_layers", {})),
         "sensitivity": {
             "metric": stats.get("metric"),
+            "float": stats.get("float"),
             "all_int8": stats.get("all_int8"),
             "final": stats.get("final"),
+            "target": stats.get("target"),
+            "goal": stats.get("goal"),
             "units": stats.get("units", 0),
             "ranking": ranking,
             "report": str(markdown.relative_to(build_dir)) if markdown.is_file() else None,
@@ -40,6 +46,8 @@ def section(runs: list[dict], artifacts: Path, build_dir: Path) -> dict:
 
 
 def lines(entry: dict) -> list[str]:
+    from bevcc.sensitivity.report import values_line
+
     s = entry.get("sensitivity")
     if s is None:
         return []
@@ -51,10 +59,7 @@ def lines(entry: dict) -> list[str]:
     if s["metric"] is None:
         return out  # explicit names only: nothing was measured
     out += [
-        (
-            f"- {s['metric']} vs the float model: all INT8 {_number(s['all_int8'])}, "
-            f"after {_number(s['final'])}"
-        ),
+        f"- {values_line(s)}",
         "",
         (f"| rank | unit | {s['metric']} alone quantized | {s['metric']} alone float | decision |"),
         "|---|---|---|---|---|",

@@ -9,6 +9,8 @@ import numpy as np
 from bevcc_bevfusion.presets import Preset
 from bevcc_bevfusion.scenes import Scene, scene
 
+from bevcc.progress import track
+
 VAL_SCENES = 300
 CALIB_SCENES = 32
 
@@ -32,4 +34,5 @@ def load_scene(split: str, index: int, preset: Preset) -> Scene:
 
 
 def load_split(split: str, count: int, preset: Preset) -> list[Scene]:
-    return [load_scene(split, i, preset) for i in range(count)]
+    scenes = track(range(count), f"{split} scenes", unit="scene")  # generated on a first run
+    return [load_scene(split, i, preset) for i in scenes]

@@ -20,6 +20,8 @@ from bevcc_bevfusion.dataset import CALIB_SCENES, load_scene
 from bevcc_bevfusion.model import SUBNETS, BEVFusion, scene_inputs
 from bevcc_bevfusion.presets import FULL, SMALL, Preset
 
+from bevcc.progress import track
+
 WEIGHTS = Path(__file__).parent / "weights" / "bevfusion_small.pt"
 
 
@@ -54,7 +56,7 @@ class Deployment:
         """Every subnet's float inputs and outputs on each calibration scene."""
         records = []
         with torch.no_grad():
-            for i in range(self.calib_scenes):
+            for i in track(range(self.calib_scenes), "calibration scenes", unit="scene"):
                 record = {}
                 self.model(*scene_inputs(load_scene("calib", i, self.preset)), record)
                 records.append(record)

@@ -5,8 +5,10 @@ voxelization -> lidar.backbone.xyz, fuser, head.bbox), on the validation split.
 Without TensorRT, onnxruntime runs the ONNX files (all graph optimizations on, so Q/DQ pairs run
 as integer kernels, as an engine would) and bevcc's libspconv interpreter runs the lidar file
 (int8 mode for the INT8 set, float for the FP16 set). The runtime glue (BEV pool, voxelization)
-is the same torch code the PyTorch model uses. The PyTorch reference of each set is rebuilt from
-the set's config and its recorded sensitivity decisions (`bevcc.deploy.evaluation.reference_modules`).
+is the same torch code the PyTorch model uses. Every file is held against two PyTorch models:
+the float model (what INT8 or FP16 costs it) and the model it was exported from, rebuilt from the
+set's config and its recorded sensitivity decisions (`bevcc.deploy.evaluation.reference_modules`):
+the fake-quant model for the INT8 set, which the files must compute exactly (the tolerance).
 """
 
 from __future__ import annotations
@@ -29,13 +31,23 @@ from bevcc_bevfusion.model import SUBNETS, scene_inputs
 from bevcc_bevfusion.presets import CLASSES
 
 from bevcc.batching import run_in_batches
-from bevcc.deploy.evaluation import Evaluation, FileParity, MetricRow, Parity, reference_modules
+from bevcc.deploy.evaluation import (
+    Evaluation,
+    FileParity,
+    MetricRow,
+    Parity,
+    estimate,
+    reference_modules,
+)
+from bevcc.progress import track
 from bevcc.sparse.interpreter import LibspconvInterpreter
 
 LIDAR = "lidar.backbone.xyz"
 FILES = tuple(SUBNETS.values())
 # head outputs whose values do not depend on the order top-K breaks ties in
 _HEAD_COMPARED = (OUTPUTS.index("dense_heatmap"), OUTPUTS.index("query_score"))
+# scenes of each set run before the estimate: the first pays for warm-up, the second sets the pace
+WARM_UP_SCENES = 2
 
 
 class FileChain:
@@ -99,50 +111,111 @@ def compared(name: str, outputs) -> list[torch.Tensor]:
     return [heatmap, scores.sort(dim=-1, descending=True).values]
 
 
-def evaluate_set(directory: Path, reference, lidar_mode: str, scenes, label: str, stream):
-    """(task metric of the PyTorch reference, of the files, per-file parity rows)."""
-    chain = FileChain(directory, lidar_mode)
-    alone = {name: Parity() for name in FILES}
-    chained = {name: Parity() for name in FILES}
-    reference_predictions, file_predictions = [], []
-    start = time.time()
-    with torch.no_grad():
-        for s in scenes:
-            want, got = {}, {}
-            reference_out = reference(*scene_inputs(s), want)
-            file_out = chain(*scene_inputs(s), got)
-            for name in FILES:
-                inputs, outputs = want[name]
-                for a, b in zip(
-                    compared(name, chain.run_file(name, inputs)),
-                    compared(name, outputs),
-                    strict=True,
-                ):
-                    alone[name].add(a, b)
-                for a, b in zip(compared(name, got[name]), compared(name, outputs), strict=True):
-                    chained[name].add(a, b)
-            reference_predictions.append(detections(reference_out, small.preset))
-            file_predictions.append(detections(file_out, small.preset))
-    truths = [truth(s) for s in scenes]
-    print(
-        f"  {label}: {len(scenes)} scenes in {time.time() - start:.0f} s", file=stream, flush=True
-    )
-    parity = [
-        FileParity(
-            label,
-            f"{name}.onnx",
-            alone[name].max_abs,
-            alone[name].cosine,
-            alone[name].sqnr_db,
-            chained[name].sqnr_db,
+class SetRun:
+    """One set's evaluation, a scene at a time. Each file is compared with `reference`, the
+    PyTorch model it was exported from (the exactness check), and with `float_model` (what
+    quantization costs it; the same comparison when `float_model` is None: the FP16 set, whose
+    reference is the float model)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        reference,
+        lidar_mode: str,
+        label: str,
+        float_model=None,
+        reference_name: str = "float",
+    ):
+        self.chain = FileChain(directory, lidar_mode)
+        self.reference, self.float_model = reference, float_model
+        self.label, self.reference_name = label, reference_name
+        self.exact = {name: (Parity(), Parity()) for name in FILES}  # (alone, chained)
+        self.against_float = (
+            {name: (Parity(), Parity()) for name in FILES}
+            if float_model is not None
+            else self.exact
         )
-        for name in FILES
-    ]
-    return (
-        mean_ap(reference_predictions, truths, CLASSES)["mAP"],
-        mean_ap(file_predictions, truths, CLASSES)["mAP"],
-        parity,
-    )
+        self.predictions: dict[str, list] = {"float": [], "reference": [], "files": []}
+        self.seconds: list[float] = []  # per scene
+
+    @torch.no_grad()
+    def run(self, scene) -> None:
+        start = time.perf_counter()
+        want, got = {}, {}
+        reference_out = self.reference(*scene_inputs(scene), want)
+        file_out = self.chain(*scene_inputs(scene), got)
+        _compare(self.chain, want, got, self.exact)
+        float_out = reference_out
+        if self.float_model is not None:
+            float_want = {}
+            float_out = self.float_model(*scene_inputs(scene), float_want)
+            _compare(self.chain, float_want, got, self.against_float)
+        for key, out in (("float", float_out), ("reference", reference_out), ("files", file_out)):
+            self.predictions[key].append(detections(out, small.preset))
+        self.seconds.append(time.perf_counter() - start)
+
+    def result(self, scenes) -> tuple[float, float, float, list[FileParity]]:
+        """(BEV mAP of the float model, of the reference, of the files; per-file parity)."""
+        truths = [truth(s) for s in scenes]
+        maps = {k: mean_ap(found, truths, CLASSES)["mAP"] for k, found in self.predictions.items()}
+        parity = [
+            FileParity(
+                self.label,
+                f"{name}.onnx",
+                self.exact[name][0].max_abs,
+                self.exact[name][0].cosine,
+                self.exact[name][0].sqnr_db,
+                self.exact[name][1].sqnr_db,
+                reference=self.reference_name,
+                float_max_abs=self.against_float[name][0].max_abs,
+                float_cosine=self.against_float[name][0].cosine,
+                float_sqnr_db=self.against_float[name][0].sqnr_db,
+                float_chained_sqnr_db=self.against_float[name][1].sqnr_db,
+            )
+            for name in FILES
+        ]
+        return maps["float"], maps["reference"], maps["files"], parity
+
+
+def _compare(chain: FileChain, want: dict, got: dict, parity: dict) -> None:
+    """Add one scene to each file's (alone, chained) parity against the PyTorch boundaries
+    `want`: alone, the file run on the PyTorch model's inputs; chained, its output in the chain."""
+    for name in FILES:
+        inputs, outputs = want[name]
+        alone, chained = parity[name]
+        expected = compared(name, outputs)
+        for a, b in zip(compared(name, chain.run_file(name, inputs)), expected, strict=True):
+            alone.add(a, b)
+        for a, b in zip(compared(name, got[name]), expected, strict=True):
+            chained.add(a, b)
+
+
+def run_sets(runs: list[SetRun], scenes, stream) -> None:
+    """Every scene through every set. The first scenes of each set run first and time the rest:
+    the first pays for warm-up, so a set's pace is its second scene; the estimate is printed
+    before the long part of the run."""
+    measured = min(WARM_UP_SCENES, len(scenes))
+    for run in runs:
+        for s in track(scenes[:measured], f"{run.label} set (timing)", unit="scene"):
+            run.run(s)
+    if len(scenes) > measured:
+        done = sum(sum(run.seconds) for run in runs)
+        pace = sum(run.seconds[-1] for run in runs)  # one more scene of every set
+        total = done + pace * (len(scenes) - measured)
+        what = f"scenes x {len(runs)} sets" if len(runs) > 1 else "scenes"
+        print(
+            f"  {estimate(total, len(scenes), what)} (timed on the first {measured} of each)",
+            file=stream,
+            flush=True,
+        )
+    for run in runs:
+        for s in track(scenes[measured:], f"{run.label} set", unit="scene"):
+            run.run(s)
+        print(
+            f"  {run.label}: {len(scenes)} scenes in {sum(run.seconds):.0f} s",
+            file=stream,
+            flush=True,
+        )
 
 
 def reference_model(config, directory: Path, quantized: bool):
@@ -164,26 +237,37 @@ def int8_names(config) -> tuple[str, str]:
 
 def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
     """The `evaluate` function bevfusion.toml names: the INT8 set in DIR and, when the set was
-    compiled with an FP16 set, DIR/fp16."""
+    compiled with an FP16 set, DIR/fp16. Every file is held against the float PyTorch model, and
+    separately against the PyTorch model it was exported from (fake-quant for the INT8 set)."""
     directory = Path(directory)
     val = load_split("val", scenes, small.preset)
-    rows, parity = [], []
+    float_model = reference_model(config, directory, quantized=False)
+    label, set_name = int8_names(config)
+    print(
+        "INT8 set: the files vs the float PyTorch model, and vs the PyTorch fake-quant model "
+        "they were exported from (exactness)",
+        file=stream,
+        flush=True,
+    )
+    int8 = SetRun(
+        directory,
+        reference_model(config, directory, quantized=True),
+        "int8",
+        set_name,
+        float_model=float_model,
+        reference_name="fake-quant",
+    )
+    runs = [int8]
     if (directory / "fp16").is_dir():
         print("FP16 set: the files vs the float PyTorch model", file=stream, flush=True)
-        reference = reference_model(config, directory, quantized=False)
-        torch_map, files_map, rows_parity = evaluate_set(
-            directory / "fp16", reference, "float", val, "fp16", stream
-        )
-        rows.append(MetricRow("float (FP16 files)", torch_map, files_map))
-        parity += rows_parity
-    print("INT8 set: the files vs the PyTorch fake-quant model", file=stream, flush=True)
-    reference = reference_model(config, directory, quantized=True)
-    label, set_name = int8_names(config)
-    torch_map, files_map, rows_parity = evaluate_set(
-        directory, reference, "int8", val, set_name, stream
-    )
-    rows.append(MetricRow(f"{label} (INT8 files)", torch_map, files_map))
-    parity += rows_parity
+        runs.insert(0, SetRun(directory / "fp16", float_model, "float", "fp16"))
+    run_sets(runs, val, stream)
+    rows, parity = [], []
+    for run in runs:
+        float_map, torch_map, files_map, run_parity = run.result(val)
+        name = "float (FP16 files)" if run is not int8 else f"{label} (INT8 files)"
+        rows.append(MetricRow(name, torch_map, files_map, float=float_map))
+        parity += run_parity
     step = one_detection_step([truth(s) for s in val], CLASSES)
     return Evaluation(
         "BEV mAP",
