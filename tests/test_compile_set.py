@@ -233,7 +233,7 @@ def test_report_md_has_the_summary_table_then_one_section_per_file(built, report
     kept = report["camera.int8"]["kept_float"][0]
     q = report["camera.int8"]["qdq"]["quantize_linear"]
     share = report["camera.int8"]["lint"]["int8_mac_share"]
-    shares = f"{100 * share:.1f}% / {100 * (1 - share):.1f}% / 0.0%"  # float layers: --fp16
+    shares = f"{100 * share:.1f}% / {100 * (1 - share):.1f}% / 0.0%"  # float layers: typed fp16
     assert f"| camera.int8.onnx | int8 | 7 of 8 | {q} | 0 | 0 | {shares} | {kept} |" in text
     assert "| camera.fp16.onnx | fp16 | 0 of 8 | 0 | 0 | 0 | 0.0% / 100.0% / 0.0% | - |" in text
     # INT8 from the libspconv attributes, not Q/DQ (the file has none: '-', not 0)

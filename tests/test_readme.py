@@ -87,6 +87,41 @@ def test_main_job_files_are_lint_clean(main_job):
     assert (out / "reports" / "camera.backbone" / "sensitivity.md").is_file()
 
 
+def test_main_job_files_are_strongly_typed_fp16_but_for_the_fp32_layers_the_report_names(
+    main_job,
+):
+    """Both sets, as TensorRT 11 builds them (10 with --stronglyTyped): each compute layer runs
+    INT8 or fp16, or fp32 for a reason the file records and report.json repeats; lint finds no
+    typing error; the build script carries no precision flag."""
+    out, _ = main_job
+    for directory in (out, out / "fp16"):
+        report = {
+            f["name"]: f for f in json.loads((directory / "report.json").read_text())["files"]
+        }
+        script = (directory / "build_trt_engines.sh").read_text()
+        assert not re.search(r"--(int8|fp16|best|calib)\b", script)
+        for name, precision in FILES.items():
+            if precision == "libspconv":
+                continue
+            typing = lint_model(onnx.load(directory / f"{name}.onnx"), name).typing
+            assert typing.declared == "fp16" and typing.errors == [], (directory, name)
+            assert not typing.weakly_typed
+            precisions = {layer.precision for layer in typing.layers}
+            quantized = precision == "int8" and directory == out
+            assert precisions <= ({"int8", "fp16", "fp32"} if quantized else {"fp16", "fp32"})
+            assert ("int8" in precisions) == quantized, (directory, name)
+            fp32 = {
+                layer.node: layer.reason for layer in typing.layers if layer.precision == "fp32"
+            }
+            assert all(fp32.values()), (directory, name, fp32)
+            reported = {
+                e["onnx"]: e["fp32_reason"]
+                for e in report[name]["layers"]
+                if e["precision"] == "fp32"
+            }
+            assert reported == fp32, (directory, name)
+
+
 def test_main_job_report_names_layers_one_way_and_gives_every_value(main_job):
     """report.md as a perception engineer reads it: the lidar file's INT8 layers counted from its
     libspconv attributes, layers kept float named by the module path the units use (with the

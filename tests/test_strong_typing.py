@@ -175,3 +175,30 @@ def test_lint_tells_a_weakly_typed_peer_file_where_it_builds_and_finds_cancellin
     assert weak.startswith("weakly typed:") and "TensorRT <= 10 with --int8 --fp16" in weak
     assert casts.startswith("Casts down and up cancel out (fp32 -> fp16 -> fp32)")
     assert typing.errors == []  # a peer's file declares nothing: nothing to hold it to
+
+
+def test_lint_finds_an_fp16_tensor_calibrated_past_fp16s_range_from_its_scale():
+    """The file carries calibrated ranges as Q scales: 600 x 127 = 76200 > 65504 for an fp16
+    tensor is an error; the same tensor at scale 500 (63500) is not."""
+
+    def model(scale: float) -> onnx.ModelProto:
+        nodes = [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"], name="q"),
+            helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["y"], name="dq"),
+        ]
+        inits = [
+            numpy_helper.from_array(np.array(scale, np.float16), "s"),
+            numpy_helper.from_array(np.array(0, np.int8), "z"),
+        ]
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT16, [1, 4]) for n in ("x", "y")]
+        graph = helper.make_graph(nodes, "calibrated", io[:1], io[1:], inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+    assert lint_model(model(600.0)).typing.errors == [
+        (
+            "QuantizeLinear q: r is fp16 but was calibrated to +-7.62e+04 (its scale), past "
+            "fp16's largest value 65504; keep the layer that produces it fp32"
+        )
+    ]
+    assert lint_model(model(500.0)).typing.errors == []

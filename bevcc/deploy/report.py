@@ -49,7 +49,8 @@ number; new fields may appear). Paths are relative to the output directory DIR.
             {"onnx": "/conv1_3/Conv",                # the node name in the file
              "module": "backbone.layer1.2.conv1" | null,   # the PyTorch module (from the
                                                      # weight's name; null: a computed weight)
-             "macs": 1081344, "precision": "int8" | "fp16" | "fp32"}],
+             "macs": 1081344, "precision": "int8" | "fp16" | "fp32",
+             "fp32_reason": null | "why strong_typing kept it fp32"}],
           "kept_float": ["head"] | null,             # units sensitivity_disable kept float;
                                                      # null: the pass did not run
           "kept_float_layers": {"head": ["head"]} | null,   # those units' layers
@@ -168,6 +169,7 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
                 "module": layer.module,
                 "macs": layer.macs,
                 "precision": layer.precision,
+                "fp32_reason": layer.fp32_reason,
             }
             for layer in lint.layers
         ],
@@ -360,19 +362,27 @@ def _section(e: dict) -> list[str]:
 
 
 def _float_layer_lines(e: dict) -> list[str]:
-    """The layers of an INT8 file that are not INT8, each with its module path, ONNX name, MACs,
-    the precision it runs in and why it is float. (In an fp16/fp32 file every layer is.)"""
+    """The layers of an INT8 file that are not INT8, and of an FP16 file those kept FP32, each
+    with its module path, ONNX name, MACs, the precision it runs in and why. (In an fp32 file
+    every layer is.)"""
     from bevcc.lint.report import macs_text
 
-    floats = [layer for layer in e["layers"] if layer["precision"] != "int8"]
-    if not floats or e["precision"] not in ("int8", "libspconv"):
+    if e["precision"] in ("int8", "libspconv"):
+        floats = [layer for layer in e["layers"] if layer["precision"] != "int8"]
+        title = f"Layers not in INT8 ({len(floats)} of {len(e['layers'])}):"
+    elif e["precision"] == "fp16":
+        floats = [layer for layer in e["layers"] if layer["precision"] == "fp32"]
+        title = f"Layers kept FP32 ({len(floats)} of {len(e['layers'])}):"
+    else:
+        return []
+    if not floats:
         return []
     unit_of = {
         name: unit for unit, names in (e.get("kept_float_layers") or {}).items() for name in names
     }
     lines = [
         "",
-        f"Layers not in INT8 ({len(floats)} of {len(e['layers'])}):",
+        title,
         "",
         "| layer (module) | ONNX node | MACs | runs in | why |",
         "|---|---|---|---|---|",
@@ -380,6 +390,12 @@ def _float_layer_lines(e: dict) -> list[str]:
     for layer in floats:
         unit = unit_of.get(layer["module"]) or unit_of.get(layer["onnx"])
         why = f"kept float (unit {unit})" if unit else "not quantized by the pipeline"
+        if layer.get("fp32_reason"):  # strong_typing kept it FP32 as well: say why
+            why = (
+                f"{why}; FP32: {layer['fp32_reason']}"
+                if e["precision"] != "fp16"
+                else (f"FP32: {layer['fp32_reason']}")
+            )
         lines.append(
             f"| {layer['module'] or '-'} | `{layer['onnx']}` | {macs_text(layer['macs'])} | "
             f"{layer['precision'].upper()} | {why} |"

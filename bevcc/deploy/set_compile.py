@@ -406,8 +406,9 @@ def _quantizing_passes(registry) -> str:
 
 
 def _check_precision(spec: FileSpec, entry: dict, label: str) -> None:
-    """trtexec --int8 on a file without Q/DQ quantizes implicitly with made-up ranges, and a
-    Q/DQ file built without --int8 fails: the file must match how its engine is built."""
+    """The file must hold what its precision says: INT8 only through Q/DQ (TensorRT 11 has no
+    implicit quantization), none in an FP16/FP32 file, and an INT8/FP16 file typed fp16 (the
+    build has no precision flags, so an untyped file's float layers would build FP32)."""
     pairs = entry["qdq"]["quantize_linear"] + entry["qdq"]["dequantize_linear"]
     if spec.precision == "int8" and pairs == 0:
         from bevcc.plugins import get_registry

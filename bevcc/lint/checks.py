@@ -105,7 +105,7 @@ def lint_model(
     # both walk the compute layers in graph order: the typing decides what each one runs at
     assert len(report.typing.layers) == len(report.layers)
     for layer, typed in zip(report.layers, report.typing.layers, strict=True):
-        layer.precision = typed.precision
+        layer.precision, layer.fp32_reason = typed.precision, typed.reason
     return report
 
 

@@ -30,6 +30,7 @@ class Layer:
     # what TensorRT 11 (10 with --stronglyTyped) runs it at: int8, or the type of its float
     # tensors (bevcc.lint.typing); a libspconv layer: int8 or fp16
     precision: str = "fp32"
+    fp32_reason: str | None = None  # why a typed file keeps it fp32 (the file's metadata)
 
     @property
     def label(self) -> str:

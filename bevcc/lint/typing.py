@@ -10,7 +10,9 @@ layer will run, and what in the file works against the precision it declares.
   them): TensorRT 11 builds its float layers FP32, and only TensorRT <= 10's precision flags
   (--int8 --fp16) give them fp16.
 - Risks: Casts that undo each other, fp16 initializers that are already inf or NaN, an fp32
-  initializer cast to fp16 past 65504, and Q/DQ scales that fp16 holds only as subnormals.
+  initializer cast to fp16 past 65504, an fp16 tensor whose calibrated range (the file carries
+  it as its QuantizeLinear's scale) passes 65504, and Q/DQ scales that fp16 holds only as
+  subnormals.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def check_typing(model: onnx.ModelProto, graph, shapes: dict, node_macs) -> Typi
         )
     report.warnings += _cancelling_casts(model, types)
     report.errors += _initializer_overflow(model, inits, types)
+    report.errors += _calibrated_overflow(model, inits, types)
     report.warnings += _subnormal_scales(model, inits)
     return report
 
@@ -194,6 +197,29 @@ def _initializer_overflow(model, inits, types) -> list[str]:
             found.append(
                 f"Cast {node.name} turns initializer {node.input[0]} (max |x| {absmax:.4g}) into "
                 f"fp16, whose largest value is {FP16_MAX:g}: it becomes inf"
+            )
+    return found
+
+
+def _calibrated_overflow(model, inits, types) -> list[str]:
+    """A QuantizeLinear's scale is the range calibration found for its input (scale x 127 for
+    INT8, x 255 for UINT8); when that input is fp16 and the range passes 65504, the values over
+    it are already inf before they are quantized."""
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 2 or node.input[0] in inits:
+            continue
+        if types.get(node.input[0]) != onnx.TensorProto.FLOAT16 or node.input[1] not in inits:
+            continue
+        zero = inits.get(node.input[2]) if len(node.input) > 2 else None
+        levels = 255 if zero is not None and zero.data_type == onnx.TensorProto.UINT8 else 127
+        scale = np.abs(numpy_helper.to_array(inits[node.input[1]]).astype(np.float64))
+        calibrated = float(scale.max(initial=0.0)) * levels
+        if calibrated > FP16_MAX:
+            found.append(
+                f"QuantizeLinear {node.name}: {node.input[0]} is fp16 but was calibrated to "
+                f"+-{calibrated:.4g} (its scale), past fp16's largest value {FP16_MAX:g}; keep "
+                "the layer that produces it fp32"
             )
     return found
 

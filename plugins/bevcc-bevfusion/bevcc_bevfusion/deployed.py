@@ -62,6 +62,9 @@ class FileChain:
             raise FileNotFoundError(f"{self.directory}: missing {', '.join(missing)}")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # basic rewrites only: onnxruntime's extended QDQ fusions (QLinearConcat and kin) have
+        # no fp16-scale kernels, and the strongly typed files carry fp16 scales
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self.sessions = {
             name: ort.InferenceSession(
                 str(self.directory / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]

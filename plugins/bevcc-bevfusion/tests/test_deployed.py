@@ -39,7 +39,12 @@ def test_the_main_job_writes_an_fp16_set_without_quantization(main_set):
     lidar = onnx.load(fp16 / "lidar.backbone.xyz.onnx")
     precisions = {a.s for n in lidar.graph.node for a in n.attribute if a.name == "precision"}
     assert precisions == {b"fp16"}
-    assert "--int8" not in (fp16 / "build_trt_engines.sh").read_text()
+    script = (fp16 / "build_trt_engines.sh").read_text()
+    assert "--int8" not in script and "--fp16" not in script  # the files carry their types
+    for path in fp16.glob("*.onnx"):
+        if path.name != "lidar.backbone.xyz.onnx":
+            meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+            assert meta["bevcc.float_precision"] == "fp16", path.name
 
 
 def test_deployed_files_match_their_pytorch_models(main_set, tmp_path):
