@@ -159,7 +159,9 @@ def test_report_accounts_for_every_second_of_each_file_and_the_set(built, report
                 if ("(" not in p["name"]) == conversion
             )
             assert table - 0.01 <= phases[key], (name, key, phases)
-        assert phases["other"] <= 0.02 * entry["seconds"] + 0.05, (name, phases)
+        # about 0; a loaded machine can deschedule the process between two phases for a tenth
+        # of a second (seen at load 2 on 2 cores), far under the third the issue found missing
+        assert phases["other"] <= 0.05 * entry["seconds"] + 0.25, (name, phases)
         assert phases["load"] > 0 and phases["trace"] > 0 and phases["write"] > 0, name
     assert list(data["time"]) == TIME_KEYS
     assert abs(sum(data["time"].values()) - data["seconds"]) <= 0.01, data["time"]
