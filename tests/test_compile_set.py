@@ -450,13 +450,13 @@ def test_python_api_returns_each_files_compile_result_and_replaces_the_old_set(t
 def test_a_typing_pass_that_declares_no_fp16_fails_the_fp16_file(tmp_path, registry):
     """The pipeline check trusts a pass's `types`; the written file's declared precision is
     checked too, so a typing pass that typed nothing cannot pass an fp16 file off."""
-    from bevcc.pm.pass_base import Pass
+    from bevcc.pm.pass_base import Pass, PassResult
 
     class TypesNothing(Pass):
         name, summary, ir, types = "types_nothing", "claims to type, does not", "onnx", True
 
         def call(self, ir):
-            return ir
+            return PassResult(ir, modified=False)
 
     registry.add_pass(TypesNothing)
     spec = FileSpec("m", "tiny_cnn", "fx(dce),export,onnx(types_nothing)", "fp16")

@@ -65,6 +65,8 @@ def test_each_layer_has_its_module_path_beside_its_onnx_name():
         "macs": 4 * 8 * 8 * 4 * 9,
         "int8": False,
         "weight_type": "fp32",
+        "precision": "fp32",  # the file's tensors are float32 and no Q/DQ feeds it
+        "fp32_reason": None,
     }
 
 

@@ -122,7 +122,9 @@ def reports_dir(build_dir: Path, spec: FileSpec) -> Path:
     return build_dir / "reports" / spec.name
 
 
-def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: float) -> dict:
+def file_entry(
+    spec: FileSpec, result: CompileResult, build_dir: Path, seconds: float, registry=None
+) -> dict:
     """The report.json entry of one compiled file (reads the written file back)."""
     import onnx
 
@@ -191,19 +193,17 @@ def file_entry(spec: FileSpec, result: CompileResult, build_dir: Path, seconds: 
         if artifacts.is_dir()
         else [],
     }
-    entry.update(_pass_sections(steps, result, ReportContext(artifacts, build_dir)))
+    entry.update(_pass_sections(steps, ReportContext(artifacts, build_dir), registry))
     # Passes name the files they wrote by absolute path inside the temporary build directory;
     # the report names them relative to DIR, where they end up.
     return retarget(entry, f"{build_dir}{os.sep}", "")
 
 
-def _pass_sections(steps, result: CompileResult, context: ReportContext) -> dict:
+def _pass_sections(steps, context: ReportContext, registry) -> dict:
     """What the passes of this pipeline add to the entry (Pass.set_report_section). A pass is
     asked once, with the stats of all its runs on every IR (fx(bn_fold) and onnx(bn_fold) are
     one pass), by the class of its first run."""
-    from bevcc.plugins import get_registry
-
-    registry = get_registry()
+    registry = _registry(registry)
     runs: dict[str, tuple[type, list[dict]]] = {}
     for name, record in steps:
         cls = _pass_class(registry, record.name, record.ir)
@@ -279,7 +279,9 @@ def _kept(entry: dict) -> str:
     return ", ".join(kept) or "none"
 
 
-def report_markdown(entries: list[dict], config_source: str | None, time: dict) -> str:
+def report_markdown(
+    entries: list[dict], config_source: str | None, time: dict, registry=None
+) -> str:
     lines = ["# Deployable set", ""]
     if config_source:
         lines += [f"Built from `{config_source}`. Engines: `./{SCRIPT_NAME}`.", ""]
@@ -308,11 +310,11 @@ def report_markdown(entries: list[dict], config_source: str | None, time: dict) 
         ),
     ]
     for e in entries:
-        lines += ["", *_section(e)]
+        lines += ["", *_section(e, registry)]
     return "\n".join(lines) + "\n"
 
 
-def _section(e: dict) -> list[str]:
+def _section(e: dict, registry) -> list[str]:
     from bevcc.lint.report import macs_text
 
     lint, macs = e["lint"], e["macs"]
@@ -349,7 +351,7 @@ def _section(e: dict) -> list[str]:
         ),
     ]
     lines += [f"  - {problem}" for problem in lint["problems"]]
-    lines += _pass_lines(e)
+    lines += _pass_lines(e, registry)
     lines += _float_layer_lines(e)
     lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]
     for p in e["passes"]:
@@ -403,11 +405,9 @@ def _float_layer_lines(e: dict) -> list[str]:
     return lines
 
 
-def _pass_lines(e: dict) -> list[str]:
+def _pass_lines(e: dict, registry) -> list[str]:
     """The passes' own report.md lines (Pass.set_report_lines), in pipeline order."""
-    from bevcc.plugins import get_registry
-
-    registry = get_registry()
+    registry = _registry(registry)
     lines: list[str] = []
     seen = set()
     for p in e["passes"]:
@@ -416,6 +416,15 @@ def _pass_lines(e: dict) -> list[str]:
             seen.add(cls.name)
             lines += cls.set_report_lines(e)
     return lines
+
+
+def _registry(registry):
+    """The registry the set compiled with (bevcc.compile_set(registry=...)), else the plugins'."""
+    if registry is not None:
+        return registry
+    from bevcc.plugins import get_registry
+
+    return get_registry()
 
 
 def _pass_class(registry, label: str, ir: str):

@@ -203,7 +203,7 @@ def _build(
             result = _compile_one(spec, pipeline, build_dir, label, name, **options)
             lint_start = time.perf_counter()
             with progress.step("lint"):  # the written file read back for its report entry
-                entry = file_entry(spec, result, build_dir, lint_start - start)
+                entry = file_entry(spec, result, build_dir, lint_start - start, options["registry"])
                 _check_precision(spec, entry, label)
         end = time.perf_counter()
         seconds = end - start
@@ -219,7 +219,9 @@ def _build(
         seconds = time.perf_counter() - started
         times = set_time([e["time"] for e in entries], seconds)
         (build_dir / "report.json").write_text(report_json(entries, config.source, seconds, times))
-        (build_dir / "report.md").write_text(report_markdown(entries, config.source, times))
+        (build_dir / "report.md").write_text(
+            report_markdown(entries, config.source, times, options["registry"])
+        )
         script = build_dir / SCRIPT_NAME
         script.write_text(trtexec_script(specs, _script_header(config)))
         script.chmod(0o755)

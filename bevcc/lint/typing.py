@@ -113,7 +113,8 @@ def check_typing(model: onnx.ModelProto, graph, shapes: dict, node_macs) -> Typi
         report.warnings.append(
             "weakly typed: every float tensor is fp32, so TensorRT 11 builds the layers outside "
             "Q/DQ in FP32; they get fp16 only on TensorRT <= 10 with --int8 --fp16 (type the "
-            "file for fp16, e.g. bevcc's strong_typing pass or ModelOpt AutoCast)"
+            "file for fp16 first: with the typing pass `bevcc passes` lists, or ModelOpt "
+            "AutoCast)"
         )
     report.warnings += _cancelling_casts(model, types)
     report.errors += _initializer_overflow(model, inits, types)
