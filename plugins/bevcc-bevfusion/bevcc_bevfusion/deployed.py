@@ -62,9 +62,11 @@ class FileChain:
             raise FileNotFoundError(f"{self.directory}: missing {', '.join(missing)}")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # basic rewrites only: onnxruntime's extended QDQ fusions (QLinearConcat and kin) have
-        # no fp16-scale kernels, and the strongly typed files carry fp16 scales
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        # no graph rewrites: the strongly typed files carry fp16 Q/DQ scales, which onnxruntime's
+        # extended QDQ fusions have no kernels for (QLinearConcat) and its basic rewrites compute
+        # wrongly (the INT8 fuser: 16 dB from the same file run unrewritten, which is 31 dB from
+        # its fp32 twin; measured with onnxruntime 1.32 on the main job's fuser)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.sessions = {
             name: ort.InferenceSession(
                 str(self.directory / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
