@@ -493,14 +493,16 @@ def main(argv: list[str] | None = None) -> int:
         closed = [stream for stream in (sys.stdout, sys.stderr) if _reader_left(stream)]
         if closed:
             return _stop_quietly(closed)
-        return _internal_error(exc, show_traceback)  # some other pipe: a bug
+        if show_traceback:
+            raise
+        return _internal_error(exc)  # some other pipe: a bug
     except Exception as exc:
-        return _internal_error(exc, show_traceback)
+        if show_traceback:
+            raise
+        return _internal_error(exc)
 
 
-def _internal_error(exc: Exception, show_traceback: bool) -> int:
-    if show_traceback:
-        raise exc
+def _internal_error(exc: Exception) -> int:
     print(
         f"bevcc: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
         f"{TRACEBACK_ENV}=1 for the traceback and report it)",
