@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as JSON (errors, predicted_reformats, qdq_pairs, int8_mac_share, "
-        "problems)",
+        "problems, warnings: TensorRT operator limits)",
     )
     lint.add_argument(
         "--conv-transpose-axis",
