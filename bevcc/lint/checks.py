@@ -9,6 +9,7 @@ import onnx
 from bevcc.errors import InputError
 from bevcc.ir.onnx_shapes import InferenceCrash
 from bevcc.lint.layers import Layer, module_path, weight_type
+from bevcc.lint.limits import limit_warnings
 from bevcc.quant.encoding_check import check_encoding
 from bevcc.trt.domains import QdqGraph
 from bevcc.trt.macs import node_macs, tensor_shapes
@@ -40,6 +41,7 @@ class LintReport:
     total_macs: int = 0
     float_layers: list[str] = field(default_factory=list)
     layers: list[Layer] = field(default_factory=list)  # every compute layer, in graph order
+    warnings: list[str] = field(default_factory=list)  # TensorRT operator limits (not errors)
 
     @property
     def int8_layers(self) -> int:
@@ -72,6 +74,7 @@ class LintReport:
             "int8_layers": self.int8_layers,
             "layers": [asdict(layer) for layer in self.layers],
             "errors": self.errors,
+            "warnings": self.warnings,
         }
 
 
@@ -96,6 +99,7 @@ def lint_model(
     report.problems = [str(p) for p in check_encoding(model, conv_transpose_axis)]
     report.mismatches = _mismatches(graph)
     _macs(graph, shapes, report)
+    report.warnings = limit_warnings(model, shapes)
     return report
 
 
