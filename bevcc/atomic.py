@@ -1,4 +1,9 @@
-"""Atomic output: build a file (or a directory) beside the target, then rename it over it."""
+"""Atomic output: build a file (or a directory) beside the target, then rename it over it.
+
+tempfile makes its files 0600 and its directories 0700 whatever the umask, and a rename keeps
+the mode: both are set to what `open` and `mkdir` would give (0644 and 0755 under umask 022), so
+a trtexec run by another user or in a container can read what bevcc wrote.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,13 @@ def atomic_path(target: str | os.PathLike):
         raise InputError(
             f"cannot write {target}: {exc.strerror or exc}; choose a writable output path"
         ) from exc
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except OSError as exc:
+        os.unlink(tmp)
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -42,6 +53,21 @@ def atomic_path(target: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it is read by setting it and
+    setting it back, which a thread creating a file in between would see."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
@@ -74,6 +100,7 @@ def atomic_directory(target: str | os.PathLike):
             f"cannot write {target}: {exc.strerror or exc}; choose a writable output directory"
         ) from exc
     try:
+        tmp.chmod(0o777 & ~current_umask())
         yield tmp
         try:
             _swap_in(tmp, target)

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as JSON (errors, predicted_reformats, qdq_pairs, int8_mac_share, "
-        "problems)",
+        "problems, warnings: TensorRT operator limits)",
     )
     lint.add_argument(
         "--conv-transpose-axis",
@@ -470,14 +470,17 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": cmd_evaluate,
         }
         if not hasattr(args, "progress"):  # the listing commands are quick
-            return handler[args.command](args)
-        from bevcc import progress
+            code = handler[args.command](args)
+        else:
+            from bevcc import progress
 
-        progress.configure(args.progress)
-        # the whole command is one background step: until its first phase opens (imports,
-        # plugins, checking the pipelines) the lines still show it working
-        with progress.step(args.command, background=True):
-            return handler[args.command](args)
+            progress.configure(args.progress)
+            # the whole command is one background step: until its first phase opens (imports,
+            # plugins, checking the pipelines) the lines still show it working
+            with progress.step(args.command, background=True):
+                code = handler[args.command](args)
+        sys.stdout.flush()  # output that fit in the buffer meets a closed pipe here, not at exit
+        return code
     except BevccError as exc:
         if show_traceback:
             raise
@@ -486,15 +489,56 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bevcc: interrupted; no output was written", file=sys.stderr)
         return 130
+    except BrokenPipeError as exc:
+        closed = [stream for stream in (sys.stdout, sys.stderr) if _reader_left(stream)]
+        if closed:
+            return _stop_quietly(closed)
+        if show_traceback:
+            raise
+        return _internal_error(exc)  # some other pipe: a bug
     except Exception as exc:
         if show_traceback:
             raise
-        print(
-            f"bevcc: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
-            f"{TRACEBACK_ENV}=1 for the traceback and report it)",
-            file=sys.stderr,
-        )
-        return 70
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    print(
+        f"bevcc: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+        f"{TRACEBACK_ENV}=1 for the traceback and report it)",
+        file=sys.stderr,
+    )
+    return 70
+
+
+def _reader_left(stream) -> bool:
+    """Whether the reader of `stream` has gone (`bevcc lint F | head -1` after head's first
+    line): poll reports an error on the writing end of a pipe nobody reads."""
+    import select
+
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an in-memory stream
+        return False
+    if not hasattr(select, "poll"):
+        return stream is sys.stdout  # no poll (Windows): the usual case, a closed reader
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _stop_quietly(closed: list) -> int:
+    """Stop as coreutils do when the reader of their output leaves: no message, and the status a
+    shell shows for a process SIGPIPE ended (128 + 13). What is still buffered for the closed
+    streams goes to /dev/null, so Python's flush at exit cannot fail again (the recipe of
+    Python's signal module documentation, "Note on SIGPIPE")."""
+    import signal
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in closed:
+        os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    return 128 + getattr(signal, "SIGPIPE", 13)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,53 @@ def _build_referenced(text: str, registry):
             f"({', '.join(sorted(registry.models)) or 'none'}) nor a "
             "file.py:callable or package.module:callable reference"
         )
-    return call_user(builder, text, "model")
+    return _checked_build(call_user(builder, text, "model"), text)
+
+
+def _checked_build(built, ref: str):
+    """What a model callable returned, if compile can take it; else one error naming the callable
+    and what it returned (a state_dict is left to _trace, which says how to build the module)."""
+    if isinstance(built, IR) or type(built).__name__ == "ModelProto":
+        return built
+    import torch
+
+    if isinstance(built, torch.nn.Module):
+        return built
+    if _is_pair(built, torch):
+        return built
+    if (
+        isinstance(built, Mapping)
+        and built
+        and all(isinstance(v, torch.Tensor) for v in built.values())
+    ):
+        return built  # a state_dict
+    raise InputError(f"{ref} returned {_misfit(built, 'return')}")
+
+
+def _misfit(value, verb: str) -> str:
+    """What `value`, which is no model, is, and what to `verb` instead: one clause."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        model = _a(value[0])
+        return f"({model}, inputs): the model is {model}; {verb} (nn.Module, example_inputs)"
+    what = (
+        f"a {type(value).__name__} of {len(value)} items"
+        if isinstance(value, (tuple, list))
+        else _a(value)
+    )
+    return f"{what}; {verb} (nn.Module, example_inputs) or an nn.Module"
+
+
+def _is_pair(value, torch) -> bool:
+    """(module, example_inputs), as a tuple or a list."""
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and isinstance(value[0], torch.nn.Module)
+    )
+
+
+def _a(value) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def _trace(obj, registry, calib: CalibData | None, example_inputs):
@@ -94,7 +140,7 @@ def _trace(obj, registry, calib: CalibData | None, example_inputs):
     from bevcc.ir.fx import FxIR
 
     module, inputs = obj, example_inputs
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], torch.nn.Module):
+    if _is_pair(obj, torch):
         module, inputs = obj[0], obj[1] if example_inputs is None else example_inputs
     if (
         isinstance(module, Mapping)
@@ -106,9 +152,7 @@ def _trace(obj, registry, calib: CalibData | None, example_inputs):
             "build the model, call load_state_dict on it and return the module"
         )
     if not isinstance(module, torch.nn.Module):
-        raise InputError(
-            f"model is a {type(module).__name__}; expected an nn.Module or (module, example_inputs)"
-        )
+        raise InputError(f"the model given is {_misfit(module, 'give')}")
     if inputs is not None and not isinstance(inputs, (tuple, list)):
         inputs = (inputs,)
     if inputs is None and calib is not None:

@@ -45,28 +45,32 @@ def test_lint_says_which_node_in_one_line(tmp_path):
     assert proc.stderr == f"bevcc: error: {path}: {CRASH}\n"
 
 
-VERIFIER = "pass 'cleanup' broke the IR (after []): onnx graph is invalid: "
-CHECK_PASS = "pass 'check' failed after [cleanup]: IRInvalid: onnx graph is invalid: "
-CALIBRATION = "pass 'qdq_insert' failed after []: "
+# the verifier checks the input before the first pass: the input is blamed, not cleanup
+INPUT = (
+    "{path}: the input is invalid before any pass ran (onnx verifier: {crash}); re-export it or "
+    "fix what produced it (onnx.checker.check_model(FILE, full_check=True) is the same check)"
+)
+CHECK_PASS = "pass 'check' failed after [cleanup]: IRInvalid: onnx graph is invalid: {crash}"
+CALIBRATION = "pass 'qdq_insert' failed after []: {crash}"
 
 
 @pytest.mark.parametrize(
-    ("args", "where"),
+    ("args", "message"),
     [
-        (["--pipeline", "onnx(cleanup)"], VERIFIER),
+        (["--pipeline", "onnx(cleanup)"], INPUT),
         (["--pipeline", "onnx(cleanup,check)", "--no-verify"], CHECK_PASS),
         (["--pipeline", "onnx(qdq_insert)", "--no-verify", "--calib", "CALIB"], CALIBRATION),
     ],
     ids=["verifier", "check pass", "onnxruntime calibration"],
 )
-def test_compile_fails_in_one_line_and_writes_nothing(tmp_path, args, where):
+def test_compile_fails_in_one_line_and_writes_nothing(tmp_path, args, message):
     path = flatten_then_conv(tmp_path / "bad.onnx")
     np.savez(tmp_path / "calib.npz", x=np.ones((1, 3, 4, 4), np.float32))
     args = [str(tmp_path / "calib.npz") if a == "CALIB" else a for a in args]
     out = tmp_path / "out" / "result.onnx"
     proc = run_bevcc("compile", path, *args, "-o", out)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr == f"bevcc: error: {where}{CRASH}\n"
+    assert proc.stderr == f"bevcc: error: {message.format(path=path, crash=CRASH)}\n"
     assert not out.parent.exists()
 
 
@@ -84,3 +88,33 @@ def test_the_crash_is_an_inference_error_callers_already_catch(tmp_path):
         infer_shapes(model)
     assert isinstance(raised.value, InferenceCrash)
     assert str(raised.value) == CRASH
+
+
+def reads_an_undefined_tensor(path):
+    """Conv then an Add whose second input no node, input or initializer defines."""
+    weight = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+            helper.make_node("Add", ["c", "ghost"], ["y"], name="add"),
+        ],
+        "undefined_input",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [weight],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_an_invalid_input_is_blamed_on_the_input_not_on_the_first_pass(tmp_path):
+    path = reads_an_undefined_tensor(tmp_path / "bad.onnx")
+    out = tmp_path / "out" / "result.onnx"
+    proc = run_bevcc("compile", path, "-o", out)  # the default pipeline: onnx(cleanup,check)
+    assert proc.returncode == 1
+    ghost = (
+        "Nodes in a graph must be topologically sorted, however input 'ghost' of node: "
+        "name: add OpType: Add is not output of any previous nodes."
+    )  # the checker's three lines, as one
+    assert proc.stderr == f"bevcc: error: {INPUT.format(path=path, crash=ghost)}\n"
+    assert not out.parent.exists()

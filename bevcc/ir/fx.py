@@ -275,18 +275,69 @@ class FxIR(IR):
         return ir
 
 
+# the layers qdq_insert quantizes: inside a leaf module it never sees them
+_WEIGHTED_LAYERS = (
+    torch.nn.Conv1d,
+    torch.nn.Conv2d,
+    torch.nn.Conv3d,
+    torch.nn.ConvTranspose1d,
+    torch.nn.ConvTranspose2d,
+    torch.nn.ConvTranspose3d,
+    torch.nn.Linear,
+)
+_LEAF_FUNCTION = (
+    "make its forward traceable, or put the code that fails in a function registered as a "
+    "leaf function (registry.add_leaf_function in the bevcc_register_leaf_modules hook)"
+)
+
+
+def is_weighted_layer(module: torch.nn.Module) -> bool:
+    """A Conv/ConvTranspose/Linear (or a subclass: qdq_insert's quantized layers are leaves)."""
+    return isinstance(module, _WEIGHTED_LAYERS)
+
+
+def weighted_layers(module: torch.nn.Module) -> dict[str, int]:
+    """Layer type name -> count of the Conv/ConvTranspose/Linear layers in `module` (itself
+    included), which would stay float if `module` were a leaf."""
+    counts: dict[str, int] = {}
+    for sub in module.modules():
+        if is_weighted_layer(sub):
+            name = type(sub).__name__
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def layers_text(counts: dict[str, int]) -> str:
+    """'2 quantizable layers (Conv2d 1, Linear 1)'."""
+    kinds = ", ".join(f"{name} {n}" for name, n in counts.items())
+    return f"{sum(counts.values())} quantizable layers ({kinds})"
+
+
 def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:
+    """One line: where tracing failed and the way out. A leaf module is suggested only where it
+    costs nothing: never the model itself (its forward is always traced), and never a module
+    holding layers qdq_insert would quantize (they would silently stay float)."""
     scope = getattr(exc, "_bevcc_scope", None)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     message += _source_line(exc)
+    head = f"cannot trace {type(module).__name__}: "
     if scope is None:
-        where, type_name = "its forward", type(module).__name__
-    else:
-        where, type_name = f"module '{scope[0]}' ({scope[1].__name__})", scope[1].__name__
+        return InputError(f"{head}its forward failed: {message}; {_LEAF_FUNCTION}")
+    path, module_type = scope
+    type_name = module_type.__name__
+    where = f"{head}module '{path}' ({type_name}) failed: {message}"
+    try:
+        layers = weighted_layers(module.get_submodule(path))
+    except AttributeError:  # a path the tracer made up for a module it was handed as an argument
+        layers = {}
+    if layers:
+        return InputError(
+            f"{where}; {_LEAF_FUNCTION}: as a leaf module, {type_name} would keep its "
+            f"{layers_text(layers)} float"
+        )
     return InputError(
-        f"cannot trace {type(module).__name__}: {where} failed: {message}; make {type_name} a "
-        f"leaf module (bevcc.register_leaf_module({type_name}) or the bevcc_register_leaf_modules "
-        f"hook) or make its forward traceable"
+        f"{where}; make {type_name} a leaf module (bevcc.register_leaf_module({type_name}) or "
+        "the bevcc_register_leaf_modules hook) or make its forward traceable"
     )
 
 

@@ -9,6 +9,7 @@ import onnx
 from bevcc.errors import InputError
 from bevcc.ir.onnx_shapes import InferenceCrash
 from bevcc.lint.layers import Layer, module_path, weight_type
+from bevcc.lint.limits import limit_warnings
 from bevcc.lint.typing import TypingReport, check_typing
 from bevcc.quant.encoding_check import check_encoding
 from bevcc.trt.domains import QdqGraph, from_dq
@@ -41,6 +42,7 @@ class LintReport:
     total_macs: int = 0
     float_layers: list[str] = field(default_factory=list)
     layers: list[Layer] = field(default_factory=list)  # every compute layer, in graph order
+    warnings: list[str] = field(default_factory=list)  # TensorRT operator limits (not errors)
 
     @property
     def int8_layers(self) -> int:
@@ -77,6 +79,7 @@ class LintReport:
             "layers": [asdict(layer) for layer in self.layers],
             "typing": None if self.typing is None else self.typing.to_json(),
             "errors": self.errors,
+            "warnings": self.warnings,
         }
 
 
@@ -106,6 +109,7 @@ def lint_model(
     assert len(report.typing.layers) == len(report.layers)
     for layer, typed in zip(report.layers, report.typing.layers, strict=True):
         layer.precision, layer.fp32_reason = typed.precision, typed.reason
+    report.warnings = limit_warnings(model, shapes)
     return report
 
 

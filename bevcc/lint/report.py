@@ -61,6 +61,9 @@ def human(report: LintReport) -> str:
         lines.append(f"float layers ({len(report.float_layers)}): " + _labels(report))
     if report.typing is not None:
         lines += _typing(report.typing)
+    if report.warnings:  # TensorRT operator limits: the build would fail, the file is valid
+        lines.append("warnings:")
+        lines += [f"  {w}" for w in report.warnings]
     lines.append("ok" if report.errors == 0 else f"{report.errors} error(s)")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ step's verify time. A check rejects a step by raising PassError.
 
 from __future__ import annotations
 
-from bevcc.errors import PassError
+from bevcc.errors import InputError, PassError
 from bevcc.ir.base import IRInvalid
 from bevcc.pm.instrument import Instrumentation
 
@@ -37,24 +37,49 @@ class Fingerprints:
         self._ir = self._value = None
 
 
+# how to see a verifier's complaint about an input without bevcc, by IR kind
+_CHECK_IT_YOURSELF = {
+    "onnx": " (onnx.checker.check_model(FILE, full_check=True) is the same check)",
+}
+
+
 class VerifyEach(Instrumentation):
     """The IR a pass returns must pass its verifier (onnx.checker + strict shape inference; fx
-    lint + recompile)."""
+    lint + recompile). The input is verified too, before the first pass: an input that is
+    already invalid is the input's fault, not the first pass's."""
 
     def __init__(self, fingerprints: Fingerprints | None = None):
         self.fingerprints = fingerprints  # given when the modified check needs the fingerprint
 
+    def before_pass(self, step, ir) -> None:
+        if step.index != 0:
+            return
+        try:
+            self._verify(ir)  # its fingerprint is the modified check's "before": no extra cost
+        except IRInvalid as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            detail = " ".join(str(cause).split())  # the checker's message spans lines
+            source = getattr(ir, "source", None) or f"the {ir.kind} input"
+            raise InputError(
+                f"{source}: the input is invalid before any pass ran ({ir.kind} verifier: "
+                f"{detail}); re-export it or fix what produced it"
+                + _CHECK_IT_YOURSELF.get(ir.kind, "")
+            ) from exc
+
     def after_pass(self, step, ir, result) -> None:
         try:
-            if self.fingerprints is None:
-                ir.verify()
-            else:
-                self.fingerprints.remember(ir, ir.verify_and_fingerprint())
+            self._verify(ir)
         except IRInvalid as exc:
             raise PassError(
                 f"pass '{step.pass_.name}' broke the IR (after "
                 f"[{', '.join(step.ran_before)}]): {exc}"
             ) from exc
+
+    def _verify(self, ir) -> None:
+        if self.fingerprints is None:
+            ir.verify()
+        else:
+            self.fingerprints.remember(ir, ir.verify_and_fingerprint())
 
 
 class ModifiedCheck(Instrumentation):

@@ -8,13 +8,14 @@ Each input edge gets its own quantizer here; which edges share one is quantizer_
 from __future__ import annotations
 
 import operator
+import warnings
 
 import torch
 from torch import fx
 
 from bevcc.batching import fit_batches, fx_input_shapes
 from bevcc.errors import UsageError
-from bevcc.ir.fx import FxIR
+from bevcc.ir.fx import FxIR, is_weighted_layer, layers_text, weighted_layers
 from bevcc.passes.qdq_insert import FX
 from bevcc.passes.qdq_insert.options import QdqOptions
 from bevcc.pm.pass_base import Pass, PassResult
@@ -104,6 +105,13 @@ class QdqInsertFx(Pass, declaration=FX):
                     )
             label = type(layer).__name__.removeprefix("Quant") if layer is not None else "matmul"
             quantized[label] = quantized.get(label, 0) + 1
+        hidden = _hidden_in_leaves(ir, modules)
+        if not quantized and hidden:  # an all-float file is never what qdq_insert was asked for
+            raise UsageError(
+                f"qdq_insert: nothing to quantize: {'; '.join(hidden)}: {_INSIDE_LEAF}"
+            )
+        for clause in hidden:
+            warnings.warn(f"qdq_insert: {clause}: {_INSIDE_LEAF}", stacklevel=2)
         if not quantized:
             return PassResult(ir, modified=False, stats={"quantized": {}, "kept_float": kept_float})
         module.recompile()
@@ -160,6 +168,40 @@ def report_lines(stats: dict) -> list[str]:
     lines += [f"  amax floored (all-zero values): {name}" for name in stats.get("floored", [])]
     lines += [f"  override matched nothing: {p}" for p in stats.get("unused_overrides", [])]
     return lines
+
+
+_INSIDE_LEAF = (
+    "tracing does not look inside a leaf; register only the code that fails to trace as a leaf "
+    "function to quantize them"
+)
+
+
+def _hidden_in_leaves(ir: FxIR, modules: dict) -> list[str]:
+    """One clause per registered leaf module type whose calls hold Conv/Linear layers: those
+    layers are inside one opaque node, so they stay float (a leaf-module hint followed for a
+    module that holds the model's layers)."""
+    paths: dict[type, list[str]] = {}
+    for node in ir.graph.nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if module is None or is_weighted_layer(module):  # a layer is no hiding place
+            continue
+        if isinstance(module, ir.leaf_types) and node.target not in paths.get(type(module), []):
+            paths.setdefault(type(module), []).append(node.target)
+    clauses = []
+    for module_type, targets in paths.items():
+        counts: dict[str, int] = {}
+        for target in targets:
+            for name, n in weighted_layers(modules[target]).items():
+                counts[name] = counts.get(name, 0) + n
+        if counts:
+            shown = ", ".join(targets[:3]) + (
+                f", +{len(targets) - 3} more" if len(targets) > 3 else ""
+            )
+            clauses.append(
+                f"leaf module {module_type.__name__} ({shown}) keeps "
+                f"{layers_text(dict(sorted(counts.items())))} float"
+            )
+    return clauses
 
 
 def _refuse_unquantizable(config, kinds: dict[str, str], modules: dict) -> None:
