@@ -40,7 +40,7 @@ def test_a_compiled_file_has_the_users_umask(tmp_path, umask, file_mode):
 def test_a_set_directory_its_files_and_script_have_the_users_umask(tmp_path):
     (tmp_path / "set.toml").write_text(
         f'output = "build/set"\ncalib = "{CALIB}"\n\n[[files]]\nname = "camera"\n'
-        'input = "tiny_cnn"\npipeline = "fx(dce),export"\nprecision = "fp16"\n'
+        'input = "tiny_cnn"\npipeline = "fx(dce),export"\nprecision = "fp32"\n'
     )
     proc = run_bevcc(
         "compile", "--config", tmp_path / "set.toml", env_extra=NO_PLUGINS, umask=0o022
