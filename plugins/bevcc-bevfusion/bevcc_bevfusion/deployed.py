@@ -2,8 +2,9 @@
 CUDA-BEVFusion's runtime chains its engines (camera.backbone -> BEV pool -> camera.vtransform,
 voxelization -> lidar.backbone.xyz, fuser, head.bbox), on the validation split.
 
-Without TensorRT, onnxruntime runs the ONNX files (all graph optimizations on, so Q/DQ pairs run
-as integer kernels, as an engine would) and bevcc's libspconv interpreter runs the lidar file
+Without TensorRT, onnxruntime runs the ONNX files as written, in their own types (strongly typed:
+fp16 float layers, INT8 through Q/DQ with fp16 scales; no graph rewrites, which mishandle fp16
+scales) and bevcc's libspconv interpreter runs the lidar file
 (int8 mode for the INT8 set, float for the FP16 set). The runtime glue (BEV pool, voxelization)
 is the same torch code the PyTorch model uses. Every file is held against two PyTorch models:
 the float model (what INT8 or FP16 costs it) and the model it was exported from, rebuilt from the
@@ -282,8 +283,9 @@ def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
         metric_step=step,
         notes=[
             (
-                "onnxruntime runs the ONNX files with all graph optimizations (Q/DQ as integer "
-                "kernels); bevcc's libspconv interpreter runs the lidar file."
+                "onnxruntime runs the ONNX files as written, in their tensors' types (fp16 float "
+                "layers; Q/DQ with fp16 scales), without graph rewrites; bevcc's libspconv "
+                "interpreter runs the lidar file."
             ),
             (
                 "head.bbox: compared on its dense heatmap and its sorted query scores (top-K breaks "

@@ -62,9 +62,8 @@ def test_deployed_files_match_their_pytorch_models(main_set, tmp_path):
     # on the calibration scenes (bevfusion.toml's min_sqnr_db)
     assert 15 < lidar["float_sqnr_db"] < 30
     for (set_name, _), row in parity.items():
-        assert row["sqnr_db"] >= (
-            100 if set_name == "fp16" and row["file"] != "lidar.backbone.xyz.onnx" else 25
-        ), row
+        # the FP16 set computes in fp16 (strongly typed): 55-78 dB on the 300-scene run
+        assert row["sqnr_db"] >= (50 if set_name == "fp16" else 25), row
         if set_name == "fp16":  # its PyTorch model is the float model: one comparison
             assert (row["reference"], row["float_sqnr_db"]) == ("float", row["sqnr_db"])
         else:  # INT8 costs something in every quantized file, nothing in the float ones
