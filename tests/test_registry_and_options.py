@@ -158,11 +158,20 @@ def test_every_builtin_declaration_matches_its_class(registry):
     from bevcc.pm.options import describe_options
 
     entries = registry.entries()
-    assert len(entries) == 14
+    assert len(entries) == 15  # strong_typing is the 15th
     for entry in entries:
         info, cls = entry.info, entry.obj  # .obj imports the module
-        declared = (info.name, info.ir, info.summary, info.output_kind(), info.quantizes)
-        assert declared == (cls.name, cls.ir, cls.summary, cls.output_kind(), cls.quantizes)
+        declared = (
+            info.name,
+            info.ir,
+            info.summary,
+            info.output_kind(),
+            info.quantizes,
+            info.types,
+        )
+        assert declared == (
+            cls.name, cls.ir, cls.summary, cls.output_kind(), cls.quantizes, cls.types
+        )  # fmt: skip
         assert describe_options(info) == describe_options(cls), info.impl
         # the options a pipeline check builds are the ones the pass gets: from a module that
         # imports nothing heavy
@@ -175,7 +184,7 @@ def test_every_builtin_class_states_its_metadata_only_in_its_declaration(registr
     import ast
     import inspect
 
-    declared = {"name", "ir", "summary", "produces", "quantizes", "Options"}
+    declared = {"name", "ir", "summary", "produces", "quantizes", "types", "Options"}
     for entry in registry.entries():
         cls = entry.obj
         for klass in [k for k in cls.__mro__ if k.__module__.startswith("bevcc.passes")]:
