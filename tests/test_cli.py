@@ -168,6 +168,7 @@ def test_passes_json_lists_builtins_with_their_options():
         ("onnx", "qdq_insert"),
         ("onnx", "quantizer_unify"),
         ("onnx", "sensitivity_disable"),
+        ("onnx", "strong_typing"),
     }
     assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
     assert rows[("fx", "export")]["produces"] == "onnx"
@@ -260,6 +261,7 @@ def test_plugins_json_and_version():
             "onnx:qdq_insert",
             "onnx:quantizer_unify",
             "onnx:sensitivity_disable",
+            "onnx:strong_typing",
         ],
         # spconv support (spconv is in the dev extra the tests run with)
         "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
