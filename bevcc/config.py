@@ -83,10 +83,12 @@ def load_config(path: str | Path) -> CompileConfig:
             "only apply to a set config ([[files]] tables)"
         )
     config = CompileConfig(**data, source=str(path))
-    for key in ("input", "calib", "output", "evaluate"):
+    for key in ("input", "calib", "evaluate"):
         value = getattr(config, key)
         if value is not None:
             setattr(config, key, _relative_to(path.parent, value))
+    if config.output is not None:  # always a path (a bare `set` too), never a model name
+        config.output = _resolve(path.parent, config.output)
     if tables is not None:
         config.files = _parse_files(path, tables, config)
         check_files(config.files, f"config {path}")

@@ -490,3 +490,16 @@ def test_parents_made_for_a_failed_set_are_removed_again(tmp_path, registry):
             CompileConfig(files=[spec]), output=tmp_path / "a" / "b" / "set", registry=registry
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py"]
+
+
+def test_a_bare_output_name_lies_next_to_the_config_not_in_the_shells_directory(tmp_path):
+    """`output = "set"` is a directory name, not a registered model: relative to the config
+    file like every other path in it (it used to land in the current directory)."""
+    home, elsewhere = tmp_path / "project", tmp_path / "shell"
+    home.mkdir()
+    elsewhere.mkdir()
+    (home / "set.toml").write_text('output = "set"\n[[files]]\n' + ENTRY.format(name="m"))
+    proc = run_bevcc("compile", "--config", home / "set.toml", cwd=elsewhere, env_extra=NO_PLUGINS)
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "set" / "m.onnx").is_file()
+    assert list(elsewhere.iterdir()) == []
