@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -496,10 +497,27 @@ def main(argv: list[str] | None = None) -> int:
         if show_traceback:
             raise
         return _internal_error(exc)  # some other pipe: a bug
+    except OSError as exc:
+        if exc.errno not in _FULL_ERRNOS:
+            if show_traceback:
+                raise
+            return _internal_error(exc)
+        # a full disk (or `> /dev/full`) is the machine's state, not a bug: say where
+        where = exc.filename or "standard output"
+        _stop_quietly([sys.stdout])  # what stdout still buffers cannot fail at exit again
+        print(
+            f"bevcc: error: cannot write {where}: {exc.strerror}; free space there or write "
+            "somewhere else",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as exc:
         if show_traceback:
             raise
         return _internal_error(exc)
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _internal_error(exc: Exception) -> int:

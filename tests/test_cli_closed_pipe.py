@@ -77,3 +77,25 @@ def test_a_full_read_still_exits_0(tmp_path):
     status, stderr, out = piped(["passes"], "cat", tmp_path)
     assert (status, stderr) == (0, "")
     assert out.startswith("NAME ")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["passes"], ["passes", "--json"]], ids=["human", "json"])
+def test_a_full_disk_is_one_error_line_not_an_internal_error(args):
+    """/dev/full refuses every write with ENOSPC, as a full disk does: the machine's state, told
+    in one line (it was 'internal error', exit 70)."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [BEVCC, *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=scaled_timeout(120),
+            check=False,
+        )
+    assert proc.returncode == 1
+    line = (
+        "bevcc: error: cannot write standard output: No space left on device; free space "
+        "there or write somewhere else"
+    )
+    assert proc.stderr.splitlines() == [line]
