@@ -219,3 +219,35 @@ def test_squeezenet_through_the_cli(zoo_file, tmp_path):
     )
     scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) / 2, scale.name))
     assert logits_sqnr_db(model, quantized) < SQNR_FLOOR_DB["light_squeezenet"] - 10
+
+
+def test_squeezenet_typed_for_tensorrt_11_keeps_its_int8_layers_and_numbers(zoo_file, tmp_path):
+    """strong_typing on a file nobody here wrote (the zoo's squeezenet, its Concats sharing
+    scales): every conv stays INT8 with fp16 scales, lint finds the file typed and clean, and
+    onnxruntime computes what the float32 Q/DQ file computes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    model, path, calib = zoo_file("light_squeezenet")
+    int8, typed = tmp_path / "int8.onnx", tmp_path / "typed.onnx"
+    for out, pipeline in ((int8, PIPELINE), (typed, PIPELINE[:-1] + ",strong_typing)")):
+        proc = run_bevcc("compile", path, "--pipeline", pipeline, "--calib", calib, "-o", out)
+        assert proc.returncode == 0, proc.stderr
+    report = lint_model(onnx.load(typed))
+    assert report.errors == 0 and report.typing.declared == "fp16" and not report.typing.errors
+    convs = [layer for layer in report.typing.layers if layer.op == "Conv"]
+    assert {"Conv": len(convs)} == _expected(model)["quantized"] == {"Conv": 26}
+    assert {layer.precision for layer in convs} == {"int8"}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from bevcc.data import CalibData
+
+    x = {k: np.asarray(v) for k, v in CalibData(str(calib)).first().items()}
+    a, b = (
+        ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]).run(None, x)[0]
+        for p in (int8, typed)
+    )
+    sqnr = 10 * np.log10(
+        (a.astype(np.float64) ** 2).sum() / ((a - b).astype(np.float64) ** 2).sum()
+    )
+    assert sqnr >= 25, sqnr
