@@ -14,7 +14,7 @@ from typing import TextIO
 from bevcc import progress
 from bevcc.data import CalibData
 from bevcc.errors import UsageError
-from bevcc.frontend import build_model, input_kind, to_ir
+from bevcc.frontend import build_model, input_kind, start_kind, to_ir
 from bevcc.ir.base import IR
 from bevcc.pipeline_check import check_pipeline
 from bevcc.pm.instrument import Instrumentation, PrintIRAfterFailure
@@ -98,9 +98,9 @@ def compile(
         # not get_registry(), which completes the registry first: the pipeline is checked
         # before anything heavy loads
         registry = default_plugins().registry
-    kind = input_kind(model)
+    model_kind = input_kind(model)
     # the default is a named pipeline a plugin registers (the built-ins: default-fx, default-onnx)
-    text = pipeline if pipeline is not None else registry.pipeline(f"default-{kind}")
+    text = pipeline if pipeline is not None else registry.pipeline(f"default-{model_kind}")
     calib_data = calib if isinstance(calib, CalibData) or calib is None else CalibData(calib)
     if calib_batch_size is not None:
         if calib_data is None:
@@ -111,6 +111,7 @@ def compile(
             raise UsageError(f"calibration batch size {calib_batch_size} must be at least 1")
         calib_data.batch_size = calib_batch_size
     parsed = parse_pipeline(text)
+    kind = start_kind(model_kind, parsed)  # a Python model under onnx(...) is captured as ONNX
     check_pipeline(parsed, registry, kind)  # before the manager imports any pass module
     with _phase("load", times):
         registry.resolve()  # what plugins deferred (leaf modules, models; torch) is needed from here
@@ -151,7 +152,7 @@ def compile(
             on_pipeline(manager.pipeline.text())
         built = build_model(model, registry)
     with _phase("trace", times):
-        ir = to_ir(built, registry, calib_data, example_inputs)
+        ir = to_ir(built, registry, calib_data, example_inputs, capture=kind)
     # A big graph is 10^5+ small Python objects that live for the whole run, and the cyclic
     # collector rescans them again and again (measured: a quarter of the time at 16k ONNX nodes,
     # and what made the run grow faster than the graph). Passes make little cyclic garbage, so

@@ -23,6 +23,16 @@ def input_kind(model) -> str:
     return "fx"
 
 
+def start_kind(model_kind: str, pipeline) -> str:
+    """The IR a (parsed) pipeline starts on for a model of `model_kind`: the model's own, except
+    that a PyTorch model under a pipeline whose first group is onnx(...) is captured as ONNX
+    (bevcc/ir/onnx_capture.py) instead of traced: the route for models FX cannot trace."""
+    first = pipeline.elements[0] if pipeline.elements else None
+    if model_kind == "fx" and getattr(first, "ir", None) == "onnx":
+        return "onnx"
+    return model_kind
+
+
 def load_ir(model, registry, calib: CalibData | None = None, example_inputs=None) -> IR:
     """Load `model` into the IR that `input_kind(model)` names: build_model, then to_ir."""
     return to_ir(build_model(model, registry), registry, calib, example_inputs)
@@ -44,15 +54,20 @@ def build_model(model, registry):
     return model
 
 
-def to_ir(model, registry, calib: CalibData | None = None, example_inputs=None) -> IR:
+def to_ir(
+    model, registry, calib: CalibData | None = None, example_inputs=None, capture: str = "fx"
+) -> IR:
     """A built model as an IR: an IR as it is, an ONNX ModelProto wrapped, a PyTorch module
-    traced and specialized to its example inputs (the "trace" of a compile's time)."""
+    traced and specialized to its example inputs, or with `capture="onnx"` exported to ONNX
+    (the "trace" of a compile's time)."""
     if isinstance(model, IR):
         return model
     if type(model).__name__ == "ModelProto":
         from bevcc.ir.onnx import OnnxIR
 
         return OnnxIR.from_model(model)
+    if capture == "onnx":
+        return _capture_onnx(model, calib, example_inputs)
     return _trace(model, registry, calib, example_inputs)
 
 
@@ -135,9 +150,32 @@ def _a(value) -> str:
 
 
 def _trace(obj, registry, calib: CalibData | None, example_inputs):
-    import torch
-
     from bevcc.ir.fx import FxIR
+
+    module, inputs = _module_and_inputs(obj, calib, example_inputs)
+    if inputs is None:
+        return FxIR.trace(module, None, registry.trace_rules())
+    return _specialized(module, tuple(inputs), registry, calib)
+
+
+def _capture_onnx(obj, calib: CalibData | None, example_inputs):
+    from bevcc.ir.onnx_capture import capture_onnx
+
+    module, inputs = _module_and_inputs(obj, calib, example_inputs)
+    if inputs is None:
+        raise InputError(
+            f"cannot capture {type(module).__name__} to ONNX without example inputs: return "
+            "(module, example_inputs) from the model callable, or give --calib data"
+        )
+    ir = capture_onnx(module, tuple(inputs))
+    if calib is not None:  # positional calibration batches follow the captured inputs
+        calib.input_names = [t.name for t in ir.graph.inputs]
+    return ir
+
+
+def _module_and_inputs(obj, calib: CalibData | None, example_inputs):
+    """The nn.Module and its example inputs (a tuple, or None when nothing gives them)."""
+    import torch
 
     module, inputs = obj, example_inputs
     if _is_pair(obj, torch):
@@ -157,9 +195,7 @@ def _trace(obj, registry, calib: CalibData | None, example_inputs):
         inputs = (inputs,)
     if inputs is None and calib is not None:
         inputs = _inputs_from_calib(module, calib)
-    if inputs is None:
-        return FxIR.trace(module, None, registry.trace_rules())
-    return _specialized(module, tuple(inputs), registry, calib)
+    return module, inputs
 
 
 def _specialized(module, inputs: tuple, registry, calib: CalibData | None):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from bevcc.errors import InputError
-from bevcc.ir.fx import FxIR
+from bevcc.ir.fx import CAPTURE_ONNX_HINT, FxIR
 
 
 class Gate(nn.Module):
@@ -53,7 +53,7 @@ def test_untraceable_module_error_names_the_module_and_the_leaf_hook():
     assert message.startswith("cannot trace Net: module 'body.gate' (Gate) failed: ")
     assert message.endswith(
         "make Gate a leaf module (bevcc.register_leaf_module(Gate) or the "
-        "bevcc_register_leaf_modules hook) or make its forward traceable"
+        "bevcc_register_leaf_modules hook) or make its forward traceable; " + CAPTURE_ONNX_HINT
     )
     assert "\n" not in message
 

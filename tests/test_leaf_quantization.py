@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bevcc.errors import InputError
-from bevcc.ir.fx import FxIR
+from bevcc.ir.fx import CAPTURE_ONNX_HINT, FxIR
 from tests.conftest import run_bevcc
 
 NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -98,7 +98,7 @@ def test_the_trace_error_says_what_a_leaf_would_keep_float(models):
     assert proc.stderr.startswith("bevcc: error: cannot trace Net: module 'body' (Body) failed: ")
     assert proc.stderr.endswith(
         f"; {LEAF_FUNCTION}: as a leaf module, Body would keep its 2 quantizable layers "
-        "(Conv2d 2) float\n"
+        f"(Conv2d 2) float; {CAPTURE_ONNX_HINT}\n"
     )
 
 
@@ -106,7 +106,7 @@ def test_the_trace_error_never_suggests_the_model_itself_as_a_leaf(models):
     proc = compile_(models(leaf=False), "gated")
     assert proc.returncode == 1
     assert proc.stderr.startswith("bevcc: error: cannot trace Gated: its forward failed: ")
-    assert proc.stderr.endswith(f"; {LEAF_FUNCTION}\n")
+    assert proc.stderr.endswith(f"; {LEAF_FUNCTION}; {CAPTURE_ONNX_HINT}\n")
     assert "leaf module" not in proc.stderr
 
 

@@ -19,7 +19,7 @@ from torch import nn
 import bevcc
 from bevcc.errors import InputError
 from bevcc.frontend import load_ir
-from bevcc.ir.fx import FxIR
+from bevcc.ir.fx import CAPTURE_ONNX_HINT, FxIR
 from bevcc.plugins import load_plugins
 from bevcc.sparse.interpreter import LibspconvInterpreter
 from bevcc.sparse.libspconv_check import check_libspconv
@@ -301,6 +301,6 @@ def test_data_dependent_control_flow_is_one_line_naming_module_and_line(tmp_path
             "variables cannot be used as inputs to control flow at "
             f"{(tmp_path / 'build.py').resolve()}:7: `if x.sum() > 0:`; make Gate a leaf module "
             "(bevcc.register_leaf_module(Gate) or the bevcc_register_leaf_modules hook) or make its "
-            "forward traceable"
+            f"forward traceable; {CAPTURE_ONNX_HINT}"
         )
     ]

@@ -32,7 +32,7 @@ from bevcc.deploy.report import (
 from bevcc.deploy.time_accounting import file_time, set_time
 from bevcc.deploy.trtexec_script import SCRIPT_NAME, trtexec_script
 from bevcc.errors import BevccError, UsageError
-from bevcc.frontend import input_kind
+from bevcc.frontend import input_kind, start_kind
 from bevcc.loading import is_callable_ref
 from bevcc.pm.manager import build_steps
 from bevcc.pm.pass_base import PassContext
@@ -235,12 +235,11 @@ def _checked_pipeline(spec: FileSpec, registry, where: str, index: int) -> str:
     entry = f"{where}: [[files]] entry {index} ('{spec.name}')"
     try:
         pipeline = parse_pipeline(spec.pipeline)
-        steps = build_steps(
-            pipeline, registry, input_kind(spec.input), PassContext(registry=registry)
-        )
+        start = start_kind(input_kind(spec.input), pipeline)
+        steps = build_steps(pipeline, registry, start, PassContext(registry=registry))
     except BevccError as exc:
         raise _prefixed(exc, entry) from exc
-    kind = steps[-1].pass_.output_kind() if steps else input_kind(spec.input)
+    kind = steps[-1].pass_.output_kind() if steps else start
     if kind == "fx":
         ends = " or ".join(
             f"{name} ({what})"

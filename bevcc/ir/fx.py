@@ -291,6 +291,13 @@ _LEAF_FUNCTION = (
 )
 
 
+CAPTURE_ONNX_HINT = (
+    "or leave the model as it is and let bevcc capture it as ONNX (torch.export) instead of "
+    "tracing it: start the pipeline with onnx(...), e.g. "
+    "--pipeline 'onnx(bn_fold,qdq_insert,quantizer_unify,check)' (docs/capture.md)"
+)
+
+
 def is_weighted_layer(module: torch.nn.Module) -> bool:
     """A Conv/ConvTranspose/Linear (or a subclass: qdq_insert's quantized layers are leaves)."""
     return isinstance(module, _WEIGHTED_LAYERS)
@@ -316,7 +323,13 @@ def layers_text(counts: dict[str, int]) -> str:
 def _trace_error(module: torch.nn.Module, exc: Exception) -> InputError:
     """One line: where tracing failed and the way out. A leaf module is suggested only where it
     costs nothing: never the model itself (its forward is always traced), and never a module
-    holding layers qdq_insert would quantize (they would silently stay float)."""
+    holding layers qdq_insert would quantize (they would silently stay float). Every message
+    ends with the route that needs no change to the model: capture it as ONNX."""
+    error = _trace_error_without_capture(module, exc)
+    return InputError(f"{error}; {CAPTURE_ONNX_HINT}")
+
+
+def _trace_error_without_capture(module: torch.nn.Module, exc: Exception) -> InputError:
     scope = getattr(exc, "_bevcc_scope", None)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     message += _source_line(exc)

@@ -21,10 +21,9 @@ The result records which input dimensions the specialized graph fixes (`fixed_in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
-import keyword
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,7 @@ from torch.utils import _pytree as pytree
 
 from bevcc.errors import InputError
 from bevcc.ir.fx import _ScopedTracer, _trace_error
+from bevcc.ir.input_names import bind_inputs, leaf_name, unique_name
 from bevcc.ir.shape_fold import fold_shapes
 from bevcc.ir.trace_rules import TraceRules
 
@@ -76,7 +76,7 @@ def specialize(
         raise InputError(f"expected a torch.nn.Module to specialize, got {type(module).__name__}")
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
-    arguments = _bind(module, tuple(example_inputs))
+    arguments = bind_inputs(module, tuple(example_inputs))
     owner = copy.deepcopy(module)
     tracer = _ExampleTracer(TraceRules.coerce(rules), arguments)
     try:
@@ -97,31 +97,6 @@ def specialize(
     return Specialized(graph_module, tensors, fixed, result.folded, result.casts)
 
 
-def _bind(module: torch.nn.Module, inputs: tuple) -> list[tuple[str, object]]:
-    """(parameter name, example value) per positional argument forward receives."""
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = list(inspect.signature(module.forward).parameters.values())
-    positional = [p for p in params if p.kind in kinds]
-    varargs = next((p.name for p in params if p.kind == inspect.Parameter.VAR_POSITIONAL), None)
-    where = f"{type(module).__name__}.forward"
-    if len(inputs) > len(positional) and varargs is None:
-        raise InputError(
-            f"{where} takes {len(positional)} inputs "
-            f"({', '.join(p.name for p in positional)}), but {len(inputs)} example "
-            "inputs were given; return (module, example_inputs) with one per input"
-        )
-    missing = [p.name for p in positional[len(inputs) :] if p.default is inspect.Parameter.empty]
-    if missing:
-        raise InputError(
-            f"{where} needs {', '.join(missing)} beyond the {len(inputs)} example "
-            "input(s) given; return (module, example_inputs) with every input of "
-            "forward, non-tensor ones (e.g. batch_size) included"
-        )
-    extra = [f"{varargs}_{i}" for i in range(len(inputs) - len(positional))]
-    names = [p.name for p in positional] + extra
-    return list(zip(names, inputs, strict=True))
-
-
 class _ExampleTracer(_ScopedTracer):
     """Feeds forward the example's structure: a placeholder for every tensor, constants else."""
 
@@ -140,13 +115,50 @@ class _ExampleTracer(_ScopedTracer):
             replaced = []
             for path, leaf in leaves:
                 if isinstance(leaf, torch.Tensor):
-                    target = _unique(_leaf_name(name, path), taken)
+                    target = unique_name(leaf_name(name, path), taken)
                     replaced.append(self.create_proxy("placeholder", target, (), {}))
                     self.tensors.append(leaf)
                 else:
                     replaced.append(leaf)
             args.append(pytree.tree_unflatten(replaced, spec))
         return root_fn, args
+
+    def iter(self, obj: fx.Proxy):
+        """`d.view(B * N, *d.shape[2:])` (mmdet3d's DepthLSSTransform) and `for size in x.shape`
+        iterate a value FX only knows symbolically. Its length is the example's: the graph so far
+        runs on the example inputs, and each element becomes `obj[i]`, a node that shape folding
+        turns into a constant like any other shape value."""
+        count = self.example_length(obj)
+        if count is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(count)])
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ExampleProxy(node, self)
+
+    def example_length(self, obj: fx.Proxy) -> int | None:
+        """len() of what `obj` holds on the example, or None when that has no length."""
+        if self.arguments is None:
+            return None
+        try:
+            return len(self._example_value(obj.node))
+        except TypeError:
+            return None
+
+    def _example_value(self, target: fx.Node):
+        interpreter = fx.Interpreter(self.root, garbage_collect_values=False, graph=self.graph)
+        given = iter(self.tensors)
+        # The tracer patches nn.Module.__call__ (and wrapped functions) while it traces; running
+        # modules under those patches would record them again, so they are lifted meanwhile.
+        with torch.no_grad(), _patches_lifted():
+            for node in self.graph.nodes:
+                if node.op == "placeholder":
+                    interpreter.env[node] = next(given)
+                else:
+                    interpreter.env[node] = interpreter.run_node(node)
+                if node is target:
+                    return interpreter.env[node]
+        raise AssertionError(f"{target} is not in the graph being traced")
 
     def create_arg(self, a):
         # OpenPCDet keeps grid sizes as numpy arrays (`sparse_shape = grid_size[::-1] + [1, 0, 0]`)
@@ -157,6 +169,23 @@ class _ExampleTracer(_ScopedTracer):
         elif isinstance(a, np.generic):
             a = a.item()
         return super().create_arg(a)
+
+
+class _ExampleProxy(fx.Proxy):
+    """A proxy whose len() is the example's: Python asks for it when `*d.shape[2:]` unpacks."""
+
+    def __len__(self) -> int:
+        count = self.tracer.example_length(self)
+        return super().__len__() if count is None else count
+
+
+def _patches_lifted():
+    """torch.fx's own context for running real code in the middle of a trace (private, so an
+    older or newer torch without it gets a no-op and the iteration then fails as before)."""
+    from torch.fx import _symbolic_trace
+
+    lift = getattr(_symbolic_trace, "_maybe_revert_all_patches", None)
+    return lift() if lift is not None else contextlib.nullcontext()
 
 
 def _positional_leaf_calls(graph: fx.Graph, rules: TraceRules) -> None:
@@ -181,27 +210,6 @@ def _signature(target) -> inspect.Signature:
         params = list(inspect.signature(target.__init__).parameters.values())[1:]
         return inspect.Signature(params)
     return inspect.signature(target)
-
-
-def _leaf_name(name: str, path) -> str:
-    """`param`, `param_0` for a sequence element, the key itself for a dict entry."""
-    for key in path:
-        if isinstance(key, pytree.MappingKey):
-            name = str(key.key)
-        elif isinstance(key, pytree.SequenceKey):
-            name = f"{name}_{key.idx}"
-        elif isinstance(key, pytree.GetAttrKey):
-            name = key.name
-    name = re.sub(r"\W", "_", name)
-    return f"_{name}" if not name.isidentifier() or keyword.iskeyword(name) else name
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, i = name, 1
-    while candidate in taken:
-        candidate, i = f"{name}_{i}", i + 1
-    taken.add(candidate)
-    return candidate
 
 
 def _merge(fixed: dict, earlier: dict | None) -> dict:
