@@ -43,8 +43,8 @@ def capture_onnx(module: torch.nn.Module, example_inputs, opset: int = OPSET):
     flat = _FlatInputs(copy.deepcopy(module).eval(), arguments)
     name = type(module).__name__
     try:
-        with torch.no_grad():
-            outputs = flat(*flat.tensors)
+        with torch.no_grad():  # one eager run: names the outputs, and fails where forward fails
+            flat(*flat.tensors)
     except Exception as exc:
         raise InputError(
             f"cannot capture {name} to ONNX: its forward failed on the example inputs "
