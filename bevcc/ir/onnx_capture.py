@@ -96,9 +96,12 @@ def _torch_export(flat: _FlatInputs, opset: int):
     """The model through torch.export and its ONNX translation, or None where it fails."""
     import logging
 
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    # the exporter and its optimizer log what they skip (constant folding of a Split, ...):
+    # not the user's concern when the file checks out
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -116,7 +119,8 @@ def _torch_export(flat: _FlatInputs, opset: int):
     except Exception:  # noqa: BLE001 - any failure sends the model to the other exporter
         return None
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 class _FlatInputs(torch.nn.Module):

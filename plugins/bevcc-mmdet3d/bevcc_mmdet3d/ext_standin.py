@@ -28,16 +28,18 @@ class _ExtStandIn(types.ModuleType):
     def __getattr__(self, name: str):
         if name.startswith("_"):  # keep dunder probes (__path__, __file__, ...) honest
             raise AttributeError(name)
+        module = self.__name__
 
         def unavailable(*args, **kwargs):
+            owner = "mmcv" if module == NAME else module
             raise CompiledOpUnavailable(
-                f"mmcv op '{name}' is a compiled CUDA/C++ op that this install does not have "
-                "(mmcv-lite with bevcc-mmdet3d's mmcv._ext stand-in); bevcc-mmdet3d builds and "
-                "compiles models only: install a full mmcv build with ops to run it"
+                f"{owner} op '{name}' is a compiled CUDA/C++ op that this install does not "
+                f"have ({module} is bevcc-mmdet3d's stand-in); bevcc-mmdet3d builds and "
+                "compiles models only: build the ops to run it"
             )
 
         unavailable.__name__ = name
-        unavailable.__qualname__ = f"{NAME}.{name}"
+        unavailable.__qualname__ = f"{module}.{name}"
         return unavailable
 
 
@@ -49,19 +51,29 @@ def has_real_ext() -> bool:
     return any(any(Path(folder).glob("_ext.*")) for folder in spec.submodule_search_locations)
 
 
-def install() -> bool:
-    """Put the stand-in in sys.modules if mmcv is installed without `_ext`; True if it is there."""
-    module = sys.modules.get(NAME)
+def install(name: str = NAME) -> bool:
+    """Put a stand-in for the compiled module `name` (mmcv's `_ext` unless told) in sys.modules
+    where the real one is not built; True if a stand-in is there."""
+    module = sys.modules.get(name)
     if isinstance(module, _ExtStandIn):
         return True
-    if module is not None or importlib.util.find_spec("mmcv") is None or has_real_ext():
+    if module is not None or _has_real(name):
         return False
-    stand_in = _ExtStandIn(NAME, "bevcc-mmdet3d stand-in: compiled mmcv ops are unavailable")
+    stand_in = _ExtStandIn(name, "bevcc-mmdet3d stand-in: compiled ops are unavailable")
     # loader=None: mmcv's check_ops_exist() (pkgutil.find_loader) then reports no compiled ops.
-    stand_in.__spec__ = importlib.machinery.ModuleSpec(NAME, None)
-    sys.modules[NAME] = stand_in
+    stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    sys.modules[name] = stand_in
     return True
 
 
-def is_installed() -> bool:
-    return isinstance(sys.modules.get(NAME), _ExtStandIn)
+def _has_real(name: str) -> bool:
+    if name == NAME:
+        return importlib.util.find_spec("mmcv") is None or has_real_ext()
+    try:  # the module's package is importable (the caller put it on sys.path); the library?
+        return importlib.util.find_spec(name) is not None
+    except Exception:  # noqa: BLE001 - its package failed to import: not built
+        return False
+
+
+def is_installed(name: str = NAME) -> bool:
+    return isinstance(sys.modules.get(name), _ExtStandIn)
