@@ -178,6 +178,46 @@ def test_cli_cuda_without_cuda_is_one_line_exit_2_and_writes_nothing(tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def _set_directory(tmp_path, function_source: str):
+    """A set directory whose config's `evaluate` is `function_source`'s `evaluate`."""
+    (tmp_path / "ev.py").write_text(
+        "from bevcc.deploy.evaluation import Evaluation\n" + function_source
+    )
+    config = tmp_path / "set.toml"
+    config.write_text(
+        f'evaluate = "{tmp_path / "ev.py"}:evaluate"\n[[files]]\nname = "a"\n'
+        'input = "tiny_cnn"\npipeline = "fx(bn_fold),export"\nprecision = "fp32"\n'
+    )
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "report.json").write_text(f'{{"schema": "bevcc-set-report/1", "config": "{config}"}}')
+    return out
+
+
+@pytest.mark.parametrize("given", [[], ["--device", "cpu"]])
+def test_evaluate_hands_the_resolved_device_to_a_function_that_takes_it(tmp_path, given):
+    out = _set_directory(
+        tmp_path,
+        "def evaluate(directory, config, scenes, stream, device):\n"
+        "    print('device', device, file=stream)\n"
+        "    return Evaluation('m', scenes, [], [])\n",
+    )
+    done = run_bevcc("evaluate", out, "--scenes", "1", *given)
+    assert done.returncode == 0, done.stderr
+    assert f"device {'cuda' if CUDA and not given else 'cpu'}\n" in done.stderr
+
+
+def test_evaluate_without_a_device_parameter_still_runs_on_the_default(tmp_path):
+    out = _set_directory(
+        tmp_path,
+        "def evaluate(directory, config, scenes, stream):\n"
+        "    return Evaluation('m', scenes, [], [])\n",
+    )
+    for given in ([], ["--device", "cpu"], ["--device", "auto"]):
+        done = run_bevcc("evaluate", out, "--scenes", "1", *given)
+        assert done.returncode == 0, done.stderr
+
+
 def test_cli_device_cpu_writes_the_defaults_bytes_here(tmp_path):
     """On this machine (the CPU everywhere CI runs) --device cpu is the default's file, byte for
     byte; on a GPU machine the default is cuda, and the GPU tests below compare the two."""
