@@ -361,17 +361,21 @@ def test_gpu_spconv_model_file_matches_the_cpu_one_and_folds_the_bias_inside(tmp
 
 @gpu
 @needs_cuda
-def test_gpu_sensitivity_ranks_like_the_cpu(tmp_path):
+def test_gpu_sensitivity_ranks_like_the_cpu(tmp_path, registry):
     reports = {}
     for device in ("cpu", "cuda"):
-        out = tmp_path / device
-        done = run_bevcc(
-            "sensitivity", "tiny_cnn", "--calib", CALIB, "--top-k", "2", "-o", out,
-            "--device", device,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        reports[device] = json.loads((out / "disable_list.json").read_text())["disable"]
-    assert len(reports["cpu"]) == 2 and reports["cuda"] == reports["cpu"]
+        (tmp_path / device).mkdir()
+        bevcc.compile(
+            tiny_cnn(),
+            pipeline="fx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable{top_k=2})",
+            calib=calibration_batches(),
+            registry=registry,
+            artifacts_dir=tmp_path / device,
+            device=device,
+        )
+        reports[device] = json.loads((tmp_path / device / "disable_list.json").read_text())
+    assert len(reports["cpu"]["disable"]) == 2
+    assert reports["cuda"]["disable"] == reports["cpu"]["disable"]
 
 
 @gpu
