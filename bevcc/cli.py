@@ -60,8 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise), lines, off; BEVCC_PROGRESS sets the default",
     )
 
+    # the commands that run models (calibration, sensitivity runs) run them on a device
+    on_device = _Parser(add_help=False)
+    on_device.add_argument(
+        "--device",
+        type=_device,
+        metavar="DEVICE",
+        help="where models run while passes calibrate and measure them: cpu, cuda, cuda:N or "
+        "auto (default: cuda where torch sees a GPU, else cpu; a config's `device` key sets "
+        "it too); written files do not depend on it beyond the statistics' rounding "
+        "(README, 'Devices')",
+    )
+
     c = sub.add_parser(
-        "compile", help="run a pipeline of passes and write the result", parents=[long_running]
+        "compile",
+        help="run a pipeline of passes and write the result",
+        parents=[long_running, on_device],
     )
     c.epilog_source = _models_epilog
     c.add_argument(
@@ -135,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sensitivity",
         help="rank quantized layers by the accuracy INT8 "
         "costs; write the report and a disable list",
-        parents=[long_running],
+        parents=[long_running, on_device],
     )
     sens.epilog_source = _models_epilog
     sens.add_argument("input", help="the model, as for compile (a registered name is listed below)")
@@ -212,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="run a set's files as the deployment chains them; "
         "task metric and per-file parity against PyTorch",
-        parents=[long_running],
+        parents=[long_running, on_device],
     )
     ev.add_argument("directory", help="a directory written by a set compile")
     ev.add_argument(
@@ -224,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("plugins", help="list loaded plugins and what they added")
     g.add_argument("--json", action="store_true", help="print them as JSON")
     return parser
+
+
+def _device(text: str) -> str:
+    """--device's type: the accepted forms, checked without torch (bevcc.device)."""
+    from bevcc.device import DeviceError, check_device
+
+    try:
+        return check_device(text)
+    except DeviceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_compile(args) -> int:
@@ -254,6 +278,7 @@ def cmd_compile(args) -> int:
         print_ir_after_failure=args.print_ir_after_failure,
         reproducer=args.reproducer,
         on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None,
+        device=args.device or config.device,
     )
     for record in result.records:
         for line in record.report:
@@ -298,6 +323,7 @@ def _compile_set(args, config) -> int:
         on_pipeline=(lambda text: print(text, flush=True)) if args.print_pipeline else None,
         print_ir_after_failure=args.print_ir_after_failure,
         reproducer=args.reproducer,
+        device=args.device,
     )
     print(
         f"wrote {result.output} ({len(result.files)} files, {result.report_md.name})",
@@ -344,6 +370,7 @@ def cmd_sensitivity(args) -> int:
         output=output,
         stream=sys.stderr,
         calib_batch_size=args.calib_batch_size,
+        device=args.device,
     )
     for line in result.records[-1].report:
         print(line)
@@ -380,6 +407,7 @@ def cmd_evaluate(args) -> int:
     from bevcc.atomic import write_text_atomic
     from bevcc.config import load_config
     from bevcc.deploy.evaluation import set_report
+    from bevcc.device import resolve_device
     from bevcc.loading import load_callable
 
     directory = Path(args.directory)
@@ -398,8 +426,19 @@ def cmd_evaluate(args) -> int:
         )
     if args.scenes < 1:
         raise UsageError("--scenes must be at least 1")
+    device = resolve_device(args.device if args.device is not None else config.device)
     evaluate = load_callable(config.evaluate, "evaluate")
-    result = evaluate(directory=directory, config=config, scenes=args.scenes, stream=sys.stderr)
+    extra = {}
+    if _takes(evaluate, "device"):
+        extra["device"] = device
+    elif args.device not in (None, "cpu", "auto"):
+        raise UsageError(
+            f"--device {args.device}: {config.evaluate} takes no device (it runs where it "
+            "runs); drop --device, or add a `device` parameter to it"
+        )
+    result = evaluate(
+        directory=directory, config=config, scenes=args.scenes, stream=sys.stderr, **extra
+    )
     sys.stdout.write(result.markdown())
     if args.json:
         write_text_atomic(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
@@ -411,6 +450,17 @@ def cmd_evaluate(args) -> int:
         print(f"bevcc: error: evaluation failed: {failures[0]}{more}", file=sys.stderr)
         return 1
     return 0
+
+
+def _takes(function, name: str) -> bool:
+    """Whether `function` accepts the keyword `name` (by name or through **kwargs)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def cmd_passes(args) -> int:

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from bevcc import progress
 from bevcc.data import CalibData
+from bevcc.device import resolve_device
 from bevcc.errors import UsageError
 from bevcc.frontend import build_model, input_kind, start_kind, to_ir
 from bevcc.ir.base import IR
@@ -69,6 +70,7 @@ def compile(
     instrumentations: list[Instrumentation] | tuple = (),
     print_ir_after_failure: bool = False,
     reproducer=None,
+    device: str | None = None,
 ) -> CompileResult:
     """Compile `model` with `pipeline` and, if `output` is given, write the result there.
 
@@ -87,6 +89,10 @@ def compile(
     `print_ir_after_failure`: print the IR a failing pass left behind to `stream`.
     `reproducer`: a directory that gets, if a pass fails, the IR before it, the pipeline from it
     on and the `bevcc compile` command that reruns it (bevcc/pm/reproducer.py).
+    `device`: where passes run the model (calibration, sensitivity runs): cpu, cuda, cuda:N or
+    auto (the default: cuda where torch sees a GPU, else cpu); checked before the model loads
+    (a ValueError, bevcc.device.DeviceError, for a malformed or absent one). The model is back
+    on the CPU after each pass and in the result (bevcc/device.py).
     The result's `time` is the compile's wall time by phase (TIME_KEYS); each phase, pass and
     long loop shows as progress (bevcc/progress.py).
     """
@@ -113,9 +119,12 @@ def compile(
     parsed = parse_pipeline(text)
     kind = start_kind(model_kind, parsed)  # a Python model under onnx(...) is captured as ONNX
     check_pipeline(parsed, registry, kind)  # before the manager imports any pass module
+    device = resolve_device(device)  # before the model loads: a missing GPU fails at once
     with _phase("load", times):
         registry.resolve()  # what plugins deferred (leaf modules, models; torch) is needed from here
-        context = PassContext(registry=registry, calib=calib_data, quant_config=quant_config)
+        context = PassContext(
+            registry=registry, calib=calib_data, quant_config=quant_config, device=device
+        )
         stream = stream or sys.stderr
         on_failure: list[Instrumentation] = []
         if print_ir_after_failure:
@@ -129,6 +138,7 @@ def compile(
                     calib_batch_size=calib_batch_size,
                     verify_each=verify_each,
                     stream=stream,
+                    device=device,
                 )
             )
         manager = PassManager(

@@ -19,7 +19,7 @@ from bevcc.loading import is_callable_ref
 
 __all__ = ["CompileConfig", "FileSpec", "load_config"]
 
-KEYS = ("input", "pipeline", "calib", "output", "fp16_set", "evaluate")
+KEYS = ("input", "pipeline", "calib", "output", "fp16_set", "evaluate", "device")
 SET_ONLY_KEYS = ("fp16_set", "evaluate")
 FILE_KEYS = ("name", "input", "calib", "pipeline", "precision", "trtexec")
 PRECISIONS = ("int8", "fp16", "fp32", "libspconv")
@@ -49,6 +49,7 @@ class CompileConfig:
     files: list[FileSpec] = field(default_factory=list)  # a set config when not empty
     fp16_set: bool = False  # also write DIR/fp16/: every file without its quantization passes
     evaluate: str | None = None  # callable that runs the written files (`bevcc evaluate DIR`)
+    device: str | None = None  # cpu | cuda | cuda:N | auto (bevcc/device.py); --device wins
     source: str | None = None  # the config file, for messages and reports
 
     @property
@@ -82,6 +83,13 @@ def load_config(path: str | Path) -> CompileConfig:
             f"config {path}: {', '.join(k for k in SET_ONLY_KEYS if k in data)} "
             "only apply to a set config ([[files]] tables)"
         )
+    if "device" in data:
+        from bevcc.device import DeviceError, check_device
+
+        try:
+            check_device(data["device"])
+        except DeviceError as exc:
+            raise UsageError(f"config {path}: {exc}") from None
     config = CompileConfig(**data, source=str(path))
     for key in ("input", "calib", "evaluate"):
         value = getattr(config, key)

@@ -31,6 +31,8 @@ PUBLIC_MODULES = (
     "bevcc.lint.checks",
     # progress of long loops and phases (a plugin's model builder, a set's `evaluate`)
     "bevcc.progress",
+    # where passes run the model: the compile's device, moving models and batches there
+    "bevcc.device",
     # TensorRT's Q/DQ rules as data, and the FX spelling of their ops
     "bevcc.trt.rules",
     "bevcc.trt.fx_ops",

@@ -262,11 +262,12 @@ def set_report(directory: Path) -> dict:
     return report
 
 
-def reference_modules(config, directory: Path, quantized: bool) -> dict:
+def reference_modules(config, directory: Path, quantized: bool, device: str = "cpu") -> dict:
     """{file name: the PyTorch module the file was exported from}, rebuilt from the config: the
     fx part of each pipeline, each pass repeating the decisions the set recorded
     (Pass.replay_options: sensitivity_disable reads its disable list instead of measuring
-    again). `quantized=False` drops the quantization passes (the FP16 set)."""
+    again). `quantized=False` drops the quantization passes (the FP16 set). `device`: where
+    their passes calibrate and measure (bevcc.compile's); the modules come back on the CPU."""
     from bevcc import progress
     from bevcc.compiler import compile as compile_model
     from bevcc.deploy.set_compile import float_spec
@@ -305,6 +306,7 @@ def reference_modules(config, directory: Path, quantized: bool) -> dict:
                 pipeline=IRGroup("fx", steps).text(),
                 calib=spec.calib,
                 stream=io.StringIO(),
+                device=device,
             )
         modules[spec.name] = result.ir.module.eval()
     return modules

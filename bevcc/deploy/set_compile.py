@@ -31,6 +31,7 @@ from bevcc.deploy.report import (
 )
 from bevcc.deploy.time_accounting import file_time, set_time
 from bevcc.deploy.trtexec_script import SCRIPT_NAME, trtexec_script
+from bevcc.device import resolve_device
 from bevcc.errors import BevccError, UsageError
 from bevcc.frontend import input_kind, start_kind
 from bevcc.loading import is_callable_ref
@@ -85,6 +86,7 @@ def compile_set(
     on_pipeline: Callable[[str], None] | None = None,
     print_ir_after_failure: bool = False,
     reproducer: str | os.PathLike | None = None,
+    device: str | None = None,
 ) -> SetResult:
     """Compile every `[[files]]` entry of `config` (a TOML path or a CompileConfig) into the
     directory `output` (default: the config's `output`).
@@ -93,6 +95,8 @@ def compile_set(
     `stream` (default stderr). On any failure DIR is left exactly as it was.
     `print_ir_after_failure` and `reproducer` are bevcc.compile's, for whichever file fails:
     its reproducer is written to `reproducer`/<file name>/ (fp16/<file name>/ for the FP16 set).
+    `device`: where every file's passes run the model (bevcc.compile's); default: the config's
+    `device`, else auto.
     """
     started = time.perf_counter()
     if not isinstance(config, CompileConfig):
@@ -103,6 +107,8 @@ def compile_set(
         output = config.output
     if output is None:
         raise UsageError(f"{where}: no output directory; give -o DIR (or `output` in the config)")
+    # before any plugin's deferred part or model loads: a missing GPU fails at once
+    device = resolve_device(device if device is not None else config.device)
     if registry is None:
         from bevcc.plugins import get_registry
 
@@ -124,6 +130,7 @@ def compile_set(
         "on_pipeline": on_pipeline,
         "print_ir_after_failure": print_ir_after_failure,
         "reproducer": reproducer,
+        "device": device,
     }
     float_specs = [float_spec(spec, registry) for spec in config.files] if config.fp16_set else []
     setup = time.perf_counter() - started
@@ -362,6 +369,7 @@ def _compile_one(
                 verify_each=options["verify_each"],
                 stream=options["stream"],
                 subdirectory=name,
+                device=options["device"],
             )
         )
     try:

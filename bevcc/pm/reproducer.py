@@ -82,6 +82,7 @@ class Reproducer(Instrumentation):
         verify_each: bool = True,
         stream: TextIO | None = None,
         subdirectory: str | None = None,
+        device: str = "cpu",
     ):
         self.root = Path(directory)  # what is replaced whole
         check_replaceable(self.root)
@@ -91,6 +92,7 @@ class Reproducer(Instrumentation):
         self.calib = calib
         self.calib_batch_size = calib_batch_size
         self.verify_each = verify_each
+        self.device = device  # the compile's, resolved: a failure on a GPU reruns on it
         self.stream = stream
         self._saved: tempfile.TemporaryDirectory | None = None
         self._unsaved: str | None = None  # why the IR before the current step could not be saved
@@ -145,6 +147,8 @@ class Reproducer(Instrumentation):
             words += ["--calib-batch-size", str(self.calib_batch_size)]
         if not self.verify_each:
             words.append("--no-verify")
+        if self.device != "cpu":
+            words += ["--device", self.device]
         return shlex.join([*words, "-o", str(self.directory / "output")])
 
     def _readme(self, step, error, model: str, rest: str) -> str:

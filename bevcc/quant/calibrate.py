@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bevcc.device import running_on, to_device
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError
 from bevcc.progress import track
@@ -35,8 +36,12 @@ def calibrate(
     quantizers: dict[str, TensorQuantizer] | None = None,
     max_batches: int = 0,
     progress: bool = True,
+    device: str = "cpu",
 ) -> CalibrationReport:
-    """Calibrate `quantizers` (default: every TensorQuantizer in `module` without an amax)."""
+    """Calibrate `quantizers` (default: every TensorQuantizer in `module` without an amax).
+
+    `device` (bevcc/device.py): the module runs there while it calibrates, each batch moved
+    there as it is used, and is back on the CPU afterwards, amax included."""
     if quantizers is None:
         quantizers = {
             name: q
@@ -63,7 +68,7 @@ def calibrate(
         q.start_calibration()
     rank, world = rank_and_world()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), running_on(module, device):
             for index, batch in enumerate(
                 track(calib, "calibrating", unit="batch", enabled=progress and rank == 0)
             ):
@@ -73,7 +78,7 @@ def calibrate(
                     continue
                 inputs = _to_inputs(batch, input_names, example_inputs, index, calib)
                 try:
-                    module(*inputs)
+                    module(*(to_device(t, device) for t in inputs))
                 except (RuntimeError, ValueError, IndexError) as exc:
                     raise _batch_error(
                         exc, index, calib, inputs, input_names, example_inputs

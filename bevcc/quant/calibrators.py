@@ -34,7 +34,7 @@ class MaxCalibrator:
     def collect(self, x: torch.Tensor) -> None:
         x = x.detach().abs().float()
         if self.axis is None:
-            value = x.max() if x.numel() else torch.zeros(())
+            value = x.max() if x.numel() else torch.zeros((), device=x.device)
         else:
             dims = [d for d in range(x.dim()) if d != self.axis % x.dim()]
             value = x.amax(dim=dims) if dims else x

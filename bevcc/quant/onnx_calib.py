@@ -13,6 +13,7 @@ import onnx
 import torch
 
 from bevcc.batching import fit_batches
+from bevcc.device import ort_providers
 from bevcc.errors import InputError
 from bevcc.ir.onnx_shapes import InferenceCrash, infer_shapes
 from bevcc.progress import track
@@ -33,13 +34,14 @@ def calibrate_tensors(
     budget_bytes: int = 512 << 20,
     max_batches: int = 0,
     progress: bool = True,
+    device: str = "cpu",
 ) -> int:
     """Feed every tensor named in `calibrators` (name -> calibrator) from each batch.
 
     onnxruntime computes and holds every declared graph output on every run, whichever ones are
     fetched, so groups cannot share a session: each group gets a session whose outputs are just
     that group, the batches are run through it, and it is dropped before the next. Returns the
-    number of batches used.
+    number of batches used. `device`: onnxruntime's providers (bevcc.device.ort_providers).
     """
     input_names = [
         i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
@@ -53,7 +55,7 @@ def calibrate_tensors(
     # one session per group: the groups are runs over the data, each a loop over its batches
     runs = track(groups, "tensor groups", unit="group", enabled=progress and len(groups) > 1)
     for number, group in enumerate(runs):
-        session = _session(model, group) if group else None
+        session = _session(model, group, device) if group else None
         known = used if number else None  # the first run counted the batches
         for index, batch in enumerate(
             track(calib, "calibrating", total=known, unit="batch", enabled=progress)
@@ -88,7 +90,7 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     return shapes
 
 
-def _session(model: onnx.ModelProto, outputs: list[str]):
+def _session(model: onnx.ModelProto, outputs: list[str], device: str = "cpu"):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -98,7 +100,7 @@ def _session(model: onnx.ModelProto, outputs: list[str]):
     return ort.InferenceSession(
         _with_outputs(model, outputs).SerializeToString(),
         options,
-        providers=["CPUExecutionProvider"],
+        providers=ort_providers(device),
     )
 
 

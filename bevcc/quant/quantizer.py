@@ -137,6 +137,12 @@ class TensorQuantizer(nn.Module):
             x, scale, zero, self.axis, scales.QMIN, scales.QMAX
         )
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device) / .cpu() / .half() replace amax and the weights' data: the cached
+        # fake-quant weight belongs to the old ones (a weight's version survives a move)
+        self.__dict__.pop("_weight_cache", None)
+        return super()._apply(fn, *args, **kwargs)
+
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
         state = dict(state)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bevcc.device import to_device
 from bevcc.quant.quantizer import TensorQuantizer
 from bevcc.sensitivity.units import Unit
 
@@ -21,6 +22,10 @@ class FxEvaluator:
     input_names: list[str]
     metric: object  # fn(outputs, reference, batches) -> float
     reference: list = field(default_factory=list)
+    # where the module runs (bevcc/device.py): the caller keeps it there (running_on) while
+    # this evaluator is used; batches move there one at a time, outputs come back to the CPU,
+    # where the metrics (a plugin's too) read them
+    device: str = "cpu"
 
     def __post_init__(self):
         with switched_quantizers(self.module, enabled=False):
@@ -31,9 +36,12 @@ class FxEvaluator:
         self.module.eval()
         with torch.no_grad():
             for batch in self.batches:
-                inputs = [torch.from_numpy(batch[n]) for n in self.input_names]
+                inputs = [
+                    to_device(torch.from_numpy(batch[n]), self.device) for n in self.input_names
+                ]
                 out = self.module(*inputs)
-                results.append(tuple(out) if isinstance(out, (tuple, list)) else (out,))
+                out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+                results.append(tuple(_on_cpu(o) for o in out))
         return results
 
     def score(self, quantized: bool = True, except_units: list[Unit] = ()) -> float:
@@ -41,6 +49,10 @@ class FxEvaluator:
         get the opposite."""
         with switched_quantizers(self.module, enabled=quantized, except_units=except_units):
             return float(self.metric(self._outputs(), self.reference, self.batches))
+
+
+def _on_cpu(value):
+    return value.cpu() if isinstance(value, torch.Tensor) else value
 
 
 class switched_quantizers:

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import torch
 
+from bevcc.device import ort_providers
 from bevcc.errors import InputError
 from bevcc.sensitivity.onnx_strip import strip
 
@@ -27,9 +28,11 @@ class OnnxEvaluator:
         batches: list[dict],
         metric,
         description: str = "the evaluation data",
+        device: str = "cpu",
     ):
         self.model, self.units, self.batches, self.metric = model, units, batches, metric
         self.description = description
+        self.device = device  # onnxruntime's providers follow it (bevcc.device.ort_providers)
         initializers = {t.name for t in model.graph.initializer}
         self.input_names = [i.name for i in model.graph.input if i.name not in initializers]
         self._scores: dict[frozenset, float] = {}
@@ -49,7 +52,7 @@ class OnnxEvaluator:
 
     def outputs(self, floated: list) -> list[tuple[torch.Tensor, ...]]:
         """Per batch, the outputs of the file with the units `floated` kept float."""
-        session = _session(strip(self.model, floated))
+        session = _session(strip(self.model, floated), self.device)
         float_inputs = {i.name for i in session.get_inputs() if i.type == "tensor(float)"}
         results = []
         for index, batch in enumerate(self.batches):
@@ -80,12 +83,10 @@ class OnnxEvaluator:
         return results
 
 
-def _session(model: onnx.ModelProto):
+def _session(model: onnx.ModelProto, device: str = "cpu"):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(model.SerializeToString(), options, providers=ort_providers(device))

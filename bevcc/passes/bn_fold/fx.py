@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bevcc.device import device_of
 from bevcc.ir.fx import FxIR
 from bevcc.passes.bn_fold import FX, sparse
 from bevcc.passes.bn_fold import _math as fm
@@ -87,7 +88,7 @@ class BatchNormFoldFx(BnFoldReporting, declaration=FX):
                     features,
                     conv,
                     folded_bias,
-                    sparse.bias_outside(conv, self.options.sparse_bias),
+                    sparse.bias_outside(conv, self.options.sparse_bias, device_of(self.context)),
                 )
             else:
                 _set_bias(conv, folded_bias)

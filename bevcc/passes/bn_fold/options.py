@@ -14,6 +14,7 @@ class BnFoldOptions:
         metadata={
             "help": "where a folded sparse conv's bias goes: inside the conv, outside (a "
             "SparseConvBias module after it, since spconv's CPU kernels reject an "
-            "eval-mode conv bias), or auto (outside when the conv is on CPU)"
+            "eval-mode conv bias), or auto (inside when the compile runs on CUDA, --device, "
+            "else outside)"
         },
     )

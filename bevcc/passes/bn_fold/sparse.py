@@ -80,9 +80,11 @@ def _keeps_features_out(user: fx.Node, conv_node: fx.Node) -> bool:
     return user.op == "call_function" and user.target is getattr and user.args[1] in _HARMLESS_ATTRS
 
 
-def bias_outside(conv, mode: str) -> bool:
+def bias_outside(conv, mode: str, device: str = "cpu") -> bool:
+    """`auto`: inside when the compile runs the model on CUDA (`device`, bevcc/device.py) or the
+    conv already lives there; outside on the CPU, whose spconv kernels reject the bias."""
     if mode == "auto":
-        return conv.weight.device.type == "cpu"
+        return device == "cpu" and conv.weight.device.type == "cpu"
     return mode == "outside"
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import fx
 
 from bevcc.batching import fit_batches, fx_input_shapes
+from bevcc.device import device_of
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR, is_weighted_layer, layers_text, weighted_layers
 from bevcc.passes.qdq_insert import FX
@@ -146,6 +147,7 @@ class QdqInsertFx(Pass, declaration=FX):
             ir.example_inputs,
             quantizers=inputs,
             max_batches=self.options.max_batches,
+            device=device_of(self.context),
         )
 
 

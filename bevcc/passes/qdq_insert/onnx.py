@@ -14,6 +14,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bevcc.batching import fit_batches
+from bevcc.device import device_of
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
 from bevcc.passes.qdq_insert import ONNX
@@ -132,6 +133,7 @@ class QdqInsertOnnx(Pass, declaration=ONNX):
             calib,
             budget_bytes=self.options.calib_memory_mb << 20,
             max_batches=self.options.max_batches,
+            device=device_of(self.context),
         )
         return used, getattr(calib, "dropped", 0)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import fx
 
+from bevcc.device import device_of
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.ir.union_find import UnionFind
@@ -190,5 +191,12 @@ class QuantizerUnifyFx(Pass, declaration=FX):
         for q in quantizers.values():
             q.amax = None  # calibrate() fills every quantizer without an amax
         names = [n.name for n in ir.graph.nodes if n.op == "placeholder"]
-        calibrate(ir.module, calib, names, ir.example_inputs, quantizers=quantizers)
+        calibrate(
+            ir.module,
+            calib,
+            names,
+            ir.example_inputs,
+            quantizers=quantizers,
+            device=device_of(self.context),
+        )
         return len(quantizers)

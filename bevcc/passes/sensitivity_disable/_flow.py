@@ -19,6 +19,7 @@ and disable_list.json are written next to the output.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 
@@ -56,6 +57,11 @@ class SensitivityFlow(Pass):
     def _disable(self, ir: IR, units: list, chosen: list) -> IR:
         """`ir` with the `chosen` units kept float (called only when there are some)."""
         raise NotImplementedError
+
+    def _measuring_on(self, ir: IR):
+        """A context the measurements run in: where the FX model moves to the compile's device
+        (bevcc/device.py) and back to the CPU after them."""
+        return contextlib.nullcontext()
 
     @classmethod
     def set_report_section(cls, runs, context):
@@ -109,24 +115,8 @@ class SensitivityFlow(Pass):
         # nothing
         measuring = any(budgets) or not (explicit or options.list)
         if measuring:
-            with progress.step("evaluation data and float outputs"):
-                evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
-            modes = analysis.MODES if options.mode == "both" else (options.mode,)
-            key = analysis.run_key(
-                ir.fingerprint(), units, metric_name, len(evaluator.batches), modes
-            )
-            table = analysis.measure(evaluator, units, modes, self._results_path(), key)
-            ordered = [u for u in decide.sensitivity_order(units, table) if u not in chosen]
-            with progress.step("all units INT8"):
-                summary["all_int8"] = self._score(evaluator, units, chosen)
-            if options.top_k > 0:
-                chosen += ordered[: options.top_k]
-            elif options.min_sqnr_db is not None or options.max_drop is not None:
-                chosen = self._greedy(evaluator, units, chosen, ordered)
-            with progress.step("chosen units float"):
-                summary["final"] = self._score(evaluator, units, chosen)
-            summary["metric"] = metric_name
-            summary.update(self._goal(metric_name))
+            with self._measuring_on(ir):
+                chosen, table, summary = self._measure(ir, units, chosen)
         if chosen:
             ir = self._disable(ir, units, chosen)
         disabled = {u.name for u in chosen}
@@ -144,6 +134,27 @@ class SensitivityFlow(Pass):
                 **summary,
             },
         )
+
+    def _measure(self, ir: IR, units: list, chosen: list) -> tuple[list, dict, dict]:
+        """Measure every unit and decide: (units kept float, the table, the summary)."""
+        options, summary = self.options, {}
+        with progress.step("evaluation data and float outputs"):
+            evaluator, metric_name = self._evaluator(ir, units, options.min_sqnr_db is not None)
+        modes = analysis.MODES if options.mode == "both" else (options.mode,)
+        key = analysis.run_key(ir.fingerprint(), units, metric_name, len(evaluator.batches), modes)
+        table = analysis.measure(evaluator, units, modes, self._results_path(), key)
+        ordered = [u for u in decide.sensitivity_order(units, table) if u not in chosen]
+        with progress.step("all units INT8"):
+            summary["all_int8"] = self._score(evaluator, units, chosen)
+        if options.top_k > 0:
+            chosen = chosen + ordered[: options.top_k]
+        elif options.min_sqnr_db is not None or options.max_drop is not None:
+            chosen = self._greedy(evaluator, units, chosen, ordered)
+        with progress.step("chosen units float"):
+            summary["final"] = self._score(evaluator, units, chosen)
+        summary["metric"] = metric_name
+        summary.update(self._goal(metric_name))
+        return chosen, table, summary
 
     # ---- helpers ------------------------------------------------------------------------------
     def _evaluator(self, ir: IR, units: list, sqnr_budget: bool):

@@ -4,6 +4,7 @@ weight quantizers; keeping one float disables its quantizers in the module (see 
 from __future__ import annotations
 
 from bevcc.batching import fx_input_shapes
+from bevcc.device import device_of, running_on
 from bevcc.passes.sensitivity_disable import FX
 from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
 
@@ -23,7 +24,12 @@ class SensitivityDisable(SensitivityFlow, declaration=FX):
     def _make_evaluator(self, ir, units, batches, metric):
         from bevcc.sensitivity.fx_eval import FxEvaluator
 
-        return FxEvaluator(ir.module, batches, self._input_names(ir), metric)
+        return FxEvaluator(
+            ir.module, batches, self._input_names(ir), metric, device=device_of(self.context)
+        )
+
+    def _measuring_on(self, ir):
+        return running_on(ir.module, device_of(self.context))
 
     def _disable(self, ir, units, chosen):
         for unit in chosen:

@@ -9,6 +9,7 @@ file stays lint clean). Evaluation data is batched to the file's input shapes, a
 
 from __future__ import annotations
 
+from bevcc.device import device_of
 from bevcc.ir.onnx import OnnxIR
 from bevcc.passes.sensitivity_disable import ONNX
 from bevcc.passes.sensitivity_disable._flow import SensitivityFlow
@@ -50,6 +51,7 @@ class SensitivityDisableOnnx(SensitivityFlow, declaration=ONNX):
             batches,
             metric,
             getattr(self.context.calib, "description", "the evaluation data"),
+            device=device_of(self.context),
         )
 
     def _disable(self, ir, units, chosen):

@@ -18,6 +18,7 @@ import re
 import torch
 from torch import fx
 
+from bevcc.device import device_of
 from bevcc.errors import UsageError
 from bevcc.ir.fx import FxIR
 from bevcc.passes.sparse_conv_quant import FX
@@ -94,6 +95,7 @@ class SparseConvQuant(Pass, declaration=FX):
             ir.example_inputs,
             quantizers=new,
             max_batches=self.options.max_batches,
+            device=device_of(self.context),
         )
         return PassResult(
             ir,

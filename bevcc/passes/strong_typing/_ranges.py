@@ -39,10 +39,15 @@ def float_activations(model: onnx.ModelProto) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def activation_ranges(model: onnx.ModelProto, calib, max_batches: int) -> tuple[dict, int]:
-    """({tensor name: max |value| on the calibration batches}, batches used)."""
+def activation_ranges(
+    model: onnx.ModelProto, calib, max_batches: int, device: str = "cpu"
+) -> tuple[dict, int]:
+    """({tensor name: max |value| on the calibration batches}, batches used); onnxruntime runs
+    on `device` where it can (bevcc.device.ort_providers)."""
     collectors = {name: _AbsMax() for name in float_activations(model)}
-    used = calibrate_tensors(model, collectors, calib, max_batches=max_batches, progress=False)
+    used = calibrate_tensors(
+        model, collectors, calib, max_batches=max_batches, progress=False, device=device
+    )
     return {name: c.value for name, c in collectors.items()}, used
 
 

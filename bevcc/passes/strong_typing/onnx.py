@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from bevcc.device import device_of
 from bevcc.ir.onnx import OnnxIR
 from bevcc.passes.strong_typing import ONNX
 from bevcc.passes.strong_typing._autocast import to_fp16
@@ -39,7 +40,9 @@ class StrongTyping(Pass, declaration=ONNX):
         calib = self.context.calib if self.context is not None else None
         ranges, batches = (None, 0)
         if calib is not None:
-            ranges, batches = activation_ranges(model, calib, self.options.max_batches)
+            ranges, batches = activation_ranges(
+                model, calib, self.options.max_batches, device_of(self.context)
+            )
         keep = [p.strip() for p in self.options.keep_fp32.split(",") if p.strip()]
         decided = fp32_nodes(model, ranges, float_initializers(model), keep)
         typed = to_fp16(model, sorted(decided), keep_io_fp32=self.options.io == "fp32")

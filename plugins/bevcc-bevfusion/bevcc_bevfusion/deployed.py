@@ -15,6 +15,7 @@ the fake-quant model for the INT8 set, which the files must compute exactly (the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from bevcc.deploy.evaluation import (
     estimate,
     reference_modules,
 )
+from bevcc.pm.pipeline import IRGroup, Pipeline, StepSpec, parse_pipeline
 from bevcc.progress import track
 from bevcc.sparse.interpreter import LibspconvInterpreter
 
@@ -224,13 +226,38 @@ def run_sets(runs: list[SetRun], scenes, stream) -> None:
         )
 
 
-def reference_model(config, directory: Path, quantized: bool):
-    """The float model with each subnet replaced by the PyTorch module its file came from."""
+def reference_model(config, directory: Path, quantized: bool, device: str = "cpu"):
+    """The float model with each subnet replaced by the PyTorch module its file came from, its
+    passes run on `device`; the model itself runs on the CPU, beside the deployed chain."""
+    if device != "cpu":
+        config = sparse_bias_outside(config)
     model = copy.deepcopy(small.model)
     attributes = {file: attr for attr, file in SUBNETS.items()}
-    for name, module in reference_modules(config, directory, quantized).items():
+    for name, module in reference_modules(config, directory, quantized, device).items():
         setattr(model, attributes[name], module)
     return model.eval()
+
+
+def sparse_bias_outside(config):
+    """`config` with every fx bn_fold that does not say otherwise keeping a folded sparse conv's
+    bias outside the conv: on CUDA bn_fold's `auto` puts it inside, which spconv's CPU kernels,
+    where the references run, reject. The arithmetic is the same (the bias is added after the
+    convolution either way)."""
+    files = []
+    for spec in config.files:
+        elements = []
+        for element in parse_pipeline(spec.pipeline).elements:
+            if isinstance(element, IRGroup) and element.ir == "fx":
+                element = IRGroup("fx", [_outside(step) for step in element.steps])
+            elements.append(element)
+        files.append(dataclasses.replace(spec, pipeline=Pipeline(elements).text()))
+    return dataclasses.replace(config, files=files)
+
+
+def _outside(step: StepSpec) -> StepSpec:
+    if step.name != "bn_fold" or any(key == "sparse_bias" for key, _ in step.options):
+        return step
+    return StepSpec(step.name, [*step.options, ("sparse_bias", "outside")])
 
 
 def int8_names(config) -> tuple[str, str]:
@@ -241,13 +268,15 @@ def int8_names(config) -> tuple[str, str]:
     return "PTQ INT8, all layers", "int8-all"
 
 
-def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
+def evaluate(directory, config, scenes: int, stream=sys.stderr, device: str = "cpu") -> Evaluation:
     """The `evaluate` function bevfusion.toml names: the INT8 set in DIR and, when the set was
     compiled with an FP16 set, DIR/fp16. Every file is held against the float PyTorch model, and
-    separately against the PyTorch model it was exported from (fake-quant for the INT8 set)."""
+    separately against the PyTorch model it was exported from (fake-quant for the INT8 set).
+    `device` (`bevcc evaluate --device`): where rebuilding the PyTorch references calibrates and
+    replays their passes; the files and the references then run scene by scene on the CPU."""
     directory = Path(directory)
     val = load_split("val", scenes, small.preset)
-    float_model = reference_model(config, directory, quantized=False)
+    float_model = reference_model(config, directory, quantized=False, device=device)
     label, set_name = int8_names(config)
     print(
         "INT8 set: the files vs the float PyTorch model, and vs the PyTorch fake-quant model "
@@ -257,7 +286,7 @@ def evaluate(directory, config, scenes: int, stream=sys.stderr) -> Evaluation:
     )
     int8 = SetRun(
         directory,
-        reference_model(config, directory, quantized=True),
+        reference_model(config, directory, quantized=True, device=device),
         "int8",
         set_name,
         float_model=float_model,
