@@ -293,8 +293,7 @@ _LEAF_FUNCTION = (
 
 CAPTURE_ONNX_HINT = (
     "or leave the model as it is and let bevcc capture it as ONNX (torch.export) instead of "
-    "tracing it: start the pipeline with onnx(...), e.g. "
-    "--pipeline 'onnx(bn_fold,qdq_insert,quantizer_unify,check)' (docs/capture.md)"
+    "tracing it: start the pipeline with onnx(...) where it starts with fx(...) (docs/capture.md)"
 )
 
 

@@ -34,8 +34,7 @@ def test_the_trace_error_says_a_leaf_swin_block_keeps_its_linears_float(swin):
         "leaf function (registry.add_leaf_function in the bevcc_register_leaf_modules hook): as "
         "a leaf module, SwinBlock would keep its 4 quantizable layers (Linear 4) float; or leave "
         "the model as it is and let bevcc capture it as ONNX (torch.export) instead of tracing "
-        "it: start the pipeline with onnx(...), e.g. --pipeline "
-        "'onnx(bn_fold,qdq_insert,quantizer_unify,check)' (docs/capture.md)"
+        "it: start the pipeline with onnx(...) where it starts with fx(...) (docs/capture.md)"
     )
     assert "bevcc.register_leaf_module(" not in message
 
