@@ -95,6 +95,8 @@ def load_config(path: str | Path) -> CompileConfig:
         value = getattr(config, key)
         if value is not None:
             setattr(config, key, _relative_to(path.parent, value))
+    if config.pipeline is not None:
+        config.pipeline = _pipeline_files_relative_to(path.parent, config.pipeline)
     if config.output is not None:  # always a path (a bare `set` too), never a model name
         config.output = _resolve(path.parent, config.output)
     if tables is not None:
@@ -139,6 +141,7 @@ def _parse_files(path: Path, tables, config: CompileConfig) -> list[FileSpec]:
         for key in ("input", "calib"):
             if values.get(key) is not None:
                 values[key] = _relative_to(path.parent, values[key])
+        values["pipeline"] = _pipeline_files_relative_to(path.parent, values["pipeline"])
         specs.append(FileSpec(**values))
     return specs
 
@@ -190,6 +193,29 @@ def _relative_to(base: Path, value: str) -> str:
     if "/" in value or Path(value).suffix:
         return _resolve(base, value)
     return value  # a registered model name
+
+
+def _pipeline_files_relative_to(base: Path, text: str) -> str:
+    """A pass option naming a file beside the config (`qdq_insert{config=head_quant.toml}`)
+    names it wherever bevcc runs, as input and calib do. Only values with a path separator or a
+    suffix that name an existing file there change; a text that does not parse is left for the
+    pipeline check to report."""
+    from bevcc.errors import BevccError
+    from bevcc.pm.pipeline import IRGroup, parse_pipeline
+
+    try:
+        pipeline = parse_pipeline(text)
+    except BevccError:
+        return text
+    changed = False
+    for element in pipeline.elements:
+        for step in element.steps if isinstance(element, IRGroup) else [element]:
+            for index, (key, value) in enumerate(step.options):
+                if ("/" in value or Path(value).suffix) and not Path(value).is_absolute():
+                    if (base / value).is_file():
+                        step.options[index] = (key, str(base / value))
+                        changed = True
+    return pipeline.text() if changed else text
 
 
 def _resolve(base: Path, location: str) -> str:

@@ -503,3 +503,22 @@ def test_a_bare_output_name_lies_next_to_the_config_not_in_the_shells_directory(
     assert proc.returncode == 0, proc.stderr
     assert (home / "set" / "m.onnx").is_file()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_file_named_by_a_pass_option_lies_next_to_the_config(tmp_path):
+    """`qdq_insert{config=q.toml}` in a config names q.toml beside the config, as `input` and
+    `calib` do, whatever directory bevcc runs in (it used to be looked up in the shell's)."""
+    home, elsewhere = tmp_path / "project", tmp_path / "shell"
+    home.mkdir()
+    elsewhere.mkdir()
+    (home / "q.toml").write_text('[[overrides]]\nmatch = "*"\nenabled = false\n')
+    (home / "one.toml").write_text(
+        'input = "bevcc.reference.tiny_cnn:tiny_cnn"\n'
+        'calib = "bevcc.reference.tiny_cnn:calibration_batches"\n'
+        'pipeline = "fx(qdq_insert{config=q.toml}),export"\noutput = "out.onnx"\n'
+    )
+    proc = run_bevcc("compile", "--config", home / "one.toml", cwd=elsewhere, env_extra=NO_PLUGINS)
+    assert proc.returncode == 0, proc.stderr
+    assert "quantized 0 layers" in proc.stderr or "kept float" in proc.stderr
+    ops = [n.op_type for n in onnx.load(home / "out.onnx").graph.node]
+    assert "QuantizeLinear" not in ops  # the override in q.toml kept every layer float

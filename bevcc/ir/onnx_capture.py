@@ -40,7 +40,9 @@ def capture_onnx(module: torch.nn.Module, example_inputs, opset: int = OPSET):
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     arguments = bind_inputs(module, tuple(example_inputs))
-    flat = _FlatInputs(copy.deepcopy(module).eval(), arguments)
+    owned = copy.deepcopy(module)
+    owned.eval()  # not `deepcopy(...).eval()`: mmdet's SwinTransformer.train returns None
+    flat = _FlatInputs(owned, arguments)
     name = type(module).__name__
     try:
         with torch.no_grad():  # one eager run: names the outputs, and fails where forward fails

@@ -12,8 +12,8 @@ cut where TensorRT's part ends (bev_pool and voxelization are CUDA kernels outsi
 - head.bbox: TransFusionHead's forward (heatmap, proposals, transformer decoder, predictions)
 
 Sizes: BEVCC_MMDET3D_SIZE=full is the config's (6 cameras 256x704, grid 1440x1440x41, BEV 180);
-the default, small, keeps every width and shrinks the inputs (1 camera 128x352, grid 256x256x41,
-BEV 32) so a CPU compiles the set in minutes.
+the default, small, keeps every width and shrinks the inputs (1 camera 128x352, grid 128x128x41,
+BEV 16) so a CPU compiles the set in minutes.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Size:
 
 
 SIZES = {
-    "small": Size(cameras=1, image=(128, 352), grid=(256, 256, 41), voxels=3000),
+    "small": Size(cameras=1, image=(128, 352), grid=(128, 128, 41), voxels=2000),
     "full": Size(cameras=6, image=(256, 704), grid=(1440, 1440, 41), voxels=60000),
 }
 
@@ -76,9 +76,11 @@ def detector(checkout, checkpoint: str, size_: Size) -> nn.Module:
         config.bbox_head[key].grid_size = list(size_.grid)
     config.img_backbone.pop("init_cfg", None)  # no download of ImageNet weights
     if checkpoint:
-        return mm.load_checkpoint(mm.build(config, "BEVFusion"), checkpoint).eval()
-    model, _ = seeded(lambda: mm.build(config, "BEVFusion"), 0)
-    return model.eval()
+        model = mm.load_checkpoint(mm.build(config, "BEVFusion"), checkpoint)
+    else:
+        model, _ = seeded(lambda: mm.build(config, "BEVFusion"), 0)
+    model.eval()  # its return value is not the model: mmdet's SwinTransformer.train returns None
+    return model
 
 
 def _detector() -> nn.Module:
