@@ -211,10 +211,10 @@ def _pipeline_files_relative_to(base: Path, text: str) -> str:
     for element in pipeline.elements:
         for step in element.steps if isinstance(element, IRGroup) else [element]:
             for index, (key, value) in enumerate(step.options):
-                if ("/" in value or Path(value).suffix) and not Path(value).is_absolute():
-                    if (base / value).is_file():
-                        step.options[index] = (key, str(base / value))
-                        changed = True
+                names_a_file = "/" in value or Path(value).suffix
+                if names_a_file and not Path(value).is_absolute() and (base / value).is_file():
+                    step.options[index] = (key, str(base / value))
+                    changed = True
     return pipeline.text() if changed else text
 
 
