@@ -18,6 +18,7 @@ from bevcc.passes import (
     sensitivity_disable,
     sparse_conv_quant,
     strong_typing,
+    topk_shrink,
 )
 
 _FOLDERS = (
@@ -32,6 +33,7 @@ _FOLDERS = (
     sensitivity_disable,
     sparse_conv_quant,
     strong_typing,
+    topk_shrink,
 )
 DECLARED = tuple(info for folder in _FOLDERS for info in folder.PASSES)
 _INPUTS = {"fx": "a Python model", "onnx": "an .onnx file"}

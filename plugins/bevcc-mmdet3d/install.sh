@@ -14,8 +14,9 @@ quiet=(--quiet --disable-pip-version-check)
     mmdet3d==1.4.0
 # Import-time needs of the four (each checked against numpy 2.4 / Python 3.11 wheels):
 # addict, yapf (+platformdirs): mmengine.config; cv2: mmcv.image; numba (+llvmlite):
-# mmdet3d's box NMS; pycocotools, shapely, six, terminaltables: mmdet.
+# mmdet3d's box NMS; pycocotools, shapely, six, terminaltables: mmdet; pyquaternion: mmdet3d's
+# datasets, which mmdetection3d's projects/BEVFusion imports (the mmdet3d BEVFusion set).
 "$pip" install "${quiet[@]}" --no-deps addict==2.4.0 yapf==0.43.0 platformdirs==4.14.8 \
     opencv-python-headless==5.0.0.93 numba==0.68.1 llvmlite==0.50.0 pycocotools==2.0.11 \
-    shapely==2.2.0 six==1.17.0 terminaltables==3.1.10
+    shapely==2.2.0 six==1.17.0 terminaltables==3.1.10 pyquaternion==0.9.9
 "$pip" install "${quiet[@]}" --no-deps -e "$here"
