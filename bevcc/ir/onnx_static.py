@@ -14,7 +14,7 @@ import onnx
 
 from bevcc.ir.onnx_shapes import InferenceCrash, infer_shapes
 
-__all__ = ["NEVER_FOLDED", "constant_nodes", "static_shapes"]
+__all__ = ["NEVER_FOLDED", "constant_nodes", "inferred_shapes", "is_static"]
 
 # Ops whose output is not a function of constant inputs alone, or must stay as they are:
 # Q/DQ pairs are what TensorRT reads the INT8 placement from (a folded weight Q/DQ pair would be
@@ -36,8 +36,9 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 _SKELETON_LIMIT = 1024  # initializers with more elements are weights, never shape data
 
 
-def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Every tensor whose shape inference (with data propagation) finds fully static, by name.
+def inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
+    """Every tensor's shape as inference (with data propagation) finds it, by name: an int per
+    static dimension, the name of a dynamic one (or None where inference has none).
 
     `model` is not changed. A graph the inference rejects or crashes on gives {}: nothing is
     known static, so nothing is folded because of it (the verifier reports the graph's fault).
@@ -51,10 +52,15 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
         tensor_type = info.type.tensor_type
         if not tensor_type.HasField("shape"):
             continue
-        dims = tensor_type.shape.dim
-        if all(d.HasField("dim_value") for d in dims):
-            shapes[info.name] = tuple(int(d.dim_value) for d in dims)
+        shapes[info.name] = tuple(
+            int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
+            for d in tensor_type.shape.dim
+        )
     return shapes
+
+
+def is_static(shape) -> bool:
+    return shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
 
 
 def constant_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -63,7 +69,7 @@ def constant_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     constants = {t.name for t in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     needs_shapes = any(n.op_type in ("Shape", "Size") for n in model.graph.node)
-    shapes = static_shapes(model) if needs_shapes else {}
+    shapes = inferred_shapes(model) if needs_shapes else {}
     found = []
     for node in model.graph.node:
         if node.domain not in _DEFAULT_DOMAINS or node.op_type in NEVER_FOLDED:
@@ -71,7 +77,7 @@ def constant_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
         if node.op_type == "Constant" or (node.attribute and _has_subgraph(node)):
             continue
         inputs = [name for name in node.input if name]
-        if node.op_type in ("Shape", "Size") and inputs and inputs[0] in shapes:
+        if node.op_type in ("Shape", "Size") and inputs and is_static(shapes.get(inputs[0])):
             found.append(node)
             constants.update(node.output)
         elif inputs and all(name in constants for name in inputs):

@@ -21,7 +21,7 @@ import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from bevcc.ir.onnx import OnnxIR
-from bevcc.ir.onnx_static import NEVER_FOLDED, static_shapes
+from bevcc.ir.onnx_static import NEVER_FOLDED, inferred_shapes, is_static
 from bevcc.passes.simplify import ONNX
 from bevcc.pm.pass_base import Pass, PassResult
 
@@ -70,7 +70,7 @@ class Simplify(Pass, declaration=ONNX):
         # (an FX export, the onnx zoo) is folded without exporting it for the inference
         lent = []
         if any(node.op in ("Shape", "Size") for node in graph.nodes):
-            lent = _lend_shapes(graph, static_shapes(ir.to_model()))
+            lent = _lend_shapes(graph, inferred_shapes(ir.to_model()))
         error = None
         try:
             with _quiet():
@@ -105,18 +105,23 @@ def _constant_names(graph: gs.Graph) -> set[str]:
 
 
 def _lend_shapes(graph: gs.Graph, shapes: dict) -> list:
-    """Give each variable whose shape the file leaves open the static shape inference found;
-    returns (tensor, declared shape) to put back after the fold."""
+    """Give each variable whose shape the file leaves open what inference found (its static
+    dimensions: a Shape -> Gather of one of them folds even beside a dynamic batch); returns
+    (tensor, declared shape) to put back after the fold."""
     lent = []
     for name, tensor in graph.tensors().items():
         if not isinstance(tensor, gs.Variable) or name not in shapes:
             continue
-        declared = tensor.shape
-        if declared is not None and all(isinstance(d, int) and d >= 0 for d in declared):
+        declared, found = tensor.shape, shapes[name]
+        if is_static(declared) or _static_dims(found) <= _static_dims(declared):
             continue
-        tensor.shape = list(shapes[name])
+        tensor.shape = list(found)
         lent.append((tensor, declared))
     return lent
+
+
+def _static_dims(shape) -> int:
+    return sum(isinstance(d, int) and d >= 0 for d in shape or ())
 
 
 @contextlib.contextmanager
