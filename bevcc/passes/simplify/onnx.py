@@ -64,7 +64,8 @@ class Simplify(Pass, declaration=ONNX):
 
     def _fold_round(self, ir: OnnxIR) -> str | None:
         """One round; the first line of onnxruntime's error when it could not evaluate the
-        constant part (then nothing of that round is folded), else None."""
+        constant part in one piece (then it is evaluated node by node, and what fails stays
+        computed), else None."""
         graph = ir.graph
         # shapes are inferred only where a Shape/Size could use them: a file without any
         # (an FX export, the onnx zoo) is folded without exporting it for the inference
