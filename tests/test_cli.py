@@ -168,6 +168,7 @@ def test_passes_json_lists_builtins_with_their_options():
         ("onnx", "qdq_insert"),
         ("onnx", "quantizer_unify"),
         ("onnx", "sensitivity_disable"),
+        ("onnx", "simplify"),
         ("onnx", "strong_typing"),
     }
     assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
@@ -261,6 +262,7 @@ def test_plugins_json_and_version():
             "onnx:qdq_insert",
             "onnx:quantizer_unify",
             "onnx:sensitivity_disable",
+            "onnx:simplify",
             "onnx:strong_typing",
         ],
         # spconv support (spconv is in the dev extra the tests run with)

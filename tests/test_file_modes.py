@@ -1,6 +1,7 @@
 """Every file and directory bevcc writes gets the user's umask, as `open` and `mkdir` would give:
 written 0600 (a temporary file renamed into place), a model could not be read by trtexec run
-as another user or in a container. The engine script stays executable (0755)."""
+as another user or in a container. The engine script stays executable
+(0755 under umask 022, 0700 under 077)."""
 
 from __future__ import annotations
 
@@ -37,21 +38,30 @@ def test_a_compiled_file_has_the_users_umask(tmp_path, umask, file_mode):
         assert stat.S_IMODE(out.stat().st_mode) == file_mode, name
 
 
-def test_a_set_directory_its_files_and_script_have_the_users_umask(tmp_path):
+@pytest.mark.parametrize(
+    ("umask", "directory", "script", "file"),
+    [(0o022, 0o755, 0o755, 0o644), (0o077, 0o700, 0o700, 0o600)],
+    ids=["umask 022", "umask 077"],
+)
+def test_a_set_directory_its_files_and_script_have_the_users_umask(
+    tmp_path, umask, directory, script, file
+):
+    # the script is executable for whoever the umask lets read it: a literal 0755 handed it to
+    # everyone under umask 077
     (tmp_path / "set.toml").write_text(
         f'output = "build/set"\ncalib = "{CALIB}"\n\n[[files]]\nname = "camera"\n'
         'input = "tiny_cnn"\npipeline = "fx(dce),export"\nprecision = "fp32"\n'
     )
     proc = run_bevcc(
-        "compile", "--config", tmp_path / "set.toml", env_extra=NO_PLUGINS, umask=0o022
+        "compile", "--config", tmp_path / "set.toml", env_extra=NO_PLUGINS, umask=umask
     )
     assert proc.returncode == 0, proc.stderr
     assert modes(tmp_path / "build" / "set") == {
-        "set": 0o755,
-        "set/build_trt_engines.sh": 0o755,
-        "set/camera.onnx": 0o644,
-        "set/report.json": 0o644,
-        "set/report.md": 0o644,
+        "set": directory,
+        "set/build_trt_engines.sh": script,
+        "set/camera.onnx": file,
+        "set/report.json": file,
+        "set/report.md": file,
     }
 
 

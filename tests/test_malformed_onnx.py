@@ -110,7 +110,9 @@ def reads_an_undefined_tensor(path):
 def test_an_invalid_input_is_blamed_on_the_input_not_on_the_first_pass(tmp_path):
     path = reads_an_undefined_tensor(tmp_path / "bad.onnx")
     out = tmp_path / "out" / "result.onnx"
-    proc = run_bevcc("compile", path, "-o", out)  # the default pipeline: onnx(cleanup,check)
+    proc = run_bevcc(
+        "compile", path, "-o", out
+    )  # the default pipeline: onnx(simplify,cleanup,check)
     assert proc.returncode == 1
     ghost = (
         "Nodes in a graph must be topologically sorted, however input 'ghost' of node: "

@@ -14,9 +14,11 @@ def test_builtin_pipelines_are_the_defaults_and_each_checks_on_its_ir(registry):
     texts = {name: registry.pipeline(name) for name in registry.pipelines}
     assert texts == {
         "default-fx": "fx(dce),export,onnx(cleanup,check)",
-        "default-onnx": "onnx(cleanup,check)",
+        "default-onnx": "onnx(simplify,cleanup,check)",
         "sensitivity-fx": "fx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
-        "sensitivity-onnx": "onnx(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
+        "sensitivity-onnx": (
+            "onnx(simplify,bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)"
+        ),
     }
     ends = {
         name: check_pipeline(parse_pipeline(text), registry, name.rsplit("-", 1)[1])

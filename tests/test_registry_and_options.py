@@ -158,7 +158,7 @@ def test_every_builtin_declaration_matches_its_class(registry):
     from bevcc.pm.options import describe_options
 
     entries = registry.entries()
-    assert len(entries) == 15  # strong_typing is the 15th
+    assert len(entries) == 16  # simplify is the 16th
     for entry in entries:
         info, cls = entry.info, entry.obj  # .obj imports the module
         declared = (

@@ -40,8 +40,11 @@ number; new fields may appear). Paths are relative to the output directory DIR.
             "predicted_reformats": 0 | null,         # null for libspconv (no TensorRT engine)
             "int8_macs": 123, "total_macs": 456, "int8_mac_share": 0.27,
             "float_layers": ["..."],                 # ONNX names of the MAC layers not in INT8
-            "int8_layers": 5, "total_layers": 7      # libspconv: counted from each sparse
+            "int8_layers": 5, "total_layers": 7,     # libspconv: counted from each sparse
                                                      # conv's `precision` attribute (no Q/DQ)
+            "float_precision": "fp16" | null,        # what strong_typing declared
+            "warnings": ["TopK '/head/TopK': K = ..."]   # TensorRT limits it passes (lint
+                                                     # --json "warnings"); not errors
           },
           "macs": {"int8": 123, "fp16": 333, "fp32": 0, "total": 456,   # by the rule below
                    "int8_share": 0.27, "fp16_share": 0.73, "fp32_share": 0.0},
@@ -163,6 +166,9 @@ def file_entry(
             "total_layers": len(lint.layers),
             # the float precision the file declares (strong_typing), None when untyped
             "float_precision": None if lint.typing is None else lint.typing.declared,
+            # TensorRT operator limits the file passes (bevcc.lint.limits): the engine build
+            # rejects it, though the file is valid ONNX; not counted in "errors"
+            "warnings": list(lint.warnings),
         },
         "macs": mac_shares(lint.layers),
         "layers": [
@@ -309,6 +315,10 @@ def report_markdown(
             "path, with the ONNX node name beside it."
         ),
     ]
+    warned = [e for e in entries if e["lint"].get("warnings")]
+    if warned:  # the build of these engines will fail: said before the sections
+        counts = ", ".join(f"`{e['file']}` {len(e['lint']['warnings'])}" for e in warned)
+        lines += ["", f"TensorRT limit warnings: {counts} (see its section)."]
     for e in entries:
         lines += ["", *_section(e, registry)]
     return "\n".join(lines) + "\n"
@@ -348,9 +358,11 @@ def _section(e: dict, registry) -> list[str]:
             ""
             if lint["predicted_reformats"] is None
             else f", {lint['predicted_reformats']} predicted Reformat(s)"
-        ),
+        )
+        + (f", {len(lint['warnings'])} warning(s)" if lint.get("warnings") else ""),
     ]
     lines += [f"  - {problem}" for problem in lint["problems"]]
+    lines += [f"  - warning: {warning}" for warning in lint.get("warnings", [])]
     lines += _pass_lines(e, registry)
     lines += _float_layer_lines(e)
     lines += ["", "| pass | seconds | verify s | modified | report |", "|---|---|---|---|---|"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bevcc import progress
-from bevcc.atomic import atomic_directory
+from bevcc.atomic import atomic_directory, current_umask
 from bevcc.compiler import TIME_KEYS, CompileResult, compile
 from bevcc.config import CompileConfig, FileSpec, check_files, load_config
 from bevcc.deploy.report import (
@@ -231,7 +231,8 @@ def _build(
         )
         script = build_dir / SCRIPT_NAME
         script.write_text(trtexec_script(specs, _script_header(config)))
-        script.chmod(0o755)
+        # executable by whoever the umask lets read it (0755 under 022, 0700 under 077)
+        script.chmod(0o777 & ~current_umask())
     times = {**times, "other": times["other"] + time.perf_counter() - started - seconds}
     return done, times
 

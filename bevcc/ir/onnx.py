@@ -64,8 +64,11 @@ class OnnxIR(IR):
     def to_model(self) -> onnx.ModelProto:
         self.graph.nodes = stable_toposort(self.graph)
         model = gs.export_onnx(self.graph, do_type_check=False)
+        # a plugin's domain (TensorRT plugins, com.microsoft) is no onnx opset: it needs no IR
+        # version, and onnx raises on it unless told to ignore it
         model.ir_version = max(
-            model.ir_version, onnx.helper.find_min_ir_version_for(list(model.opset_import))
+            model.ir_version,
+            onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True),
         )
         del model.metadata_props[:]
         for key in sorted(self.metadata_props):

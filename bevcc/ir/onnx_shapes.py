@@ -26,11 +26,19 @@ class InferenceCrash(shape_inference.InferenceError):
 
 
 def infer_shapes(
-    model: onnx.ModelProto | bytes, *, check_type: bool = False, strict_mode: bool = False
+    model: onnx.ModelProto | bytes,
+    *,
+    check_type: bool = False,
+    strict_mode: bool = False,
+    data_prop: bool = False,
 ) -> onnx.ModelProto:
-    """onnx.shape_inference.infer_shapes, run where a crash cannot reach the caller."""
+    """onnx.shape_inference.infer_shapes, run where a crash cannot reach the caller.
+    `data_prop`: also propagate the values of shape tensors (Shape -> Gather -> Concat ->
+    Reshape), which a raw exporter's shape arithmetic needs for its outputs' shapes."""
     data = model if isinstance(model, bytes) else model.SerializeToString()
-    out = _isolated(lambda: shape_inference.C.infer_shapes(data, check_type, strict_mode, False))
+    out = _isolated(
+        lambda: shape_inference.C.infer_shapes(data, check_type, strict_mode, data_prop)
+    )
     if out is None:  # the child died: find the node and say what it was fed
         parsed = model if isinstance(model, onnx.ModelProto) else onnx.load_from_string(data)
         raise InferenceCrash(_crash_message(parsed))

@@ -16,6 +16,7 @@ from bevcc.passes import (
     qdq_insert,
     quantizer_unify,
     sensitivity_disable,
+    simplify,
     sparse_conv_quant,
     strong_typing,
     topk_shrink,
@@ -31,6 +32,7 @@ _FOLDERS = (
     qdq_insert,
     quantizer_unify,
     sensitivity_disable,
+    simplify,
     sparse_conv_quant,
     strong_typing,
     topk_shrink,
@@ -62,15 +64,17 @@ def bevcc_register_pipelines(registry):
     )
     registry.add_pipeline(
         "default-onnx",
-        "onnx(cleanup,check)",
+        "onnx(simplify,cleanup,check)",
         "what `bevcc compile` runs on an .onnx file when no pipeline is given",
     )
     # `bevcc sensitivity`: the steps before the last are its default --prefix, the last step is
-    # the analysis, which gets the command's budget options
+    # the analysis, which gets the command's budget options. An .onnx file is simplified first:
+    # a raw export's shape arithmetic would be calibrated and evaluated on every batch.
     for ir in ("fx", "onnx"):
+        first = "simplify," if ir == "onnx" else ""
         registry.add_pipeline(
             f"sensitivity-{ir}",
-            f"{ir}(bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
+            f"{ir}({first}bn_fold,qdq_insert,quantizer_unify,sensitivity_disable)",
             f"what `bevcc sensitivity` runs on {_INPUTS[ir]}",
         )
 

@@ -8,6 +8,7 @@ consumers: the same file torch.onnx gives for the FX path, whose exporter merges
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from bevcc.batching import fit_batches
 from bevcc.device import device_of
 from bevcc.errors import UsageError
 from bevcc.ir.onnx import OnnxIR
+from bevcc.ir.onnx_static import constant_nodes
 from bevcc.passes.qdq_insert import ONNX
 from bevcc.passes.qdq_insert.fx import quant_config, report_lines
 from bevcc.pm.pass_base import Pass, PassResult
@@ -126,6 +128,7 @@ class QdqInsertOnnx(Pass, declaration=ONNX):
             by_tensor.setdefault(key[0], []).append(calibrator)
         fan_out = {name: _FanOut(cals) for name, cals in by_tensor.items()}
         model = ir.to_model()
+        _warn_foldable(model)
         calib = fit_batches(calib, input_shapes(model))
         used = calibrate_tensors(
             model,
@@ -147,6 +150,21 @@ class _FanOut:
     def collect(self, x) -> None:
         for calibrator in self.calibrators:
             calibrator.collect(x)
+
+
+def _warn_foldable(model) -> None:
+    """One line when the graph computes what its fixed input shapes already decide (a raw
+    export's shape arithmetic): shape inference cannot size the tensors behind it, so each is
+    calibrated in a run of its own (mmdet's Swin: 68 runs over the data instead of 2)."""
+    found = constant_nodes(model)
+    if found:
+        ops = sorted({node.op_type for node in found})
+        shown = ", ".join(ops[:4]) + (", ..." if len(ops) > 4 else "")
+        warnings.warn(
+            f"qdq_insert: {len(found)} node(s) ({shown}) compute constants this file's input "
+            "shapes fix, which slows calibration: run onnx(simplify) first",
+            stacklevel=2,
+        )
 
 
 def _target(node: gs.Node, conv_transpose_axis: int) -> _Target | None:
