@@ -96,7 +96,7 @@ def test_passes_lists_every_builtin_without_importing_one():
     code, out, errors = _bevcc_without_torch("passes", "--json")
     assert (code, errors) == (0, [])
     listed = json.loads(out)
-    assert len(listed["passes"]) == 16 and len(listed["pipelines"]) == 4
+    assert len(listed["passes"]) == 17 and len(listed["pipelines"]) == 4
     code, out, errors = _bevcc_without_torch("passes", "--markdown")
     assert (code, out, errors) == (0, DOC.read_text(), [])  # test_docs ties the file to the classes
 
