@@ -56,14 +56,18 @@ class MhaCheck(Pass):
         if pair is None:
             second = attention.second.name
             return [f"Softmax {attention.name} output reaches MatMul {second} without a Q/DQ"]
-        want = np.float32(self.options.softmax_amax) / np.float32(127)
         q = pair[0]
         scale = scale_value(q)
+        # amax/127 in the scale's own type: an fp16 file holds 1/127 as fp16 (0.0078735)
+        want = np.float32(self.options.softmax_amax) / np.float32(127)
+        if scale is not None:
+            want = want.astype(scale.dtype)
         if scale is None or scale.size != 1 or scale.reshape(()) != want:
             shown = "not a constant" if scale is None else f"{scale.reshape(-1)[0]:.6g}"
-            return [
+            problem = (
                 f"{q.name} quantizes Softmax {attention.name} with scale {shown}, not {want:.6g}"
-            ]
+            )
+            return [problem]
         return []
 
 

@@ -99,9 +99,9 @@ def dequantized(tensor: gs.Tensor) -> gs.Node | None:
 
 
 def scale_value(node: gs.Node) -> np.ndarray | None:
-    """A Q/DQ's scale as float32, or None when it is not a constant."""
+    """A Q/DQ's scale in its own type (fp16 in an fp16 file), or None when not a constant."""
     scale = node.inputs[1] if len(node.inputs) > 1 else None
-    return np.asarray(scale.values, np.float32) if isinstance(scale, gs.Constant) else None
+    return np.asarray(scale.values) if isinstance(scale, gs.Constant) else None
 
 
 def _score_path(softmax: gs.Node) -> tuple[gs.Node, list[Edge]] | None:
