@@ -106,12 +106,12 @@ def test_the_core_pipeline_fails_mha_check_and_attention_qdq_fixes_it(mmdet_swin
     rewritten, unrewritten = _outputs(out, images), _outputs(base, images)
     vs_base, vs_float = _sqnr_db(unrewritten, rewritten), _sqnr_db(floats, rewritten)
     base_vs_float = _sqnr_db(floats, unrewritten)
-    print(
-        f"SQNR rewritten vs Q/DQ file {vs_base:.2f} dB, vs float {vs_float:.2f} dB "
-        f"(Q/DQ file vs float {base_vs_float:.2f} dB)"
-    )
-    assert vs_base > 20.0
-    assert vs_float > 20.0
+    numbers = f"{vs_base:.2f} dB vs the Q/DQ file, {vs_float:.2f} vs float ({base_vs_float:.2f})"
+    # measured: 36.72 dB against the un-rewritten file, 35.47 dB against float (the Q/DQ file:
+    # 36.98). These seeded weights attend almost uniformly (probabilities up to 0.09): the
+    # kernel's fixed 1/127 step is coarse next to the calibrated 0.09/127, and costs 1.5 dB.
+    assert vs_base > 34.0, numbers
+    assert vs_float > 33.0 and base_vs_float - vs_float < 3.0, numbers
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
