@@ -80,4 +80,9 @@ def _operands(attention: Attention) -> list[str]:
     ]
     if attention.second is None:
         out.append(f"the probabilities of Softmax {attention.name} reach no second MatMul")
+    elif not attention.output_quantized():
+        out.append(
+            f"the output of MatMul {attention.second.name} (Softmax {attention.name}) reaches "
+            "no Q/DQ; TensorRT's INT8 MHA wants one after the second matmul"
+        )
     return out

@@ -57,6 +57,28 @@ class Attention:
         An attention with no Q/DQ on q, k or v is float and stays float."""
         return any(dequantized(e.tensor) is not None for e in self.operands().values())
 
+    def output_quantized(self) -> bool:
+        """Whether every reader of the second matmul's output quantizes it, directly or after
+        data movement TensorRT moves a Q back through (Swin: Transpose, Reshape, then the
+        projection's input Q/DQ): the Q/DQ 'after the second matmul' of the rule."""
+        if self.second is None:
+            return False
+        stack = [self.second.outputs[0]]
+        for _ in range(256):  # a few Transpose/Reshape per reader; never loop on a bad graph
+            if not stack:
+                return True
+            tensor = stack.pop()
+            if not tensor.outputs:
+                return False  # a graph output: nothing quantizes it
+            for reader in tensor.outputs:
+                if reader.op == _QUANTIZE:
+                    continue
+                rule = rule_for_attrs(reader.op, reader.attrs)
+                if rule is None or rule.shares_scale != (0,) or reader.inputs[0] is not tensor:
+                    return False
+                stack.append(reader.outputs[0])
+        return False
+
     def probs_edge(self) -> Edge | None:
         return None if self.second is None else Edge(self.second, 0)
 

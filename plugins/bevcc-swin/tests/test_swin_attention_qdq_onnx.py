@@ -24,10 +24,10 @@ class Attention:
     attention writes it: q, k^T and v quantized, and also the scores after the scale Div, the
     relative-position bias, the scores into the mask Add, the mask, and the probabilities at a
     calibrated scale. `probs` is 'calibrated', 'none' (no Q/DQ) or 'v_scale' (reading the
-    scale initializer of v's Q/DQ, as a unify pass could leave it); `v_qdq=False` leaves v float, `quantize=False` everything.
+    scale initializer of v's Q/DQ, as a unify pass could leave it); `v_qdq=False` leaves v float, `out_qdq=False` the output, `quantize=False` everything.
     """
 
-    def __init__(self, probs="calibrated", v_qdq=True, quantize=True, seed=0):
+    def __init__(self, probs="calibrated", v_qdq=True, quantize=True, out_qdq=True, seed=0):
         rng = np.random.default_rng(seed)
         self.q, self.k, self.v = (
             rng.standard_normal((1, H, N, D)).astype(np.float32) for _ in "qkv"
@@ -42,8 +42,9 @@ class Attention:
             "add": 12.0 / 127,
             "mask": 100.0 / 127,
             "probs": 0.6 / 127,
+            "o": np.abs(self.v).max() / 127,  # the output mixes rows of v: bounded by them
         }
-        self.probs, self.v_qdq, self.quantize = probs, v_qdq, quantize
+        self.probs, self.v_qdq, self.quantize, self.out_qdq = probs, v_qdq, quantize, out_qdq
         self.model = self._build()
 
     def _build(self):
@@ -104,11 +105,14 @@ class Attention:
         p = qdq("p", probs) if probs else "p"
         v = qdq("v", "s_v") if self.v_qdq else "v"
         nodes.append(helper.make_node("MatMul", [p, v], ["o"], name="pv"))
+        # the projection after attention reads the output through a Q/DQ
+        out = qdq("o", "s_o") if self.out_qdq else "o"
+        nodes.append(helper.make_node("Identity", [out], ["y"], name="proj_input"))
         graph = helper.make_graph(
             nodes,
             "window_attention",
             [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, H, N, D]) for n in "qkv"],
-            [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, H, N, D])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, H, N, D])],
             inits,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -127,7 +131,7 @@ class Attention:
         scores = (scores.reshape(1, 1, H, N, N) + self.mask).reshape(1, H, N, N)
         e = np.exp(scores - scores.max(-1, keepdims=True))
         probs = e / e.sum(-1, keepdims=True)
-        return _fq(probs, probs_scale) @ _fq(self.v, s["v"])
+        return _fq(_fq(probs, probs_scale) @ _fq(self.v, s["v"]), s["o"])
 
 
 def _run(model, feeds):
@@ -168,9 +172,20 @@ def test_mha_check_finds_the_score_qdq_behind_the_scale_div(tmp_path, registry):
     assert "or rewrite the Q/DQ file with onnx(attention_qdq)" in message
 
 
+def test_mha_check_wants_a_qdq_after_the_second_matmul(tmp_path, registry):
+    _, model = _compile(Attention(out_qdq=False).model, tmp_path, registry, "onnx(attention_qdq)")
+    with pytest.raises(bevcc.PassError) as failure:
+        _compile(model, tmp_path, registry, "onnx(mha_check)")
+    assert str(failure.value).startswith(
+        "pass 'mha_check' failed after []: 1 attention Q/DQ problem(s) TensorRT's INT8 MHA "
+        "fusion rejects, first: the output of MatMul pv (Softmax softmax) reaches no Q/DQ; "
+        "TensorRT's INT8 MHA wants one after the second matmul;"
+    )
+
+
 def test_rewrite_leaves_exactly_q_k_probs_and_v_quantized(tmp_path, registry):
     attention = Attention()
-    assert len(_q_nodes(attention.model)) == 8
+    assert len(_q_nodes(attention.model)) == 9
     result, model = _compile(
         attention.model, tmp_path, registry, "onnx(attention_qdq,mha_check,check)"
     )
@@ -184,8 +199,8 @@ def test_rewrite_leaves_exactly_q_k_probs_and_v_quantized(tmp_path, registry):
         "float_attention": 0,
     }
     quantized = {n.input[0] for n in _q_nodes(model)}
-    assert quantized == {"q", "kt", "p", "v"}
-    assert len([n for n in model.graph.node if n.op_type == "DequantizeLinear"]) == 4
+    assert quantized == {"q", "kt", "p", "v", "o"}
+    assert len([n for n in model.graph.node if n.op_type == "DequantizeLinear"]) == 5
     probs_q = next(n for n in _q_nodes(model) if n.input[0] == "p")
     scale, zero = _scale_of(model, probs_q)
     assert scale.dtype == np.float32 and scale == SOFTMAX_SCALE
@@ -193,7 +208,7 @@ def test_rewrite_leaves_exactly_q_k_probs_and_v_quantized(tmp_path, registry):
     # the other scales are the file's own
     for node in _q_nodes(model):
         if node.input[0] != "p":
-            key = {"q": "q", "kt": "kt", "v": "v"}[node.input[0]]
+            key = {"q": "q", "kt": "kt", "v": "v", "o": "o"}[node.input[0]]
             assert _scale_of(model, node)[0] == np.float32(attention.scales[key])
 
 
@@ -207,7 +222,8 @@ def test_rewritten_file_computes_what_the_fused_kernel_would(tmp_path, registry)
     # (1/127 of a v value): allow a handful of such elements, no more
     off = np.abs(got - want) > 1e-5
     assert off.mean() < 1e-3, off.sum()
-    assert np.abs(got - want).max() < 2 * SOFTMAX_SCALE * np.abs(attention.v).max()
+    step = SOFTMAX_SCALE * np.abs(attention.v).max() + attention.scales["o"]
+    assert np.abs(got - want).max() < 2 * step
     # and the file as given computes something else (its score Q/DQ round at 0.09 and 0.79)
     assert np.abs(_run(attention.model, attention.feeds()) - want).max() > 0.05
 
@@ -216,7 +232,7 @@ def test_a_missing_softmax_qdq_is_inserted(tmp_path, registry):
     attention = Attention(probs="none")
     result, model = _compile(attention.model, tmp_path, registry, "onnx(attention_qdq,mha_check)")
     assert result.records[0].stats["softmax_inserted"] == 1
-    assert {n.input[0] for n in _q_nodes(model)} == {"q", "kt", "p", "v"}
+    assert {n.input[0] for n in _q_nodes(model)} == {"q", "kt", "p", "v", "o"}
     assert np.abs(_run(model, attention.feeds()) - attention.reference()).max() < 0.05
 
 
@@ -242,11 +258,11 @@ def test_options_keep_what_they_say(tmp_path, registry):
     result, kept = _compile(
         model, tmp_path, registry, "onnx(attention_qdq{float_scores=false,softmax_amax=none})"
     )
-    assert not result.records[0].modified and len(_q_nodes(kept)) == 8
+    assert not result.records[0].modified and len(_q_nodes(kept)) == 9
     _, half = _compile(model, tmp_path, registry, "onnx(attention_qdq{softmax_amax=0.5})")
     probs_q = next(n for n in _q_nodes(half) if n.input[0] == "p")
     assert _scale_of(half, probs_q)[0] == np.float32(0.5) / np.float32(127)
-    assert len(_q_nodes(half)) == 4
+    assert len(_q_nodes(half)) == 5
 
 
 def test_float_attention_is_left_float(tmp_path, registry):
