@@ -2,13 +2,15 @@
 
 TensorRT fuses the chain MatMul(Q, K^T) -> Softmax -> MatMul(P, V) into one INT8 MHA kernel only
 when Q/DQ sit before the first batched matmul, after the Softmax and after the second batched
-matmul, and nowhere in between (developer guide, "Multi-Head Attention Fusion"; quoted by NVIDIA
-in TensorRT issues #2981 and #4167). Between the first matmul and the Softmax a model may scale
-the scores (a Mul or Div by a constant), add a bias or mask, and reshape them (Swin's window
-attention does all three); those ops are part of the fused pattern and must stay float.
-The probabilities are bounded by 1, and TensorRT's INT8 MHA kernels take them at scale 1/127
-(amax 1): a calibrated amax below 1 clips a sharper attention met after calibration.
-No torch, no onnx-graphsurgeon here: `bevcc lint` and plugins read these rows.
+matmul, and nowhere in between (developer guide, "MHA fusion",
+https://docs.nvidia.com/deeplearning/tensorrt/developer-guide/index.html#mha-fusion, as quoted
+in TensorRT issues #2981 and #4167; INT8 also needs head size 16, 32 or 64 and sequences of at
+most 512). Between the first matmul and the Softmax a model may scale the scores (a Mul or Div
+by a constant), add a bias or mask, and reshape them (Swin's window attention does all three):
+those ops are part of the fused pattern and stay float. The probabilities are bounded by 1, and
+TensorRT's INT8 MHA kernels take them at scale 1/127 (amax 1): a calibrated amax below 1 clips
+a sharper attention met after calibration.
+Nothing heavy is imported here: plugin declarations read SOFTMAX_AMAX on every command.
 """
 
 from __future__ import annotations
@@ -16,17 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "INT8_HEAD_SIZES",
-    "INT8_MAX_SEQUENCE",
-    "MHA_PAGE",
     "PROBS_PATH_OPS",
     "SCORE_PATH_OPS",
     "SOFTMAX_AMAX",
     "ScorePathOp",
 ]
-
-# where NVIDIA states the rule (the developer guide's "MHA fusion" section, as #2981 cites it)
-MHA_PAGE = "https://docs.nvidia.com/deeplearning/tensorrt/developer-guide/index.html#mha-fusion"
 
 
 @dataclass(frozen=True)
@@ -60,6 +56,3 @@ PROBS_PATH_OPS = frozenset({"Identity", "Dropout"})
 
 # the softmax-output amax TensorRT's INT8 MHA kernels assume (scale = 1/127)
 SOFTMAX_AMAX = 1.0
-# INT8 fused MHA: "head size must be 16, 32, or 64, and sequence lengths must be <= 512"
-INT8_HEAD_SIZES = (16, 32, 64)
-INT8_MAX_SEQUENCE = 512
