@@ -119,6 +119,7 @@ def _fix_probs(graph: gs.Graph, attention: Attention, amax: float, names: _Names
                     node.inputs[2] = zero
                 else:
                     node.inputs.append(zero)
+            q.outputs[0].dtype = np.int8  # (a uint8 pair, onnxruntime's default, becomes int8)
             return "rescaled"
         source = q.inputs[0]  # shared with other readers: the second matmul gets its own pair
     else:

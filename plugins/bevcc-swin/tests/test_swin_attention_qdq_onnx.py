@@ -23,8 +23,9 @@ class Attention:
     """Swin-style window attention written with Q/DQ the way a quantizer that knows nothing of
     attention writes it: q, k^T and v quantized, and also the scores after the scale Div, the
     relative-position bias, the scores into the mask Add, the mask, and the probabilities at a
-    calibrated scale. `probs` is 'calibrated', 'none' (no Q/DQ) or 'v_scale' (reading the
-    scale initializer of v's Q/DQ, as a unify pass could leave it); `v_qdq=False` leaves v float, `out_qdq=False` the output, `quantize=False` everything.
+    calibrated scale. `probs` is 'calibrated', 'none' (no Q/DQ), 'v_scale' (reading the
+    scale initializer of v's Q/DQ, as a unify pass could leave it) or 'uint8' (a uint8 zero
+    point, onnxruntime's default for activations); `v_qdq=False` leaves v float, `out_qdq=False` the output, `quantize=False` everything.
     """
 
     def __init__(self, probs="calibrated", v_qdq=True, quantize=True, out_qdq=True, seed=0):
@@ -54,13 +55,13 @@ class Attention:
             inits.append(numpy_helper.from_array(np.asarray(value), name))
             return name
 
-        def qdq(tensor, scale_name):
+        def qdq(tensor, scale_name, zero="zp"):
             if not self.quantize:
                 return tensor
             nodes.append(
                 helper.make_node(
                     "QuantizeLinear",
-                    [tensor, scale_name, "zp"],
+                    [tensor, scale_name, zero],
                     [f"{tensor}_q"],
                     name=f"{tensor}_Q",
                 )
@@ -68,7 +69,7 @@ class Attention:
             nodes.append(
                 helper.make_node(
                     "DequantizeLinear",
-                    [f"{tensor}_q", scale_name, "zp"],
+                    [f"{tensor}_q", scale_name, zero],
                     [f"{tensor}_dq"],
                     name=f"{tensor}_DQ",
                 )
@@ -76,6 +77,7 @@ class Attention:
             return f"{tensor}_dq"
 
         const("zp", np.int8(0))
+        const("zp_u8", np.uint8(0))
         for key, value in self.scales.items():
             const(f"s_{key}", np.float32(value))
         const("bias", self.bias)
@@ -101,8 +103,8 @@ class Attention:
         )
         nodes.append(helper.make_node("Reshape", ["sm", "shape4"], ["s2"], name="heads"))
         nodes.append(helper.make_node("Softmax", ["s2"], ["p"], axis=-1, name="softmax"))
-        probs = {"calibrated": "s_probs", "v_scale": "s_v"}.get(self.probs)
-        p = qdq("p", probs) if probs else "p"
+        probs = {"calibrated": "s_probs", "v_scale": "s_v", "uint8": "s_probs"}.get(self.probs)
+        p = qdq("p", probs, "zp_u8" if self.probs == "uint8" else "zp") if probs else "p"
         v = qdq("v", "s_v") if self.v_qdq else "v"
         nodes.append(helper.make_node("MatMul", [p, v], ["o"], name="pv"))
         # the projection after attention reads the output through a Q/DQ
@@ -244,6 +246,15 @@ def test_a_scale_shared_with_v_is_not_rescaled(tmp_path, registry):
     scales = {n.input[0]: _scale_of(model, n)[0] for n in _q_nodes(model)}
     assert scales["v"] == np.float32(attention.scales["v"])
     assert scales["p"] == SOFTMAX_SCALE
+
+
+def test_a_uint8_softmax_pair_becomes_symmetric_int8(tmp_path, registry):
+    attention = Attention(probs="uint8")
+    _, model = _compile(attention.model, tmp_path, registry, "onnx(attention_qdq,mha_check,check)")
+    probs_q = next(n for n in _q_nodes(model) if n.input[0] == "p")
+    scale, zero = _scale_of(model, probs_q)
+    assert scale == SOFTMAX_SCALE and zero.dtype == np.int8 and zero == 0
+    assert np.abs(_run(model, attention.feeds()) - attention.reference()).max() < 0.05
 
 
 def test_second_run_changes_nothing(tmp_path, registry):
