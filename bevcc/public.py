@@ -36,6 +36,8 @@ PUBLIC_MODULES = (
     # TensorRT's Q/DQ rules as data, and the FX spelling of their ops
     "bevcc.trt.rules",
     "bevcc.trt.fx_ops",
+    # TensorRT's INT8 multi-head-attention fusion rule (attention passes and checks)
+    "bevcc.trt.mha",
     # seeded reference models and inputs; helpers for plugins' tests
     "bevcc.reference",
     "bevcc.testing",

@@ -142,3 +142,25 @@ def test_models_over_the_protobuf_limit_are_saved_with_external_data(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "tiny.onnx"]
     assert (tmp_path / "big.onnx").stat().st_size < 10_000
     assert OnnxIR.load(tmp_path / "big.onnx").dump() == ir.dump()
+
+
+def test_reading_a_constant_stored_in_typed_fields_is_no_change():
+    """modelopt writes its scales as float_data; onnx-graphsurgeon re-encodes a constant as
+    raw_data once it is read. Loading re-encodes them up front, so a check pass that only reads
+    a scale leaves the exported file (its fingerprint) as it was."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [2, 1, 1, 1], [1.0, -2.0])  # float_data
+    assert not weight.HasField("raw_data")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    ir = OnnxIR.from_model(model)
+    before = ir.fingerprint()
+    values = ir.graph.tensors()["w"].values
+    assert values.ravel().tolist() == [1.0, -2.0]
+    assert ir.fingerprint() == before
+    assert not model.graph.initializer[0].HasField("raw_data")  # the caller's model is untouched

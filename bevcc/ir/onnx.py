@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 from google.protobuf.message import DecodeError
+from onnx import numpy_helper
 
 from bevcc.atomic import atomic_path
 from bevcc.errors import InputError
@@ -50,7 +51,7 @@ class OnnxIR(IR):
 
     @classmethod
     def from_model(cls, model: onnx.ModelProto, source: str = "<memory>") -> OnnxIR:
-        model = _upgrade_opset(model, source)
+        model = _raw_encoded(_upgrade_opset(model, source))
         try:
             graph = gs.import_onnx(model)
         except Exception as exc:
@@ -211,6 +212,42 @@ def _upgrade_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         ) from exc
     log.info("%s: upgraded opset %d -> %d", source, opset, MIN_OPSET)
     return upgraded
+
+
+def _raw_encoded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every tensor stored in typed fields (float_data, int32_data: what modelopt
+    writes for its scales) re-encoded as raw_data, as onnx-graphsurgeon exports a constant once a
+    pass has read it. Without this, a check pass that only reads a scale would change the
+    exported file, and the pipeline would report it as an unreported change."""
+    if not any(_typed_encoding(t) for t in _stored_tensors(model)):
+        return model
+    model = _copy(model)
+    for tensor in _stored_tensors(model):
+        if _typed_encoding(tensor):
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+    return model
+
+
+def _stored_tensors(model: onnx.ModelProto):
+    """The top graph's initializers and Constant values (what gs imports as constants)."""
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            yield from (a.t for a in node.attribute if a.name == "value")
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _typed_encoding(tensor: onnx.TensorProto) -> bool:
+    return (
+        not tensor.HasField("raw_data")
+        and tensor.data_location != onnx.TensorProto.EXTERNAL
+        and tensor.data_type != onnx.TensorProto.STRING
+    )
 
 
 def _serialized(model: onnx.ModelProto) -> bytes | None:

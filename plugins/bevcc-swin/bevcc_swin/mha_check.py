@@ -4,19 +4,18 @@
 it passes a file whose scores are quantized between Q.K^T and the Softmax (which stops TensorRT
 from fusing the MHA into one INT8 kernel) and whose softmax output has a calibrated scale
 (TensorRT's INT8 MHA kernels take probabilities with scale 1/127 by default). This pass fails
-with one line naming the first offending node; it changes nothing. It reads any tool's file.
+with one line naming the first offending node; it changes nothing. It reads any tool's file, and
+finds attention as onnx(attention_qdq) does (bevcc_swin.onnx_attention; the rule: bevcc.trt.mha).
+An attention is checked when any of q, k, v is quantized; one with none quantized is float.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import onnx_graphsurgeon as gs
 
 from bevcc import InputError, Pass, PassResult
+from bevcc_swin.onnx_attention import Attention, dequantized, find_attention, scale_value
 from bevcc_swin.options import MhaCheckOptions
-
-_SCORE_PATH_OPS = {"Reshape", "Unsqueeze", "Add", "Identity"}
-_QDQ = {"QuantizeLinear", "DequantizeLinear"}
 
 
 class MhaCheck(Pass):
@@ -30,59 +29,60 @@ class MhaCheck(Pass):
 
     def call(self, ir) -> PassResult:
         problems, checked = [], 0
-        for softmax in [n for n in ir.graph.nodes if n.op == "Softmax"]:
-            score_qdq, reaches_quantized_matmul = _score_path(softmax)
-            if not reaches_quantized_matmul:
-                continue  # not attention, or float attention: nothing to fuse in INT8
+        for attention in find_attention(ir.graph):
+            if not attention.quantized():
+                continue  # float attention: nothing to fuse in INT8
             checked += 1
+            problems += _operands(attention)
             problems += [
-                f"{node.name or node.op} quantizes the scores feeding Softmax {softmax.name}"
-                for node in score_qdq
+                f"{edge.tensor.inputs[0].name or 'DequantizeLinear'} quantizes the scores "
+                f"feeding Softmax {attention.name}"
+                for edge in attention.score_qdq
             ]
-            problems += self._softmax_scale(softmax)
+            problems += self._softmax_scale(attention)
         if problems:
             raise InputError(
                 f"{len(problems)} attention Q/DQ problem(s) TensorRT's INT8 MHA "
                 f"fusion rejects, first: {problems[0]}; quantize with "
-                "fx(qdq_insert,quantizer_unify,attention_qdq)"
+                "fx(qdq_insert,quantizer_unify,attention_qdq), or rewrite the Q/DQ file "
+                "with onnx(attention_qdq)"
             )
         return PassResult(ir, modified=False, stats={"attention": checked})
 
-    def _softmax_scale(self, softmax) -> list[str]:
-        if self.options.softmax_amax is None:
+    def _softmax_scale(self, attention: Attention) -> list[str]:
+        if self.options.softmax_amax is None or attention.second is None:
             return []
+        pair = attention.probs_qdq()
+        if pair is None:
+            second = attention.second.name
+            return [f"Softmax {attention.name} output reaches MatMul {second} without a Q/DQ"]
+        q = pair[0]
+        scale = scale_value(q)
+        # amax/127 in the scale's own type: an fp16 file holds 1/127 as fp16 (0.0078735)
         want = np.float32(self.options.softmax_amax) / np.float32(127)
-        out = []
-        for consumer in softmax.outputs[0].outputs:
-            if consumer.op == "QuantizeLinear":
-                scale = np.asarray(consumer.inputs[1].values, np.float32)
-                if scale.shape not in ((), (1,)) or scale.reshape(()) != want:
-                    out.append(
-                        f"{consumer.name} quantizes Softmax {softmax.name} with scale "
-                        f"{scale.reshape(-1)[0]:.6g}, not {want:.6g}"
-                    )
-        return out
-
-
-def _score_path(softmax):
-    """(Q/DQ nodes between the softmax input and the first matmul, whether that matmul reads
-    dequantized inputs). Walks back through reshapes and Adds only."""
-    found, quantized_matmul = [], False
-    stack, seen = [softmax.inputs[0]], set()
-    while stack:
-        tensor = stack.pop()
-        if id(tensor) in seen or not tensor.inputs:
-            continue
-        seen.add(id(tensor))
-        node = tensor.inputs[0]
-        if node.op == "MatMul":
-            quantized_matmul |= all(
-                t.inputs and t.inputs[0].op == "DequantizeLinear" for t in node.inputs
+        if scale is not None:
+            want = want.astype(scale.dtype)
+        if scale is None or scale.size != 1 or scale.reshape(()) != want:
+            shown = "not a constant" if scale is None else f"{scale.reshape(-1)[0]:.6g}"
+            problem = (
+                f"{q.name} quantizes Softmax {attention.name} with scale {shown}, not {want:.6g}"
             )
-        elif node.op in _QDQ:
-            if node.op == "DequantizeLinear":
-                found.append(node)
-            stack.append(node.inputs[0])
-        elif node.op in _SCORE_PATH_OPS:
-            stack.extend(t for t in node.inputs if not isinstance(t, gs.Constant))
-    return found, quantized_matmul
+            return [problem]
+        return []
+
+
+def _operands(attention: Attention) -> list[str]:
+    out = [
+        f"{role} (input {edge.index} of MatMul {edge.node.name}) of the quantized attention "
+        f"at Softmax {attention.name} has no Q/DQ"
+        for role, edge in attention.operands().items()
+        if dequantized(edge.tensor) is None
+    ]
+    if attention.second is None:
+        out.append(f"the probabilities of Softmax {attention.name} reach no second MatMul")
+    elif not attention.output_quantized():
+        out.append(
+            f"the output of MatMul {attention.second.name} (Softmax {attention.name}) reaches "
+            "no Q/DQ; TensorRT's INT8 MHA wants one after the second matmul"
+        )
+    return out

@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bevcc.trt.mha import SOFTMAX_AMAX
+
 
 @dataclass(frozen=True)
 class AttentionQdqOptions:
     softmax_amax: float | None = field(
-        default=1.0,
+        default=SOFTMAX_AMAX,
         metadata={
             "help": "fixed amax of the softmax-output quantizer (scale = amax/127); none keeps the "
             "calibrated one"
@@ -37,7 +39,7 @@ class AttentionQdqOptions:
 @dataclass(frozen=True)
 class MhaCheckOptions:
     softmax_amax: float | None = field(
-        default=1.0,
+        default=SOFTMAX_AMAX,
         metadata={
             "help": "the softmax-output amax the file must use (scale = amax/127); none skips it"
         },

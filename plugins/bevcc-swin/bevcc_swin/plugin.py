@@ -23,6 +23,18 @@ PASSES = (
         ),
     ),
     PassInfo(
+        name="attention_qdq",
+        ir="onnx",
+        impl="bevcc_swin.attention_qdq_onnx:AttentionQdqOnnx",
+        options=AttentionQdqOptions,
+        quantizes=True,
+        summary=(
+            "Make a Q/DQ file's attention TensorRT-MHA-ready: no Q/DQ between Q.K^T and "
+            "Softmax, softmax output quantized at softmax_amax/127 (ONNX, any tool's file; "
+            "after quantizer_unify)."
+        ),
+    ),
+    PassInfo(
         name="mha_check",
         ir="onnx",
         impl="bevcc_swin.mha_check:MhaCheck",

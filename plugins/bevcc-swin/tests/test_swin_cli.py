@@ -19,7 +19,7 @@ def test_bevcc_plugins_lists_what_the_plugin_adds():
         == [
             "  leaf_functions: bevcc_swin.windows.shifted_window_mask",
             "  models: swin_tiny_camera",
-            "  passes: fx:attention_qdq, onnx:mha_check",
+            "  passes: fx:attention_qdq, onnx:attention_qdq, onnx:mha_check",
         ]
         + block[3:]
     )
