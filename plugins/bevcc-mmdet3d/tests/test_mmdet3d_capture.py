@@ -81,3 +81,63 @@ def test_swin_file_computes_the_pytorch_swin(swin):
     for g, w in zip(got, want, strict=True):
         sqnr = 10 * np.log10((w**2).sum() / ((g - w) ** 2).sum())
         assert sqnr > 20, sqnr  # INT8 (max calibration, 4 batches) of seeded weights
+
+
+CENTER_HEAD = textwrap.dedent(
+    """
+    import torch
+    from bevcc_mmdet3d import mm
+
+    HEAD = dict(
+        type="CenterHead", in_channels=512,
+        tasks=[dict(num_class=1, class_names=["car"]),
+               dict(num_class=2, class_names=["truck", "construction_vehicle"])],
+        common_heads=dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), vel=(2, 2)),
+        share_conv_channel=64,
+        bbox_coder=dict(type="CenterPointBBoxCoder", pc_range=[-51.2, -51.2],
+                        post_center_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], max_num=500,
+                        score_threshold=0.1, out_size_factor=8, voxel_size=[0.1, 0.1],
+                        code_size=9),
+        separate_head=dict(type="SeparateHead", init_bias=-2.19, final_kernel=3),
+        norm_bbox=True)
+
+    def build():
+        torch.manual_seed(0)
+        model = mm.build(HEAD)
+        model.eval()
+        return model, ([torch.randn(1, 512, 32, 32)],)
+
+    def calib():
+        g = torch.Generator().manual_seed(1)
+        return [{"feats_0": torch.randn(1, 512, 32, 32, generator=g).numpy()} for _ in range(3)]
+    """
+)
+
+
+def test_center_head_traced_and_captured_share_the_same_scale_domains(tmp_path):
+    """mmdet3d's CenterHead traces in FX and also captures as ONNX: both routes find the same
+    25 layers and the same 14 scale domains (sharing comes from the graph either way), and
+    the two files compute the same thing."""
+    (tmp_path / "build.py").write_text(CENTER_HEAD)
+    routes = {
+        "fx.onnx": "fx(bn_fold,qdq_insert,quantizer_unify),export,onnx(check)",
+        "captured.onnx": "onnx(simplify,bn_fold,qdq_insert,quantizer_unify,check)",
+    }
+    for out, pipeline in routes.items():
+        proc = run_bevcc(
+            "compile", "build.py:build", "--calib", "build.py:calib", "--pipeline", pipeline,
+            "-o", out, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "quantized 25 layers" in proc.stderr
+        assert "25 activation quantizers -> 14" in proc.stderr or "14 scale domains" in proc.stderr
+    x = np.random.RandomState(5).randn(1, 512, 32, 32).astype(np.float32)
+    fx, captured = (
+        ort.InferenceSession(str(tmp_path / out), providers=["CPUExecutionProvider"]).run(
+            None, {"feats_0": x}
+        )
+        for out in routes
+    )
+    for a, b in zip(fx, captured, strict=True):
+        sqnr = 10 * np.log10((a**2).sum() / max(((a - b) ** 2).sum(), 1e-30))
+        assert sqnr > 30, sqnr
