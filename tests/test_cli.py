@@ -170,6 +170,7 @@ def test_passes_json_lists_builtins_with_their_options():
         ("onnx", "sensitivity_disable"),
         ("onnx", "simplify"),
         ("onnx", "strong_typing"),
+        ("onnx", "topk_shrink"),
     }
     assert rows[("fx", "export_libspconv")]["produces"] == "libspconv"
     assert rows[("fx", "export")]["produces"] == "onnx"
@@ -264,6 +265,7 @@ def test_plugins_json_and_version():
             "onnx:sensitivity_disable",
             "onnx:simplify",
             "onnx:strong_typing",
+            "onnx:topk_shrink",
         ],
         # spconv support (spconv is in the dev extra the tests run with)
         "leaf_functions": ["spconv.pytorch.core.SparseConvTensor"],
