@@ -9,7 +9,8 @@ the PTQ + disable model briefly (camera and fuser quantized; on the CPU the lida
 frozen, since spconv's backward is CUDA-only; on a CUDA device it fine-tunes too). The
 "deployed files" column compiles the set with `bevfusion.toml` into a temporary directory and
 evaluates it (`bevcc evaluate`), then does the same for that set with every sensitivity_disable
-step dropped (the all-INT8 files); the command fails when any files and their PyTorch model differ by more than the stated tolerance.
+step dropped (the all-INT8 files); the command fails when any files and their PyTorch model
+differ by more than the stated tolerance.
 
 `--device` (default auto: cuda where torch sees a GPU) is where the compiles calibrate and run
 their passes (`bevcc.compile(device=...)`) and where the PyTorch rows and the QAT fine-tune run;
