@@ -317,14 +317,24 @@ def main(argv=None) -> int:
     key = ("quick " if args.quick else "") + ("cpu" if device == "cpu" else "gpu")
     stored = json.loads(args.json.read_text()) if args.json.is_file() else {}
     stored.setdefault("runs", {})[key] = run
-    command = "python benchmarks/bevfusion_full_gpu.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    stored.setdefault("commands", {})[key] = command.strip()
+    stored.setdefault("commands", {})[key] = command(sys.argv[1:] if argv is None else argv)
     _write(args.json, json.dumps(stored, indent=2) + "\n")
     _write(args.md, render(stored["runs"], stored["commands"]))
     sys.stdout.write(render({key: run}, stored["commands"]))
     return 0
+
+
+def command(argv: list[str]) -> str:
+    """The command line as the page shows it: where the JSON and page went is no part of it."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--json", "--md"):
+            skip = True
+        elif not arg.startswith(("--json=", "--md=")):
+            shown.append(arg)
+    return " ".join(["python benchmarks/bevfusion_full_gpu.py", *shown])
 
 
 def _write(path: Path, text: str) -> None:
