@@ -9,7 +9,8 @@ little more than the rest (`--lidar-weight-decay`: smaller weights, fewer outlie
 On the CPU the lidar backbone stays at its seeded initialisation with BatchNorm statistics
 estimated on the training scenes, and everything else (camera backbone, FPN, depth net,
 vtransform, fuser, decoder, head) trains end to end. The log goes to stderr and to train.log
-next to the weights.
+next to the weights; until the last epoch ends, the latest epoch's weights sit beside them as
+NAME.epochK.pt (a run cut short by a time limit keeps them).
 """
 
 from __future__ import annotations
@@ -169,17 +170,26 @@ def _train(scenes, epochs, seed, out, write, device, jobs, lidar_weight_decay) -
             f"({len(val_set)} scenes) {score['mAP']:.4f} {score['per_class']}, "
             f"{time.time() - start:.0f} s"
         )
-    model.to("cpu")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # half precision halves the shipped file; the loaded float model is these values exactly
-    partial = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    torch.save(
-        {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
-        partial,
-    )
-    partial.replace(out)  # whole files only
+        if epoch < epochs - 1:  # a run stopped by a time limit still leaves its last epoch
+            save(model, out.with_name(f"{out.stem}.epoch{epoch + 1}{out.suffix}"))
+            out.with_name(f"{out.stem}.epoch{epoch}{out.suffix}").unlink(missing_ok=True)
+    save(model, out)
+    out.with_name(f"{out.stem}.epoch{epochs - 1}{out.suffix}").unlink(missing_ok=True)
     write(f"wrote {out}; total {time.time() - began:.0f} s")
     return score
+
+
+def save(model: BEVFusion, out: Path) -> None:
+    """The weights in half precision (halves the shipped file; the loaded float model is these
+    values exactly), written whole."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
+        for k, v in model.state_dict().items()
+    }
+    partial = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    torch.save(state, partial)
+    partial.replace(out)
 
 
 def main(argv=None) -> int:
