@@ -16,7 +16,8 @@ differ by more than the stated tolerance.
 their passes (`bevcc.compile(device=...)`) and where the PyTorch rows and the QAT fine-tune run;
 the deployed files run on onnxruntime's CPU provider and bevcc's libspconv interpreter, beside
 their PyTorch references on the CPU, whatever the device. `--jobs` processes generate missing
-scenes and `--threads` sets the CPU threads torch uses. Each stage's wall time is printed and
+scenes, `--eval-jobs` processes share the deployed files' scenes (the files run on the CPU,
+where one process uses few cores) and `--threads` sets the CPU threads torch uses. Each stage's wall time is printed and
 written to the JSON.
 """
 
@@ -156,7 +157,12 @@ class Stages:
 
 
 def measure(
-    scenes: int, qat_scenes: int, log=sys.stderr, device: str = "cpu", jobs: int = 1
+    scenes: int,
+    qat_scenes: int,
+    log=sys.stderr,
+    device: str = "cpu",
+    jobs: int = 1,
+    eval_jobs: int = 1,
 ) -> dict:
     stage = Stages(log)
     stage(f"scenes: {scenes} validation, {qat_scenes} training ({jobs} processes)")
@@ -186,9 +192,11 @@ def measure(
     qat = fine_tune(ptq_disable, train, device=device)
     rows["qat"] = run(qat)
     stage("deployed files: the main job's set (INT8 + FP16), chained as deployed")
-    shipped = deployed_files(load_config(CONFIG), scenes, log, device)
+    shipped = deployed_files(load_config(CONFIG), scenes, log, device, eval_jobs)
     stage("deployed files: the same set with every layer INT8 (no sensitivity_disable)")
-    all_int8 = deployed_files(without_sensitivity(load_config(CONFIG)), scenes, log, device)
+    all_int8 = deployed_files(
+        without_sensitivity(load_config(CONFIG)), scenes, log, device, eval_jobs
+    )
     stage.end()
     evaluation = shipped.merged(all_int8)
     files = {
@@ -225,11 +233,13 @@ def without_sensitivity(config: CompileConfig) -> CompileConfig:
     return dataclasses.replace(config, files=files, fp16_set=False)
 
 
-def deployed_files(config: CompileConfig, scenes: int, log, device: str = "cpu") -> Evaluation:
+def deployed_files(
+    config: CompileConfig, scenes: int, log, device: str = "cpu", eval_jobs: int = 1
+) -> Evaluation:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bevfusion"
         bevcc.compile_set(config, output=out, stream=io.StringIO(), device=device)
-        return evaluate_files(out, config, scenes, log, device=device)
+        return evaluate_files(out, config, scenes, log, device=device, jobs=eval_jobs)
 
 
 LABELS = {
@@ -282,6 +292,13 @@ def main(argv=None) -> int:
         help="processes generating missing scenes (default: one per core, at most 16)",
     )
     parser.add_argument(
+        "--eval-jobs",
+        type=int,
+        default=1,
+        help="processes the deployed files' evaluation splits the scenes among (default 1; "
+        "each rebuilds the PyTorch references once, then takes every N-th scene)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         help="CPU threads for torch (default: its own, one per core; onnxruntime takes one "
@@ -296,7 +313,9 @@ def main(argv=None) -> int:
         parser.exit(2, f"bevcc_bevfusion.accuracy: {exc}\n")
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = measure(args.scenes, args.qat_scenes, device=device, jobs=args.jobs)
+    result = measure(
+        args.scenes, args.qat_scenes, device=device, jobs=args.jobs, eval_jobs=args.eval_jobs
+    )
     sys.stdout.write(table(result) + "\n" + result["evaluation_markdown"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
