@@ -251,7 +251,9 @@ def render(runs: dict, command_of: dict) -> str:
         ]
         for row in run["stages"]:
             peak = "-" if row["peak_gpu_mb"] is None else f"{row['peak_gpu_mb']:.0f}"
-            passes = ", ".join(f"{p['name']} {p['seconds']:.1f}" for p in row.get("passes", []))
+            passes = ", ".join(
+                f"{_short(p['name'])} {p['seconds']:.1f}" for p in row.get("passes", [])
+            )
             stage = f"{row['stage']} {row['detail']}".rstrip()
             lines.append(f"| {stage} | {row['seconds']:.1f} | {peak} | {passes or '-'} |")
         lines += [
@@ -322,6 +324,11 @@ def main(argv=None) -> int:
     _write(args.md, render(stored["runs"], stored["commands"]))
     sys.stdout.write(render({key: run}, stored["commands"]))
     return 0
+
+
+def _short(step: str) -> str:
+    """A step's pass word: `fx(qdq_insert{...})` -> `qdq_insert`, `export` -> `export`."""
+    return step.partition("(")[2].partition("{")[0].rstrip(")") or step
 
 
 def command(argv: list[str]) -> str:

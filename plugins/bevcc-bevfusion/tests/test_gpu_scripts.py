@@ -146,9 +146,15 @@ def check_benchmark_run(run: dict, md: str, device: str) -> None:
     passes = {
         row["stage"]: [p["name"] for p in row["passes"]] for row in run["stages"] if "passes" in row
     }
-    assert "sensitivity_disable" in passes["compile camera.backbone"]
-    assert "sensitivity_disable" in passes["compile lidar.backbone.xyz"]
-    assert "sensitivity_disable" in passes["compile fuser"]
+    for file in ("camera.backbone", "lidar.backbone.xyz", "fuser"):
+        assert any(name.startswith("fx(sensitivity_disable{") for name in passes[f"compile {file}"])
+    assert passes["compile head.bbox"] == [
+        "fx(dce)",
+        "export",
+        "onnx(strong_typing)",
+        "onnx(check)",
+    ]
+    assert "| compile head.bbox | " in md and "dce " in md
     assert [r["file"] for r in run["forward_ratios"]] == [
         "camera.backbone",
         "lidar.backbone.xyz",
