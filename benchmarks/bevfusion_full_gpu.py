@@ -4,7 +4,7 @@ time per stage, peak GPU memory per stage, and the fake-quant forward time over 
 time of each quantized file (the cost of running calibrated INT8 simulation; goal <= 1.3).
 
     python benchmarks/bevfusion_full_gpu.py --device cuda [--scenes 300]
-    python benchmarks/bevfusion_full_gpu.py --device cpu --scenes 4     (the CPU/GPU ratio)
+    python benchmarks/bevfusion_full_gpu.py --device cpu --scenes 2     (the CPU/GPU ratio)
     python benchmarks/bevfusion_full_gpu.py --quick --json J --md M     (small preset, 2 scenes)
 
 Stages: the calibration scenes generated (`--jobs` processes; cached under ~/.cache/bevcc), the
