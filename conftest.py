@@ -52,6 +52,8 @@ def pytest_collection_modifyitems(items):
             )
 
 
+# pytest-xdist's hook: optional, so the suite also runs without xdist (the GPU machine lacks it)
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Work units are test files, except that MAIN_JOB_FILES form one unit, sent out first: the
     compile behind it is the longest single piece of work in the suite."""

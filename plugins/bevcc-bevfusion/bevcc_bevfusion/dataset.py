@@ -33,6 +33,35 @@ def load_scene(split: str, index: int, preset: Preset) -> Scene:
     return result
 
 
-def load_split(split: str, count: int, preset: Preset) -> list[Scene]:
-    scenes = track(range(count), f"{split} scenes", unit="scene")  # generated on a first run
+def load_split(split: str, count: int, preset: Preset, jobs: int = 1) -> list[Scene]:
+    """Scenes 0..count-1 of `split`, generated on a first run. `jobs` > 1 generates the missing
+    ones in that many processes first (ray casting is single-threaded numpy; a full-size scene
+    takes seconds), then loads them all from the cache in order: the same scenes either way."""
+    if jobs > 1:
+        generate(split, count, preset, jobs)
+    scenes = track(range(count), f"{split} scenes", unit="scene")
     return [load_scene(split, i, preset) for i in scenes]
+
+
+def generate(split: str, count: int, preset: Preset, jobs: int) -> None:
+    """Write every missing scene of `split` below `count` to the cache, `jobs` processes at a
+    time. Spawned, not forked: the parent may hold CUDA or OpenMP state a fork would copy."""
+    missing = [
+        i for i in range(count) if not (cache_dir(preset) / f"{split}-{i:05d}.npz").is_file()
+    ]
+    if not missing:
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(jobs, len(missing))) as pool:
+        work = [(split, i, preset) for i in missing]
+        done = pool.imap_unordered(_cache_one, work)
+        for _ in track(
+            done, f"{split} scenes ({jobs} processes)", total=len(missing), unit="scene"
+        ):
+            pass
+
+
+def _cache_one(work: tuple[str, int, Preset]) -> None:
+    load_scene(*work)  # writes the cache file; the parent reads it back

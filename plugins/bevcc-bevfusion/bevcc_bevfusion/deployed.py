@@ -51,6 +51,9 @@ FILES = tuple(SUBNETS.values())
 _HEAD_COMPARED = (OUTPUTS.index("dense_heatmap"), OUTPUTS.index("query_score"))
 # scenes of each set run before the estimate: the first pays for warm-up, the second sets the pace
 WARM_UP_SCENES = 2
+# onnxruntime's threads per session (0: its default, one per core); a sharded evaluation gives
+# each process its share of the cores
+ORT_THREADS = 0
 
 
 class FileChain:
@@ -70,6 +73,7 @@ class FileChain:
         # wrongly (the INT8 fuser: 16 dB from the same file run unrewritten, which is 31 dB from
         # its fp32 twin; measured with onnxruntime 1.32 on the main job's fuser)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.intra_op_num_threads = ORT_THREADS
         self.sessions = {
             name: ort.InferenceSession(
                 str(self.directory / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
@@ -268,39 +272,30 @@ def int8_names(config) -> tuple[str, str]:
     return "PTQ INT8, all layers", "int8-all"
 
 
-def evaluate(directory, config, scenes: int, stream=sys.stderr, device: str = "cpu") -> Evaluation:
+def evaluate(
+    directory, config, scenes: int, stream=sys.stderr, device: str = "cpu", jobs: int = 1
+) -> Evaluation:
     """The `evaluate` function bevfusion.toml names: the INT8 set in DIR and, when the set was
     compiled with an FP16 set, DIR/fp16. Every file is held against the float PyTorch model, and
     separately against the PyTorch model it was exported from (fake-quant for the INT8 set).
     `device` (`bevcc evaluate --device`): where rebuilding the PyTorch references calibrates and
-    replays their passes; the files and the references then run scene by scene on the CPU."""
+    replays their passes; the files and the references then run scene by scene on the CPU.
+    `jobs` > 1 splits the scenes among that many processes (bevcc_bevfusion.sharded): the same
+    numbers, each process rebuilding the references once."""
     directory = Path(directory)
     val = load_split("val", scenes, small.preset)
-    float_model = reference_model(config, directory, quantized=False, device=device)
-    label, set_name = int8_names(config)
-    print(
-        "INT8 set: the files vs the float PyTorch model, and vs the PyTorch fake-quant model "
-        "they were exported from (exactness)",
-        file=stream,
-        flush=True,
-    )
-    int8 = SetRun(
-        directory,
-        reference_model(config, directory, quantized=True, device=device),
-        "int8",
-        set_name,
-        float_model=float_model,
-        reference_name="fake-quant",
-    )
-    runs = [int8]
-    if (directory / "fp16").is_dir():
-        print("FP16 set: the files vs the float PyTorch model", file=stream, flush=True)
-        runs.insert(0, SetRun(directory / "fp16", float_model, "float", "fp16"))
-    run_sets(runs, val, stream)
+    label, _ = int8_names(config)
+    if jobs > 1 and scenes > 1:
+        from bevcc_bevfusion.sharded import run_sharded
+
+        runs = run_sharded(directory, config, scenes, device, min(jobs, scenes), stream)
+    else:
+        runs = set_runs(directory, config, device, stream)
+        run_sets(runs, val, stream)
     rows, parity = [], []
     for run in runs:
         float_map, torch_map, files_map, run_parity = run.result(val)
-        name = "float (FP16 files)" if run is not int8 else f"{label} (INT8 files)"
+        name = "float (FP16 files)" if run.label == "float" else f"{label} (INT8 files)"
         rows.append(MetricRow(name, torch_map, files_map, float=float_map))
         parity += run_parity
     step = one_detection_step([truth(s) for s in val], CLASSES)
@@ -322,3 +317,33 @@ def evaluate(directory, config, scenes: int, stream=sys.stderr, device: str = "c
             ),
         ],
     )
+
+
+def set_runs(directory: Path, config, device: str, stream, references: bool = True) -> list:
+    """The FP16 set's run (when DIR/fp16 exists) and the INT8 set's. `references=False` builds
+    them without their PyTorch models (nothing runs through them: they only collect results)."""
+    if references:
+        float_model = reference_model(config, directory, quantized=False, device=device)
+    else:
+        float_model = object()  # only tells the INT8 run to keep separate float parity
+    _, set_name = int8_names(config)
+    print(
+        "INT8 set: the files vs the float PyTorch model, and vs the PyTorch fake-quant model "
+        "they were exported from (exactness)",
+        file=stream,
+        flush=True,
+    )
+    int8 = SetRun(
+        directory,
+        reference_model(config, directory, quantized=True, device=device) if references else None,
+        "int8",
+        set_name,
+        float_model=float_model,
+        reference_name="fake-quant",
+    )
+    runs = [int8]
+    if (directory / "fp16").is_dir():
+        print("FP16 set: the files vs the float PyTorch model", file=stream, flush=True)
+        fp16_reference = float_model if references else None
+        runs.insert(0, SetRun(directory / "fp16", fp16_reference, "float", "fp16"))
+    return runs

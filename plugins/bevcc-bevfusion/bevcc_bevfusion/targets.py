@@ -44,20 +44,22 @@ def gaussian_focal_loss(logits, target):
 
 def head_loss(outputs, boxes: np.ndarray, labels: np.ndarray, preset: Preset) -> torch.Tensor:
     out = as_dict(outputs)
-    loss = gaussian_focal_loss(out["dense_heatmap"][0], heatmap(boxes, labels, preset))
+    device = out["dense_heatmap"].device  # targets are built on the CPU, used where the model ran
+    target = heatmap(boxes, labels, preset).to(device)
+    loss = gaussian_focal_loss(out["dense_heatmap"][0], target)
     query_pos = (
         out["query_cell"][0][:, None] // preset.bev_cells,
         out["query_cell"][0][:, None] % preset.bev_cells,
     )
     query_xy = torch.cat(query_pos, 1).float() + 0.5
-    truth_xy = torch.from_numpy(to_cells(boxes[:, :2], preset)).float()
+    truth_xy = torch.from_numpy(to_cells(boxes[:, :2], preset)).float().to(device)
     class_target = torch.zeros_like(out["heatmap"][0])
     if len(boxes):
         distance = torch.cdist(query_xy, truth_xy)
         nearest = distance.argmin(1)
         matched = distance.min(1).values < MATCH_CELLS
-        gt = torch.from_numpy(boxes).float()[nearest]
-        class_target[matched, torch.from_numpy(labels)[nearest][matched]] = 1.0
+        gt = torch.from_numpy(boxes).float().to(device)[nearest]
+        class_target[matched, torch.from_numpy(labels).to(device)[nearest][matched]] = 1.0
         if matched.any():
             regression = {
                 "center": truth_xy[nearest],
