@@ -321,7 +321,11 @@ def test_gpu_files_are_byte_identical_when_the_statistics_agree(tmp_path, regist
         lambda: (_OneConv().eval(), example), "fx(qdq_insert),export", calib, tmp_path, registry
     )
     assert files["cpu"].read_bytes() == files["cuda"].read_bytes()
-    tensors = [*results["cuda"].ir.module.parameters(), *results["cuda"].ir.module.buffers()]
+    fake_quant = bevcc.compile(
+        _OneConv().eval(), pipeline="fx(qdq_insert)", calib=calib, example_inputs=example,
+        registry=registry, device="cuda",
+    ).ir.module  # fmt: skip
+    tensors = [*fake_quant.parameters(), *fake_quant.buffers()]
     assert {t.device.type for t in tensors} == {"cpu"}  # back on the CPU after the compile
 
 

@@ -5,6 +5,12 @@ calls on a 160-voxel input leave one row off by ~0.1-0.5; spconv issue #679 repo
 and CPU). bevcc compares folded against unfolded models and runs deployed sparse files on CPU, so it
 swaps the two CPU helpers for torch's index_select / index_add_, which are exact and deterministic.
 CUDA paths are untouched: spconv only calls these helpers for CPU tensors.
+
+spconv's CUDA build gives every convolution the implicit-GEMM algorithm, which runs on CUDA only,
+yet bevcc runs sparse models on CPU too (tracing and shape folding on the example, exporting,
+the libspconv interpreter): measured on the H200 with spconv-cu126, every such model failed with
+"implicit gemm only support cuda". A convolution fed CPU features therefore runs spconv's native
+(gather-GEMM-scatter) algorithm for that call, which both builds run on CPU; CUDA calls keep theirs.
 """
 
 from __future__ import annotations
@@ -46,4 +52,24 @@ def install() -> None:
     from spconv.pytorch import ops
 
     ops.SpconvOps = _CorrectCpuOps(ops.SpconvOps)
+    _native_algorithm_on_cpu()
     _installed = True
+
+
+def _native_algorithm_on_cpu() -> None:
+    from spconv.core import ConvAlgo
+    from spconv.pytorch.conv import SparseConvolution
+
+    forward = SparseConvolution.forward
+
+    def forward_native_on_cpu(self, input, *args, **kwargs):
+        if input.features.is_cuda or self.algo == ConvAlgo.Native:
+            return forward(self, input, *args, **kwargs)
+        algo, self.algo = self.algo, ConvAlgo.Native
+        try:
+            return forward(self, input, *args, **kwargs)
+        finally:
+            self.algo = algo
+
+    forward_native_on_cpu.__wrapped__ = forward
+    SparseConvolution.forward = forward_native_on_cpu
