@@ -317,7 +317,7 @@ def test_gpu_files_are_byte_identical_when_the_statistics_agree(tmp_path, regist
     example = (torch.randn(1, 3, 16, 16),)
     calib = [{"x": np.random.default_rng(i).standard_normal((4, 3, 16, 16), np.float32)}
              for i in range(4)]  # fmt: skip
-    files, results = _compile_both(
+    files, _ = _compile_both(
         lambda: (_OneConv().eval(), example), "fx(qdq_insert),export", calib, tmp_path, registry
     )
     assert files["cpu"].read_bytes() == files["cuda"].read_bytes()
