@@ -42,3 +42,42 @@ def test_implicit_gemm_layers_compile_on_cpu_with_native_numbers():
     torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4)
     assert all(layer.algo == ConvAlgo.MaskImplicitGemm for layer in implicit.modules()
                if isinstance(layer, SparseConvolution))  # fmt: skip  # the user's model untouched
+
+
+def test_quantized_implicit_gemm_layers_run_on_cpu_like_native_ones():
+    """bevcc's quantized convolutions override forward; sharing an indice key with a float one
+    they must run the same algorithm (spconv asserts so): the H200 failed sparse_conv_quant so."""
+    registry = load_plugins(autoload=False).registry
+    registry.resolve()
+    model, inputs = tiny_sparse()
+    _as_cuda_build_makes_them(model)
+    calib = [
+        {"voxel_features": f.numpy(), "coors": c.numpy()} for f, c in map(random_voxels, range(2))
+    ]
+    result = bevcc.compile(
+        (model, inputs), pipeline="fx(bn_fold,sparse_conv_quant)", calib=calib, registry=registry
+    )
+    with torch.no_grad():
+        out = result.ir.module(*inputs)
+    assert torch.isfinite(out).all()
+
+
+def test_a_bias_folded_inside_runs_on_cpu_in_eval_mode_and_exports():
+    """bn_fold puts the bias inside the convolution on CUDA (sparse_bias=auto); spconv's CPU
+    kernels take no bias, and export_libspconv then failed on the H200 ("bias and act don't
+    support cpu"). On CPU the bias is added after the convolution."""
+    registry = load_plugins(autoload=False).registry
+    registry.resolve()
+    model, inputs = tiny_sparse()
+    result = bevcc.compile(
+        (model, inputs), pipeline="fx(bn_fold{sparse_bias=inside})", registry=registry
+    )
+    folded = result.ir.module.eval()
+    assert any(m.bias is not None for m in folded.modules() if isinstance(m, SparseConvolution))
+    with torch.no_grad():
+        torch.testing.assert_close(folded(*inputs), model(*inputs), rtol=1e-4, atol=1e-5)
+    exported = bevcc.compile(
+        (model, inputs), pipeline="fx(bn_fold{sparse_bias=inside}),export_libspconv",
+        registry=registry,
+    )  # fmt: skip
+    assert exported.ir.kind == "libspconv"

@@ -57,19 +57,37 @@ def install() -> None:
 
 
 def _native_algorithm_on_cpu() -> None:
+    """Patched where every spconv convolution computes (`_conv_forward`), so bevcc's quantized
+    convolutions, which override `forward`, get it too: layers sharing an indice key must agree
+    on the algorithm."""
     from spconv.core import ConvAlgo
     from spconv.pytorch.conv import SparseConvolution
 
-    forward = SparseConvolution.forward
+    conv_forward = SparseConvolution._conv_forward
 
-    def forward_native_on_cpu(self, input, *args, **kwargs):
-        if input.features.is_cuda or self.algo == ConvAlgo.Native:
-            return forward(self, input, *args, **kwargs)
+    def conv_forward_native_on_cpu(self, training, input, weight, bias, *args, **kwargs):
+        if input.features.is_cuda:
+            return conv_forward(self, training, input, weight, bias, *args, **kwargs)
+        if bias is not None and _bias_only(args, kwargs):
+            # spconv's CPU kernels take no bias ("cpu don't support act and bias"),
+            # so a bias folded inside on CUDA (bn_fold sparse_bias=auto) is added after the
+            # convolution: the same sum in another order
+            out = conv_forward_native_on_cpu(self, training, input, weight, None, *args, **kwargs)
+            return out.replace_feature(out.features + bias)
+        if self.algo == ConvAlgo.Native:
+            return conv_forward(self, training, input, weight, bias, *args, **kwargs)
         algo, self.algo = self.algo, ConvAlgo.Native
         try:
-            return forward(self, input, *args, **kwargs)
+            return conv_forward(self, training, input, weight, bias, *args, **kwargs)
         finally:
             self.algo = algo
 
-    forward_native_on_cpu.__wrapped__ = forward
-    SparseConvolution.forward = forward_native_on_cpu
+    conv_forward_native_on_cpu.__wrapped__ = conv_forward
+    SparseConvolution._conv_forward = conv_forward_native_on_cpu
+
+
+def _bias_only(args: tuple, kwargs: dict) -> bool:
+    """No residual input and no fused activation: the bias can be added after the conv."""
+    add_input = args[0] if args else kwargs.get("add_input")
+    act = kwargs.get("act_type")
+    return add_input is None and len(args) <= 1 and (act is None or act.name == "None_")
