@@ -29,7 +29,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import random
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import tomllib
 import torch
-from bevcc_bevfusion.dataset import VAL_SCENES, load_split
+from bevcc_bevfusion.dataset import SCENE_JOBS, VAL_SCENES, load_split
 from bevcc_bevfusion.deploy import small
 from bevcc_bevfusion.deployed import evaluate as evaluate_files
 from bevcc_bevfusion.evaluate import bev_map
@@ -288,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=min(os.cpu_count() or 1, 16),
+        default=SCENE_JOBS,
         help="processes generating missing scenes (default: one per core, at most 16)",
     )
     parser.add_argument(

@@ -13,6 +13,8 @@ from bevcc.progress import track
 
 VAL_SCENES = 300
 CALIB_SCENES = 32
+# processes generating missing scenes: one per core, at most 16 (the scripts' --jobs default)
+SCENE_JOBS = min(os.cpu_count() or 1, 16)
 
 
 def cache_dir(preset: Preset) -> Path:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from bevcc_bevfusion.dataset import load_split
+from bevcc_bevfusion.dataset import SCENE_JOBS, load_split
 from bevcc_bevfusion.evaluate import bev_map
 from bevcc_bevfusion.lidar import voxelize
 from bevcc_bevfusion.model import BEVFusion, scene_inputs
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=min(os.cpu_count() or 1, 16),
+        default=SCENE_JOBS,
         help="processes generating missing scenes (default: one per core, at most 16)",
     )
     parser.add_argument(

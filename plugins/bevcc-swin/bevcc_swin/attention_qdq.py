@@ -29,7 +29,7 @@ from torch import fx, nn
 from bevcc import Pass, PassResult
 from bevcc.quant.quantizer import TensorQuantizer
 from bevcc.trt.fx_ops import rule_for_fx
-from bevcc_swin.options import AttentionQdqOptions
+from bevcc_swin.options import AttentionQdqOptions, attention_report
 
 _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
 _SOFTMAX_FUNCTIONS = {torch.softmax, F.softmax}
@@ -49,12 +49,7 @@ class AttentionQdq(Pass):
     Options = AttentionQdqOptions
 
     def report(self, stats: dict) -> list[str]:
-        line = (
-            f"attention blocks {stats['attention']}: removed {stats['score_quantizers']} "
-            f"score-path quantizers, fixed {stats['softmax_fixed']} softmax quantizers at "
-            f"amax {self.options.softmax_amax}"
-        )
-        return [line]
+        return [attention_report(stats, self.options.softmax_amax)]
 
     def call(self, ir) -> PassResult:
         graph, module = ir.graph, ir.module

@@ -22,7 +22,7 @@ import onnx_graphsurgeon as gs
 from bevcc import InputError, Pass, PassResult
 from bevcc.ir.onnx import OnnxIR
 from bevcc_swin.onnx_attention import Attention, dequantized, find_attention, float_source
-from bevcc_swin.options import AttentionQdqOptions
+from bevcc_swin.options import AttentionQdqOptions, attention_report
 
 
 class AttentionQdqOnnx(Pass):
@@ -37,13 +37,9 @@ class AttentionQdqOnnx(Pass):
     Options = AttentionQdqOptions
 
     def report(self, stats: dict) -> list[str]:
-        line = (
-            f"attention blocks {stats['attention']}: removed {stats['score_quantizers']} "
-            f"score-path quantizers, fixed {stats['softmax_fixed']} softmax quantizers at "
-            f"amax {self.options.softmax_amax} (inserted {stats['softmax_inserted']}); "
-            f"float attention left as is: {stats['float_attention']}"
-        )
-        return [line]
+        line = attention_report(stats, self.options.softmax_amax)
+        extra = f" (inserted {stats['softmax_inserted']}); float attention left as is: "
+        return [line + extra + str(stats["float_attention"])]
 
     def call(self, ir: OnnxIR) -> PassResult:
         graph = ir.graph

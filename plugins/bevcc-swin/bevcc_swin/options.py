@@ -52,3 +52,12 @@ class MhaCheckOptions:
                 f"softmax_amax={amax} is outside (0, 1]; write "
                 "mha_check{softmax_amax=1.0} or none"
             )
+
+
+def attention_report(stats: dict, softmax_amax) -> str:
+    """The line both attention_qdq passes (FX and ONNX) print for what they did."""
+    return (
+        f"attention blocks {stats['attention']}: removed {stats['score_quantizers']} "
+        f"score-path quantizers, fixed {stats['softmax_fixed']} softmax quantizers at "
+        f"amax {softmax_amax}"
+    )
