@@ -295,7 +295,7 @@ def evaluate(
     rows, parity = [], []
     for run in runs:
         float_map, torch_map, files_map, run_parity = run.result(val)
-        name = "float (FP16 files)" if run.label == "float" else f"{label} (INT8 files)"
+        name = "float (FP16 files)" if run.label == "fp16" else f"{label} (INT8 files)"
         rows.append(MetricRow(name, torch_map, files_map, float=float_map))
         parity += run_parity
     step = one_detection_step([truth(s) for s in val], CLASSES)

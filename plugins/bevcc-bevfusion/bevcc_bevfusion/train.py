@@ -11,6 +11,9 @@ estimated on the training scenes, and everything else (camera backbone, FPN, dep
 vtransform, fuser, decoder, head) trains end to end. The log goes to stderr and to train.log
 next to the weights; until the last epoch ends, the latest epoch's weights sit beside them as
 NAME.epochK.pt (a run cut short by a time limit keeps them).
+
+The shipped weights (weights/bevfusion_small.pt, its train.log beside it) were trained with
+`--device cuda` on one H200: 400 scenes x 12 epochs, lidar included, 415 s.
 """
 
 from __future__ import annotations

@@ -52,15 +52,19 @@ def test_deployed_files_match_their_pytorch_models(main_set, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert result["failures"] == []
     assert "| PTQ INT8 + sensitivity_disable (INT8 files) |" in proc.stdout
+    assert [row["label"] for row in result["rows"]] == [
+        "float (FP16 files)",
+        "PTQ INT8 + sensitivity_disable (INT8 files)",
+    ]
     parity = {(p["set"], p["file"]): p for p in result["parity"]}
     assert len(parity) == 10  # five files in each set
     # the lidar file in the interpreter is the fake-quant PyTorch model bit for bit (sparse
     # weights are rounded to fp16 as the file stores them): an exactness check, labelled so
     lidar = parity[("int8", "lidar.backbone.xyz.onnx")]
     assert (lidar["max_abs"], lidar["reference"]) == (0.0, "fake-quant")
-    # against the float model it shows what INT8 costs: sensitivity_disable kept it >= 18 dB
-    # on the calibration scenes (bevfusion.toml's min_sqnr_db)
-    assert 15 < lidar["float_sqnr_db"] < 30
+    # against the float model it shows what INT8 costs: the trained lidar is 33.0 dB from float
+    # all-INT8 on the 300-scene accuracy run, over bevfusion.toml's min_sqnr_db of 18
+    assert 25 < lidar["float_sqnr_db"] < 45
     for (set_name, _), row in parity.items():
         # the FP16 set computes in fp16 (strongly typed): 55-78 dB on the 300-scene run
         assert row["sqnr_db"] >= (50 if set_name == "fp16" else 25), row
@@ -117,7 +121,10 @@ def test_a_sharded_evaluation_computes_what_one_process_does(main_set):
     """`evaluate(..., jobs=2)`: two spawned processes take every other scene; the detections
     come back in scene order (the same mAPs) and the parity sums add up. The parity agrees to
     1%, not bit for bit: each process gives onnxruntime fewer threads, which sums convolutions in
-    another order (measured: max abs 0.0021793 vs 0.0021791 on the camera backbone)."""
+    another order (measured: max abs 0.0021793 vs 0.0021791 on the camera backbone). A max abs
+    error is one element: where that order flips one INT8 rounding of an INT8 file it moves by
+    a quantization step (measured with the GPU-trained weights: 0.1100 vs 0.1123 on the INT8
+    camera backbone), so it agrees to 5%."""
     import io
 
     from bevcc_bevfusion.deployed import evaluate as evaluate_files
@@ -133,6 +140,7 @@ def test_a_sharded_evaluation_computes_what_one_process_does(main_set):
         assert (got["set"], got["file"]) == (want["set"], want["file"])
         for key, value in want.items():
             if isinstance(value, float):
-                assert got[key] == pytest.approx(value, rel=1e-2, abs=1e-6), (want["file"], key)
+                rel = 5e-2 if "max_abs" in key else 1e-2
+                assert got[key] == pytest.approx(value, rel=rel, abs=1e-6), (want["file"], key)
             else:
                 assert got[key] == value, (want["file"], key)
