@@ -2,6 +2,8 @@
 graphs. bn_fold keeps float numerics, lint is clean after quantizer_unify, and onnxruntime runs
 the exported file like the fake-quant model."""
 
+import copy
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -13,6 +15,7 @@ from torch import nn
 import bevcc
 from bevcc.lint.checks import lint_model
 from bevcc.plugins import load_plugins
+from bevcc.pm.instrument import Instrumentation
 from bevcc.quant.quantizer import TensorQuantizer
 from bevcc.reference.seeding import randomize_batchnorm
 
@@ -65,6 +68,18 @@ class Random(nn.Module):
         return self.head(torch.flatten(x, 1)) if self.head is not None else x
 
 
+class Keep(Instrumentation):
+    """Keeps a copy of the fx module as each named step leaves it (later passes change it in
+    place), so one compile serves every check."""
+
+    def __init__(self, *labels: str):
+        self.labels, self.modules = labels, {}
+
+    def after_pass(self, step, ir, result) -> None:
+        if step.label in self.labels:
+            self.modules[step.label] = copy.deepcopy(ir.module)
+
+
 blocks = st.lists(
     st.tuples(st.sampled_from(KINDS), st.sampled_from([1, 3]), st.booleans(), st.booleans()),
     min_size=1,
@@ -83,26 +98,23 @@ def test_random_graphs_through_the_whole_pipeline(tmp_path_factory, channels, sp
     example = (torch.randn(1, channels, 8, 8, generator=g),)
     calib = [{"x": torch.randn(2, channels, 8, 8, generator=g).numpy()} for _ in range(3)]
 
-    folded = bevcc.compile((model, example), pipeline="fx(bn_fold)", registry=registry).ir
-    with torch.no_grad():
-        torch.testing.assert_close(folded.module(*example), model(*example), rtol=1e-4, atol=1e-5)
-
+    # one compile; the fx module is kept as bn_fold and quantizer_unify left it
     out = tmp_path_factory.mktemp("fuzz") / "q.onnx"
+    kept = Keep("fx(bn_fold)", "fx(quantizer_unify)")
     result = bevcc.compile(
         (model, example),
         calib=calib,
         output=out,
         registry=registry,
         pipeline="fx(bn_fold,qdq_insert,quantizer_unify),export{dynamic_batch=true},onnx(check)",
+        instrumentations=[kept],
     )
+    folded, fake_quant = kept.modules["fx(bn_fold)"], kept.modules["fx(quantizer_unify)"]
+    with torch.no_grad():
+        torch.testing.assert_close(folded(*example), model(*example), rtol=1e-4, atol=1e-5)
+
     report = lint_model(onnx.load(out))
     assert (report.reformats, report.problems) == (0, []), report.to_json()
-    fake_quant = bevcc.compile(
-        (model, example),
-        calib=calib,
-        registry=registry,
-        pipeline="fx(bn_fold,qdq_insert,quantizer_unify)",
-    ).ir.module
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     got = ort.InferenceSession(str(out), options).run(None, {"x": calib[0]["x"]})[0]

@@ -28,6 +28,13 @@ def evaluate(directory, tmp_path, scenes=3):
     return proc, json.loads(result.read_text()) if result.is_file() else None
 
 
+@pytest.fixture(scope="module")
+def main_evaluation(main_set, tmp_path_factory):
+    """`bevcc evaluate` of the main job on 3 scenes, run once: checked by one test, the
+    reference of the sharded one."""
+    return evaluate(main_set, tmp_path_factory.mktemp("evaluation"))
+
+
 def test_the_main_job_writes_an_fp16_set_without_quantization(main_set):
     fp16 = main_set / "fp16"
     assert sorted(p.name for p in fp16.glob("*.onnx")) == sorted(
@@ -47,8 +54,8 @@ def test_the_main_job_writes_an_fp16_set_without_quantization(main_set):
             assert meta["bevcc.float_precision"] == "fp16", path.name
 
 
-def test_deployed_files_match_their_pytorch_models(main_set, tmp_path):
-    proc, result = evaluate(main_set, tmp_path)
+def test_deployed_files_match_their_pytorch_models(main_evaluation):
+    proc, result = main_evaluation
     assert proc.returncode == 0, proc.stderr
     assert result["failures"] == []
     assert "| PTQ INT8 + sensitivity_disable (INT8 files) |" in proc.stdout
@@ -103,7 +110,7 @@ def test_a_dropped_activation_in_the_fuser_is_caught(main_set, tmp_path):
     # the INT8 set alone: the FP16 set is checked above and would only double the run
     shutil.copytree(main_set, broken, ignore=shutil.ignore_patterns("fp16"))
     drop_first_relu(broken / "fuser.onnx")
-    proc, result = evaluate(broken, tmp_path)
+    proc, result = evaluate(broken, tmp_path, scenes=1)  # one scene shows the broken file
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("bevcc: error: evaluation failed: int8 set: fuser.onnx is ")
@@ -117,7 +124,7 @@ def test_evaluate_needs_a_set_directory(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "no readable report.json" in proc.stderr
 
 
-def test_a_sharded_evaluation_computes_what_one_process_does(main_set):
+def test_a_sharded_evaluation_computes_what_one_process_does(main_set, main_evaluation):
     """`evaluate(..., jobs=2)`: two spawned processes take every other scene; the detections
     come back in scene order (the same mAPs) and the parity sums add up. The parity agrees to
     1%, not bit for bit: each process gives onnxruntime fewer threads, which sums convolutions in
@@ -132,7 +139,7 @@ def test_a_sharded_evaluation_computes_what_one_process_does(main_set):
     from bevcc.config import load_config
 
     config = load_config(Path(__file__).parents[1] / "bevcc_bevfusion" / "bevfusion.toml")
-    one = evaluate_files(main_set, config, 3, io.StringIO()).to_json()
+    one = main_evaluation[1]  # `bevcc evaluate DIR --scenes 3`: one process
     two = evaluate_files(main_set, config, 3, io.StringIO(), jobs=2).to_json()
     assert two["rows"] == one["rows"]
     assert len(two["parity"]) == len(one["parity"]) == 10
