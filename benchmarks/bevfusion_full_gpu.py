@@ -356,6 +356,9 @@ def render(runs: dict, command_of: dict) -> str:
             else ", ".join(f"call {i}: `{c}`" for i, c in enumerate(commands, 1))
         )
         partial = "" if run.get("complete", True) else " **Partial: stopped before the end.**"
+        every = list(pipelines(run["scenes"]))
+        if run.get("files", every) != every:
+            partial += f" Files compiled: {', '.join(run['files'])} (of {len(every)})."
         lines += [
             f"## {key}: {run['device_name']} ({run['cpu_cores']} cores), {run['scenes']} scenes",
             "",
