@@ -142,25 +142,29 @@ def capture():
     return Capture()
 
 
-def forward_seconds(module, batches, device: str) -> float:
-    """Seconds of `module`'s forwards over `batches` on `device`, after one warm-up forward."""
+def forward_seconds(module, batches, device: str, moved: bool = False) -> float:
+    """Seconds of `module`'s forwards over CPU `batches` on `device`, after one warm-up forward:
+    with the batches already there, or `moved` there one at a time as they are used (as
+    calibration feeds them)."""
     import torch
 
-    module = module.to(device).eval()
-    try:
-        with torch.no_grad():
-            on_device = [tuple(t.to(device) for t in b) for b in batches]
-            module(*on_device[0])
-            if device != "cpu":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for b in on_device:
-                module(*b)
-            if device != "cpu":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
-    finally:
-        module.to("cpu")
+    from bevcc.device import running_on, to_device
+
+    def on_device(batch):
+        return tuple(to_device(t, device) for t in batch)
+
+    module = module.eval()
+    with torch.no_grad(), running_on(module, device):
+        feed = batches if moved else [on_device(b) for b in batches]
+        module(*on_device(feed[0]))
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for b in feed:
+            module(*(on_device(b) if moved else b))
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
 
 def calibration_seconds(fake_quant, batches, device: str) -> float:
@@ -177,27 +181,7 @@ def calibration_seconds(fake_quant, batches, device: str) -> float:
                 q.enabled = False
             else:
                 q.start_calibration()
-    return moved_forward_seconds(module, batches, device)
-
-
-def moved_forward_seconds(module, batches, device: str) -> float:
-    """Seconds of `module`'s forwards over CPU `batches`, each moved to `device` as it is used
-    (as calibration feeds them), after one warm-up forward."""
-    import torch
-
-    from bevcc.device import running_on, to_device
-
-    module = module.eval()
-    with torch.no_grad(), running_on(module, device):
-        module(*(to_device(t, device) for t in batches[0]))
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for b in batches:
-            module(*(to_device(t, device) for t in b))
-        if device != "cpu":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+    return forward_seconds(module, batches, device, moved=True)
 
 
 def measure(preset_name: str, scenes: int, device: str, jobs: int, only, publish) -> dict:
@@ -280,7 +264,7 @@ def measure(preset_name: str, scenes: int, device: str, jobs: int, only, publish
                 fake_quant = forward_seconds(hook.module, timed, device)
                 plain = forward_seconds(module, timed, device)
                 calibrating = calibration_seconds(hook.module, timed, device)
-                fed = moved_forward_seconds(module, timed, device)
+                fed = forward_seconds(module, timed, device, moved=True)
                 ratios.append(
                     {
                         "file": file,
