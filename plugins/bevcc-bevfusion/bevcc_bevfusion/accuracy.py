@@ -37,7 +37,7 @@ from pathlib import Path
 
 import tomllib
 import torch
-from bevcc_bevfusion.dataset import SCENE_JOBS, VAL_SCENES, load_split
+from bevcc_bevfusion.dataset import VAL_SCENES, add_jobs_argument, load_split
 from bevcc_bevfusion.deploy import small
 from bevcc_bevfusion.deployed import evaluate as evaluate_files
 from bevcc_bevfusion.evaluate import bev_map
@@ -284,12 +284,7 @@ def main(argv=None) -> int:
         help="where compiles calibrate and the PyTorch rows and QAT run: cpu, cuda, cuda:N or "
         "auto (default: cuda where torch sees a GPU); the deployed files run on the CPU",
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=SCENE_JOBS,
-        help="processes generating missing scenes (default: one per core, at most 16)",
-    )
+    add_jobs_argument(parser)
     parser.add_argument(
         "--eval-jobs",
         type=int,

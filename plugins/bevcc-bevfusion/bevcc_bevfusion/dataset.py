@@ -17,6 +17,16 @@ CALIB_SCENES = 32
 SCENE_JOBS = min(os.cpu_count() or 1, 16)
 
 
+def add_jobs_argument(parser) -> None:
+    """The scripts' `--jobs`: processes generating missing scenes."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=SCENE_JOBS,
+        help="processes generating missing scenes (default: one per core, at most 16)",
+    )
+
+
 def cache_dir(preset: Preset) -> Path:
     root = Path(os.environ.get("BEVCC_CACHE", Path.home() / ".cache" / "bevcc"))
     return root / "bevfusion-scenes" / preset.name

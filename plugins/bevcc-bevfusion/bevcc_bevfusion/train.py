@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from bevcc_bevfusion.dataset import SCENE_JOBS, load_split
+from bevcc_bevfusion.dataset import add_jobs_argument, load_split
 from bevcc_bevfusion.evaluate import bev_map
 from bevcc_bevfusion.lidar import voxelize
 from bevcc_bevfusion.model import BEVFusion, scene_inputs
@@ -207,12 +207,7 @@ def main(argv=None) -> int:
         help="cpu, cuda, cuda:N or auto (default: cuda where torch sees a GPU); on CUDA the "
         "lidar backbone trains too",
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=SCENE_JOBS,
-        help="processes generating missing scenes (default: one per core, at most 16)",
-    )
+    add_jobs_argument(parser)
     parser.add_argument(
         "--lidar-weight-decay",
         type=float,
