@@ -4,6 +4,7 @@ the same command in a fresh interpreter, which any `env_extra` asks for."""
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 
@@ -65,3 +66,46 @@ def test_the_command_gets_its_directory_and_umask(tmp_path):
     assert forked.returncode == 0, forked.stderr
     assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == 0o600
     assert os.getcwd() != str(tmp_path)  # the test process stayed where it was
+
+
+def _threaded_session():
+    """An onnxruntime session with its own pool of 4 threads, which has run once: its threads
+    now wait on the pool's condition variables."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 4
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    session.run(None, {"x": np.ones((64, 64), np.float32)})
+    return session
+
+
+def test_the_test_processes_garbage_is_not_collected_in_the_command(tmp_path):
+    """A session left in a reference cycle is garbage the test process has not collected yet.
+    The fork copies it without its pool's threads: had the command's collection freed it, its
+    destructor would wait on them (measured: the command crashed with SIGSEGV at once, or hung
+    in pthread_cond_destroy until the test timed out). The collector is paused here so the
+    garbage is still young when the fork copies it; the compile collects the young generations
+    as it ends (bevcc/compiler.py)."""
+
+    class Cycle:
+        pass
+
+    gc.disable()
+    try:
+        garbage = Cycle()
+        garbage.session, garbage.itself = _threaded_session(), garbage
+        del garbage
+        forked = run_bevcc("compile", "tiny_cnn", "-o", "model.onnx", cwd=tmp_path, timeout=60)
+    finally:
+        gc.enable()
+    assert forked.returncode == 0, forked.stderr
+    assert (tmp_path / "model.onnx").is_file()

@@ -12,6 +12,7 @@ more than one thread (OpenMP's thread pool does not survive a fork) or `BEVCC_TE
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -69,13 +70,24 @@ def _forked(argv: list[str], cwd, limit: float | None, umask: int) -> subprocess
         out_path, err_path = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # Everything the test process holds, its uncollected garbage included, goes to the
+        # collector's permanent generation for the fork: the command's collections never free
+        # it. Freeing it there would run native destructors on state the fork did not copy
+        # (an onnxruntime session's thread pool waits on threads the child does not have:
+        # the child hung or crashed).
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError:
+            gc.unfreeze()
+            raise
         if pid == 0:  # the command's process
             code = 1
             try:
                 code = _child(argv, cwd, umask, out_path, err_path)
             finally:
                 os._exit(code)
+        gc.unfreeze()
         code = _wait(pid, limit, argv)
         with open(out_path, encoding="utf-8", errors="replace") as out:
             stdout = out.read()
