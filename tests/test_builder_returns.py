@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
 
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 HOW = "return (nn.Module, example_inputs)"
 BUILDS = {
     "None for the model": (

@@ -7,9 +7,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
-
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def _one_error_line(proc, code=2):

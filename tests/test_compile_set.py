@@ -16,9 +16,9 @@ import pytest
 import bevcc
 from bevcc.config import CompileConfig, FileSpec
 from bevcc.errors import UsageError
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import PROGRESS_LINE, run_bevcc
 
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}  # another plugin's state must not leak in
 # a line a second (a fast machine builds the set in a few seconds: at 5 s it would show none)
 PROGRESS_LINES = {"BEVCC_PROGRESS": "lines", "BEVCC_PROGRESS_INTERVAL": "1"}
 TIME_KEYS = ["load", "trace", "passes", "export", "write", "other"]

@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
 
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 CALIB = "bevcc.reference.tiny_cnn:calibration_batches"
 
 

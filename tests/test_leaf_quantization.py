@@ -10,9 +10,9 @@ import pytest
 
 from bevcc.errors import InputError
 from bevcc.ir.fx import CAPTURE_ONNX_HINT, FxIR
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
 
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 LEAF_FUNCTION = (
     "make its forward traceable, or put the code that fails in a function registered as a "
     "leaf function (registry.add_leaf_function in the bevcc_register_leaf_modules hook)"

@@ -19,9 +19,8 @@ from bevcc.ir.fx import CAPTURE_ONNX_HINT
 from bevcc.ir.onnx_capture import capture_onnx
 from bevcc.ir.specialize import specialize
 from bevcc.plugins import load_plugins
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
-
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 # A head in the style of mmdet3d's TransFusionHead: item assignment into a tensor (FX: "'Proxy'
 # object does not support item assignment"), a dict of inputs, a dict of outputs, an attribute

@@ -12,7 +12,7 @@ import pytest
 
 import bevcc
 from bevcc import Pass, PassResult, plugins
-from bevcc.testing import run_bevcc
+from bevcc.testing import NO_PLUGINS, run_bevcc
 from bevcc.testing.cli import _can_fork
 
 FRESH = {"BEVCC_TEST_FORK": "0"}  # any extra variable means a fresh interpreter
@@ -20,29 +20,51 @@ FRESH = {"BEVCC_TEST_FORK": "0"}  # any extra variable means a fresh interpreter
 pytestmark = pytest.mark.skipif(not _can_fork(), reason="this process cannot fork commands")
 
 
-def _both(*args, **kwargs):
-    forked, fresh = run_bevcc(*args, **kwargs), run_bevcc(*args, env_extra=FRESH, **kwargs)
+def _both(*args, env_extra=None, **kwargs):
+    forked = run_bevcc(*args, env_extra=env_extra, **kwargs)
+    fresh = run_bevcc(*args, env_extra={**(env_extra or {}), **FRESH}, **kwargs)
     assert forked.args[0] == "bevcc" and fresh.args[0].endswith(os.sep + "bevcc")
     return forked, fresh
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "env"),
     [
-        ("passes",),
-        ("compile", "tiny_cnn", "--pipeline", "fx(no_such_pass)", "-o", "x.onnx"),
-        ("lint", "missing.onnx"),
-        ("compile", "--no-such-flag"),
+        (("passes",), {}),
+        (("passes",), NO_PLUGINS),
+        (("compile", "tiny_cnn", "--pipeline", "fx(no_such_pass)", "-o", "x.onnx"), {}),
+        (("lint", "missing.onnx"), {}),
+        (("compile", "--no-such-flag"), {}),
+        (("compile", "tiny_cnn", "-o", "x.onnx"), {"BEVCC_PROGRESS": "loud"}),
     ],
-    ids=["listing", "pipeline error", "missing file", "argparse error"],
+    ids=[
+        "listing",
+        "listing without plugins",
+        "pipeline error",
+        "missing file",
+        "argparse error",
+        "bad progress variable",
+    ],
 )
-def test_a_forked_command_prints_and_exits_as_a_fresh_process(tmp_path, args):
-    forked, fresh = _both(*args, cwd=tmp_path)
+def test_a_forked_command_prints_and_exits_as_a_fresh_process(tmp_path, args, env):
+    forked, fresh = _both(*args, env_extra=env, cwd=tmp_path)
     assert (forked.returncode, forked.stdout, forked.stderr) == (
         fresh.returncode,
         fresh.stdout,
         fresh.stderr,
     )
+
+
+def test_bevccs_own_variables_reach_a_forked_command_and_others_a_fresh_one():
+    # bevcc reads BEVCC_* when the command runs: the fork sets them in its own environment
+    before = dict(os.environ)
+    forked = run_bevcc("passes", env_extra=NO_PLUGINS)
+    assert forked.args[0] == "bevcc" and forked.returncode == 0
+    assert "remove_identity" not in forked.stdout  # the example plugin's pass
+    assert dict(os.environ) == before  # set in the command's process, not this one
+    # any other variable may be read at start-up (PYTHONPATH, OMP_NUM_THREADS)
+    fresh = run_bevcc("passes", env_extra={**NO_PLUGINS, "NOTHING": "1"})
+    assert fresh.args[0].endswith(os.sep + "bevcc") and fresh.stdout == forked.stdout
 
 
 def test_a_pass_the_test_process_registered_does_not_reach_the_command():

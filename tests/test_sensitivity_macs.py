@@ -9,9 +9,9 @@ import json
 
 import pytest
 
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
 
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 MODEL = """\
 import numpy as np
 import torch

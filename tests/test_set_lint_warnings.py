@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 
+from bevcc.testing import NO_PLUGINS
 from tests.conftest import run_bevcc
 from tests.test_lint_limits import CLASSES, TOO_MANY, H, W, heatmap_topk
-
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def test_a_sets_report_has_each_files_limit_warnings(tmp_path):

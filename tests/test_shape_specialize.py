@@ -23,12 +23,12 @@ from bevcc.ir.fx import CAPTURE_ONNX_HINT, FxIR
 from bevcc.plugins import load_plugins
 from bevcc.sparse.interpreter import LibspconvInterpreter
 from bevcc.sparse.libspconv_check import check_libspconv
+from bevcc.testing import NO_PLUGINS
 from tests import shape_models
 from tests.conftest import run_bevcc
 
 LIBSPCONV = "fx(bn_fold,sparse_conv_quant,quantizer_unify),export_libspconv"
 FAKE_QUANT = "fx(bn_fold,sparse_conv_quant,quantizer_unify)"
-NO_PLUGINS = {"BEVCC_DISABLE_PLUGIN_AUTOLOAD": "1"}  # the core does this; keep the CLI fast
 # builder, export options, interpreter coordinate columns, input names, BEV map, file ops
 ENCODERS = {
     "mmdet3d": (

@@ -4,11 +4,12 @@ The process is the installed console script, or, where the test process can give
 start, a fork of the test process: a fresh interpreter spends about 3 s importing torch and onnx
 before the command does anything, which a test suite running 200 commands pays 200 times. The
 fork runs `bevcc.cli.main` on a fresh plugin registry, with the interpreter's start-up warning
-filters, no logging handlers of the test runner, the command's own umask and directory, and its
-output written to files read back here. Commands given extra environment variables always get a
-fresh interpreter (what they set may be read at import), as does every command where torch runs
-more than one thread (OpenMP's thread pool does not survive a fork) or `BEVCC_TEST_FORK=0`.
-"""
+filters, no logging handlers of the test runner, the command's own umask, directory and extra
+environment variables, and its output written to files read back here. The extra variables a
+fork can take are bevcc's own (`BEVCC_*`): bevcc and its plugins read them when a command runs,
+not at import. Any other (`PYTHONPATH`, a thread count) may be read at start-up or import and
+gets a fresh interpreter, as does every command where torch runs more than one thread (OpenMP's
+thread pool does not survive a fork) or `BEVCC_TEST_FORK=0`."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ import time
 import warnings
 from collections.abc import Mapping
 
+from bevcc.plugins import DISABLE_AUTOLOAD_ENV
 from bevcc.testing.timeouts import scaled_timeout
 
+# For commands that must see bevcc alone: an installed plugin's passes would change their output.
+NO_PLUGINS = {DISABLE_AUTOLOAD_ENV: "1"}
+FORK_ENV = "BEVCC_TEST_FORK"  # "0": every command in a fresh interpreter
 _STARTUP_WARNING_FILTERS = list(warnings.filters)  # before a test runner adds its own
 
 
@@ -42,8 +47,8 @@ def run_bevcc(
     process's)."""
     argv = [str(a) for a in args]
     limit = None if timeout is None else scaled_timeout(timeout)
-    if not env_extra and _can_fork():
-        return _forked(argv, cwd, limit, umask)
+    if _can_fork() and _read_when_a_command_runs(env_extra or {}):
+        return _forked(argv, cwd, limit, umask, dict(env_extra or {}))
     env = dict(os.environ, **(env_extra or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "bevcc")
     return subprocess.run(
@@ -58,14 +63,20 @@ def run_bevcc(
     )
 
 
+def _read_when_a_command_runs(env_extra: Mapping[str, str]) -> bool:
+    return all(key.startswith("BEVCC_") and key != FORK_ENV for key in env_extra)
+
+
 def _can_fork() -> bool:
-    if os.name != "posix" or os.environ.get("BEVCC_TEST_FORK", "1") == "0":
+    if os.name != "posix" or os.environ.get(FORK_ENV, "1") == "0":
         return False
     torch = sys.modules.get("torch")
     return torch is None or torch.get_num_threads() == 1
 
 
-def _forked(argv: list[str], cwd, limit: float | None, umask: int) -> subprocess.CompletedProcess:
+def _forked(
+    argv: list[str], cwd, limit: float | None, umask: int, env: dict[str, str]
+) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="bevcc-run-") as tmp:
         out_path, err_path = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
         sys.stdout.flush()
@@ -84,7 +95,7 @@ def _forked(argv: list[str], cwd, limit: float | None, umask: int) -> subprocess
         if pid == 0:  # the command's process
             code = 1
             try:
-                code = _child(argv, cwd, umask, out_path, err_path)
+                code = _child(argv, cwd, umask, env, out_path, err_path)
             finally:
                 os._exit(code)
         gc.unfreeze()
@@ -96,7 +107,7 @@ def _forked(argv: list[str], cwd, limit: float | None, umask: int) -> subprocess
     return subprocess.CompletedProcess(["bevcc", *argv], code, stdout, stderr)
 
 
-def _child(argv: list[str], cwd, umask: int, out_path: str, err_path: str) -> int:
+def _child(argv: list[str], cwd, umask: int, env: dict, out_path: str, err_path: str) -> int:
     import logging
     import traceback
 
@@ -113,6 +124,7 @@ def _child(argv: list[str], cwd, umask: int, out_path: str, err_path: str) -> in
     warnings.filters[:] = _STARTUP_WARNING_FILTERS
     logging.root.handlers.clear()
     logging.root.setLevel(logging.WARNING)
+    os.environ.update(env)
     if umask >= 0:
         os.umask(umask)
     if cwd is not None:
