@@ -296,10 +296,12 @@ _reporter = _Reporter()
 
 def _after_fork_in_child() -> None:
     # a forked child (onnx shape inference, data loaders) never reports, nor feeds the printer:
-    # its parent does
-    global _reporter
+    # its parent does. One that runs a command of its own (bevcc.testing.run_bevcc) configures a
+    # reporter again, and its lines count the seconds from its start, as a fresh process's do.
+    global _reporter, _STARTED
     _reporter = _Reporter()
     _reporter.mode = "off"
+    _STARTED = time.monotonic()
 
 
 if hasattr(os, "register_at_fork"):
