@@ -80,8 +80,9 @@ def compile(
     Every name and option is checked before the model is loaded; nothing is written on failure.
     `check_modified` (default: same as `verify_each`) checks each pass's `modified` claim.
     `quant_config`: a QuantConfig or dict for qdq_insert (its `config=FILE` option wins).
-    `artifacts_dir`: where passes write their reports (sensitivity_disable's tables, ...);
-    default: the output's directory, none without an output.
+    `artifacts_dir`: where passes write their reports (sensitivity_disable's tables, ...) and,
+    when given, their records of what they decided (Pass.replay_options reads them); default:
+    the output's directory (reports only), none without an output.
     `calib_batch_size`: samples per batch for a model whose batch is free; a model with a static
     batch gets its calibration samples in batches of that size whatever this says.
     `instrumentations`: objects with before/after/failure hooks around every pass
@@ -156,6 +157,10 @@ def compile(
         target = resolve_output(output, manager.output_kind) if output is not None else None
         if artifacts_dir is not None:
             context.artifacts_dir = Path(artifacts_dir)
+            # a caller that names the directory (a set compile) keeps the passes' records of
+            # what they decided there, for `bevcc evaluate` to replay; a plain output's
+            # directory gets reports only
+            context.records_decisions = True
         else:
             context.artifacts_dir = target.parent if target is not None else None
         if on_pipeline is not None:

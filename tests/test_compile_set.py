@@ -108,7 +108,14 @@ def test_every_file_report_and_script_is_written_with_progress(built):
         + ["build_trt_engines.sh", "report.json", "report.md", "reports"]
     )
     assert (out / "reports" / "camera.int8" / "sensitivity.md").is_file()
-    assert sorted(p.name for p in (out / "reports").iterdir()) == ["camera.int8"]
+    # a file whose passes recorded nothing (camera.fp16) gets no reports directory
+    assert sorted(p.name for p in (out / "reports").iterdir()) == [
+        "camera.int8",
+        "lidar.backbone.xyz",
+    ]
+    assert sorted(p.name for p in (out / "reports" / "lidar.backbone.xyz").iterdir()) == [
+        "sparse_conv_quant.ranges.json"  # what `bevcc evaluate` replays (bevcc/quant/ranges.py)
+    ]
     assert sorted(p.name for p in out.parent.iterdir()) == ["set"]  # no temporary left over
     lines = proc.stderr.splitlines()
     assert [line for line in lines if line.startswith("[")] == [

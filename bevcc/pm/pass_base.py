@@ -35,6 +35,8 @@ class PassContext:
     calib: Any = None
     quant_config: Any = None  # a QuantConfig / dict from the Python API (qdq_insert's default)
     artifacts_dir: Any = None  # where passes put reports next to the output (None: no output)
+    # passes also record there what they decided, for Pass.replay_options (a set compile)
+    records_decisions: bool = False
     # where passes that run the model run it (bevcc/device.py): "cpu", "cuda" or "cuda:N",
     # already resolved; the model rests on the CPU between passes
     device: str = "cpu"

@@ -16,6 +16,7 @@ from bevcc.device import running_on, to_device
 from bevcc.distributed import rank_and_world
 from bevcc.errors import InputError
 from bevcc.progress import track
+from bevcc.quant import ranges
 from bevcc.quant.quantizer import QuantizerError, TensorQuantizer
 
 
@@ -37,11 +38,15 @@ def calibrate(
     max_batches: int = 0,
     progress: bool = True,
     device: str = "cpu",
+    replay_from=None,
+    record_to=None,
 ) -> CalibrationReport:
     """Calibrate `quantizers` (default: every TensorQuantizer in `module` without an amax).
 
     `device` (bevcc/device.py): the module runs there while it calibrates, each batch moved
-    there as it is used, and is back on the CPU afterwards, amax included."""
+    there as it is used, and is back on the CPU afterwards, amax included. `replay_from`: a
+    ranges file a set compile recorded (bevcc/quant/ranges.py): the amax come from it and no
+    batch runs. `record_to`: where to record the amax this call sets."""
     if quantizers is None:
         quantizers = {
             name: q
@@ -51,6 +56,18 @@ def calibrate(
     report = CalibrationReport(quantizers=len(quantizers))
     if not quantizers:
         return report
+    if replay_from:
+        ranges.replay(replay_from, quantizers)
+    else:
+        batches = (calib, input_names, example_inputs)
+        _measure(module, batches, quantizers, report, max_batches, progress, device)
+    if record_to is not None and rank_and_world()[0] == 0:  # every rank ends with the same amax
+        ranges.record(record_to, quantizers)
+    return report
+
+
+def _measure(module, batches, quantizers, report, max_batches, progress, device) -> None:
+    calib, input_names, example_inputs = batches
     calib.input_names = list(input_names)
     was_training = module.training
     module.eval()
@@ -100,7 +117,6 @@ def calibrate(
         for q in others:
             q.enabled = True
         module.train(was_training)
-    return report
 
 
 def _merge_across_ranks(quantizers: dict[str, TensorQuantizer]) -> None:

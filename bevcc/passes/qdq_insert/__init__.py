@@ -6,14 +6,14 @@ and options from the declaration (`declaration=` on the class): they are written
 """
 
 from bevcc.pass_info import PassInfo
-from bevcc.passes.qdq_insert.options import OnnxQdqOptions, QdqOptions
+from bevcc.passes.qdq_insert.options import FxQdqOptions, OnnxQdqOptions
 
 FX = PassInfo(
     name="qdq_insert",
     ir="fx",
     quantizes=True,
     impl="bevcc.passes.qdq_insert.fx:QdqInsertFx",
-    options=QdqOptions,
+    options=FxQdqOptions,
     summary=(
         "Insert calibrated INT8 fake-quant quantizers on Conv/ConvTranspose/Linear/matmul "
         "inputs (per tensor) and weights (per channel) (FX)."

@@ -24,6 +24,7 @@ from bevcc.quant import modules as qm
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.config import QuantConfig, QuantSpec, load_quant_config
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.quant.ranges import ReplaysRanges
 
 MATMUL_FUNCTIONS = {torch.matmul, torch.bmm, operator.matmul}
 MATMUL_METHODS = {"matmul", "bmm"}
@@ -57,7 +58,7 @@ def quant_config(options: QdqOptions, from_api=None):
     return config
 
 
-class QdqInsertFx(Pass, declaration=FX):
+class QdqInsertFx(ReplaysRanges, Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         return report_lines(stats)
 
@@ -148,6 +149,7 @@ class QdqInsertFx(Pass, declaration=FX):
             quantizers=inputs,
             max_batches=self.options.max_batches,
             device=device_of(self.context),
+            **self.ranges_arguments(),
         )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bevcc.quant.ranges import ranges_field
+
 
 @dataclass
 class QdqOptions:
@@ -31,6 +33,11 @@ class QdqOptions:
     max_batches: int = field(
         default=0, metadata={"help": "calibrate on at most N batches (0: all)"}
     )
+
+
+@dataclass
+class FxQdqOptions(QdqOptions):
+    ranges: str = ranges_field()
 
 
 @dataclass

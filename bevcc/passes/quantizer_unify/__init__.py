@@ -6,14 +6,14 @@ and options from the declaration (`declaration=` on the class): they are written
 """
 
 from bevcc.pass_info import PassInfo
-from bevcc.passes.quantizer_unify.options import UnifyOptions
+from bevcc.passes.quantizer_unify.options import FxUnifyOptions, UnifyOptions
 
 FX = PassInfo(
     name="quantizer_unify",
     ir="fx",
     quantizes=True,
     impl="bevcc.passes.quantizer_unify.fx:QuantizerUnifyFx",
-    options=UnifyOptions,
+    options=FxUnifyOptions,
     summary=(
         "Share one quantizer per scale domain (multi-consumer tensors, Concat, Add, "
         "data-movement ops) so TensorRT inserts no Reformat layers (FX)."

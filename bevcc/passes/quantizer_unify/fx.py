@@ -28,9 +28,10 @@ from bevcc.passes.quantizer_unify import _fx_graph as g
 from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.quant.ranges import ReplaysRanges
 
 
-class QuantizerUnifyFx(Pass, declaration=FX):
+class QuantizerUnifyFx(ReplaysRanges, Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         inserted = stats.get("inserted", {})
         line = (
@@ -198,5 +199,6 @@ class QuantizerUnifyFx(Pass, declaration=FX):
             ir.example_inputs,
             quantizers=quantizers,
             device=device_of(self.context),
+            **self.ranges_arguments(),
         )
         return len(quantizers)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bevcc.quant.ranges import ranges_field
+
 
 @dataclass
 class UnifyOptions:
@@ -20,3 +22,8 @@ class UnifyOptions:
         default=True,
         metadata={"help": "put the shared quantizer on every input of a quantized Concat"},
     )
+
+
+@dataclass
+class FxUnifyOptions(UnifyOptions):
+    ranges: str = ranges_field()

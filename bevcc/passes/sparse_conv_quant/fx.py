@@ -26,10 +26,11 @@ from bevcc.pm.pass_base import Pass, PassResult
 from bevcc.quant.calibrate import calibrate
 from bevcc.quant.calibrators import canonical
 from bevcc.quant.quantizer import TensorQuantizer
+from bevcc.quant.ranges import ReplaysRanges
 from bevcc.sparse.layers import is_sparse_conv
 
 
-class SparseConvQuant(Pass, declaration=FX):
+class SparseConvQuant(ReplaysRanges, Pass, declaration=FX):
     def report(self, stats: dict) -> list[str]:
         convs = ", ".join(f"{k} {v}" for k, v in stats.get("quantized", {}).items())
         head = (
@@ -96,6 +97,7 @@ class SparseConvQuant(Pass, declaration=FX):
             quantizers=new,
             max_batches=self.options.max_batches,
             device=device_of(self.context),
+            **self.ranges_arguments(),
         )
         return PassResult(
             ir,

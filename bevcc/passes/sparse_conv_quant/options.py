@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bevcc.quant.ranges import ranges_field
+
 
 @dataclass
 class SparseQuantOptions:
@@ -28,3 +30,4 @@ class SparseQuantOptions:
             "stores them, so the fake-quant model computes what the file computes"
         },
     )
+    ranges: str = ranges_field()
